@@ -1,0 +1,72 @@
+//! The allocation chart: allocation % against arrived workload %, one line per policy.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use gigawatt_sim::fgd::SummaryRow;
+use plotters::prelude::*;
+
+const COLORS: [RGBColor; 8] = [
+    RGBColor(0x99, 0x99, 0x99),
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
+
+/// Writes an SVG chart of one workload's summary rows.
+pub fn write(path: &Path, workload: &str, rows: &[&SummaryRow], max_arrived: u32) -> Result<()> {
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("GPU allocation vs arrived workload: {workload}"),
+                ("sans-serif", 22),
+            )
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..f64::from(max_arrived), 0f64..100f64)?;
+        chart
+            .configure_mesh()
+            .x_desc("arrived workload (% of cluster GPU capacity)")
+            .y_desc("GPU allocation (%)")
+            .draw()?;
+        let mut policies: Vec<&str> = Vec::new();
+        for r in rows {
+            if !policies.contains(&r.policy.as_str()) {
+                policies.push(&r.policy);
+            }
+        }
+        for (i, policy) in policies.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.policy == *policy)
+                .map(|r| (f64::from(r.arrived_pct), r.alloc_pct_mean))
+                .collect();
+            let last = points.last().map_or(0.0, |p| p.1);
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+                .label(format!("{policy} ({last:.2}%)"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("writing chart {}", path.display()))
+}

@@ -1,0 +1,372 @@
+//! `gigawatt sim …`: trace replays and the FGD experiment.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use gigawatt_core::PolicyKind;
+use gigawatt_sim::fgd::{self, Params, RunResult, SummaryRow};
+use gigawatt_sim::openb::load_pods;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::paths::{bundled, stem};
+
+/// Simulations.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// The FGD paper's experiment on the Alibaba openb trace: inflate the workload to
+    /// 130%, place pods one by one, report GPU allocation and fragmentation per policy.
+    Openb(OpenbArgs),
+    /// Arrival statistics of the Azure LLM inference 2023 trace.
+    Azure(AzureArgs),
+}
+
+/// Arguments of `gigawatt sim openb`.
+#[derive(Debug, Args)]
+pub struct OpenbArgs {
+    /// Node list CSV (`sn,cpu_milli,memory_mib,gpu,model`). Default: the bundled openb cluster.
+    #[arg(long)]
+    nodes: Option<PathBuf>,
+    /// Pod list CSV(s); repeat or separate with commas to run several workloads.
+    /// Default: the bundled `openb_pod_list_default.csv`. `all` runs the four bundled lists.
+    #[arg(long, value_delimiter = ',')]
+    pods: Vec<String>,
+    /// Fleet file declaring the trace's GPU models (G1, G2, G3 are undisclosed).
+    #[arg(long, default_value = "fleets/openb.toml")]
+    fleet: PathBuf,
+    /// Policies, comma-separated: random, dot-product, gpu-packing, gpu-clustering, best-fit, fgd, or `all`.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    policy: Vec<String>,
+    /// Seeds: a range `42..51` (inclusive), a list `1,2,3`, or one seed.
+    #[arg(long, default_value = "42..51")]
+    seeds: String,
+    /// Inflation target as a share of GPU capacity.
+    #[arg(long, default_value_t = 1.3)]
+    ratio: f64,
+    /// Print one JSON document on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Where to write the SVG chart (human mode). One file per workload; the workload
+    /// name is appended when there are several.
+    #[arg(long, default_value = "gigawatt-sim-openb.svg")]
+    chart: PathBuf,
+    /// Skip malformed CSV rows (they are counted and reported) instead of stopping.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Worker threads (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Include every run's buckets in the JSON (large).
+    #[arg(long)]
+    runs: bool,
+}
+
+/// Arguments of `gigawatt sim azure`.
+#[derive(Debug, Args)]
+pub struct AzureArgs {
+    /// Trace CSV. Default: the bundled code-completion trace.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+    /// Skip malformed rows instead of stopping.
+    #[arg(long)]
+    skip_invalid: bool,
+}
+
+/// Runs a `sim` subcommand.
+pub fn run(cmd: SimCommand) -> Result<()> {
+    match cmd {
+        SimCommand::Openb(args) => openb(args),
+        SimCommand::Azure(args) => azure(args),
+    }
+}
+
+const BUNDLED_WORKLOADS: [&str; 4] = [
+    "openb_pod_list_default",
+    "openb_pod_list_gpushare100",
+    "openb_pod_list_multigpu20",
+    "openb_pod_list_gpuspec10",
+];
+
+fn parse_seeds(s: &str) -> Result<Vec<u64>> {
+    let s = s.trim();
+    if let Some((a, b)) = s.split_once("..") {
+        let a: u64 = a
+            .trim()
+            .parse()
+            .with_context(|| format!("--seeds: `{a}` is not a number; write e.g. 42..51"))?;
+        let b: u64 = b
+            .trim_start_matches('=')
+            .trim()
+            .parse()
+            .with_context(|| format!("--seeds: `{b}` is not a number; write e.g. 42..51"))?;
+        if b < a {
+            bail!("--seeds: empty range {a}..{b}; write the smaller seed first, e.g. 42..51");
+        }
+        if b - a >= 10_000 {
+            bail!("--seeds: {} seeds is too many; at most 10,000", b - a + 1);
+        }
+        return Ok((a..=b).collect());
+    }
+    s.split(',')
+        .map(|x| {
+            x.trim().parse::<u64>().with_context(|| {
+                format!("--seeds: `{x}` is not a number; write e.g. 42..51 or 1,2,3")
+            })
+        })
+        .collect()
+}
+
+fn parse_policies(list: &[String]) -> Result<Vec<PolicyKind>> {
+    let mut out = Vec::new();
+    for p in list {
+        if p.trim().eq_ignore_ascii_case("all") {
+            out.extend(PolicyKind::ALL);
+        } else {
+            out.push(
+                p.parse::<PolicyKind>()
+                    .map_err(|e| anyhow::anyhow!("--policy: {e}"))?,
+            );
+        }
+    }
+    out.dedup();
+    if out.is_empty() {
+        bail!("--policy: no policy given; e.g. --policy fgd,best-fit,random");
+    }
+    Ok(out)
+}
+
+fn openb(args: OpenbArgs) -> Result<()> {
+    let seeds = parse_seeds(&args.seeds)?;
+    let policies = parse_policies(&args.policy)?;
+    if !(args.ratio > 0.0 && args.ratio <= 10.0) {
+        bail!(
+            "--ratio: {} is out of range; the paper uses 1.3 (130% of GPU capacity)",
+            args.ratio
+        );
+    }
+    let fleet = crate::fleet_cmd::openb_fleet(&bundled_or(&args.fleet), args.nodes.as_deref())?;
+    let mut pod_files: Vec<PathBuf> = Vec::new();
+    if args.pods.is_empty() {
+        pod_files.push(bundled(&format!(
+            "traces/openb/{}.csv",
+            BUNDLED_WORKLOADS[0]
+        )));
+    }
+    for p in &args.pods {
+        if p.eq_ignore_ascii_case("all") {
+            pod_files.extend(
+                BUNDLED_WORKLOADS
+                    .iter()
+                    .map(|w| bundled(&format!("traces/openb/{w}.csv"))),
+            );
+        } else {
+            pod_files.push(PathBuf::from(p));
+        }
+    }
+    let mut lists = Vec::new();
+    for f in &pod_files {
+        let list = load_pods(f, args.skip_invalid)?;
+        if !list.skipped.is_empty() {
+            eprintln!(
+                "warning: {}: skipped {} invalid row(s) (--skip-invalid); first: {}",
+                f.display(),
+                list.skipped.len(),
+                list.skipped[0]
+            );
+        }
+        lists.push((stem(f), list.pods));
+    }
+    let workloads: Vec<fgd::WorkloadFile<'_>> = lists
+        .iter()
+        .map(|(name, pods)| fgd::WorkloadFile {
+            name: name.clone(),
+            pods,
+        })
+        .collect();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let total = (workloads.len() * policies.len() * seeds.len()) as u64;
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} runs  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = Instant::now();
+    let runs = fgd::run_matrix(
+        &fleet,
+        &workloads,
+        &policies,
+        &seeds,
+        Params {
+            ratio: args.ratio,
+            ..Params::default()
+        },
+        threads,
+        &|r: &RunResult| {
+            bar.set_message(format!("{} {} seed {}", r.workload, r.policy, r.seed));
+            bar.inc(1);
+        },
+    )?;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    let summary = fgd::summarize(&runs);
+    let max_bucket = (args.ratio * 100.0).round() as u32;
+    if args.json {
+        let doc = serde_json::json!({
+            "experiment": "fgd-openb",
+            "ratio": args.ratio,
+            "seeds": seeds,
+            "policies": policies.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            "workloads": workloads.iter().map(|w| &w.name).collect::<Vec<_>>(),
+            "nodes": fleet.node_count(),
+            "gpus": fleet.gpu_count(),
+            "summary": summary,
+            "headline": headline(&summary, max_bucket),
+            "runs": if args.runs { serde_json::to_value(&runs)? } else { serde_json::Value::Null },
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_table(&summary, &runs, max_bucket);
+        for w in &workloads {
+            let rows: Vec<&SummaryRow> = summary.iter().filter(|r| r.workload == w.name).collect();
+            let path = if workloads.len() > 1 {
+                suffixed(&args.chart, &w.name)
+            } else {
+                args.chart.clone()
+            };
+            crate::chart::write(&path, &w.name, &rows, max_bucket)?;
+            println!("chart: {}", path.display());
+        }
+        println!(
+            "{} runs on {} nodes / {} GPUs in {:.2}s ({:.3}s per run, {} threads)",
+            runs.len(),
+            fleet.node_count(),
+            fleet.gpu_count(),
+            elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * threads as f64 / runs.len().max(1) as f64,
+            threads
+        );
+    }
+    Ok(())
+}
+
+fn bundled_or(p: &std::path::Path) -> PathBuf {
+    if p.exists() {
+        p.to_path_buf()
+    } else {
+        bundled(&p.display().to_string())
+    }
+}
+
+fn suffixed(p: &std::path::Path, name: &str) -> PathBuf {
+    let stem = p
+        .file_stem()
+        .map_or_else(|| "chart".into(), |s| s.to_string_lossy().into_owned());
+    let ext = p
+        .extension()
+        .map_or_else(|| "svg".into(), |s| s.to_string_lossy().into_owned());
+    p.with_file_name(format!("{stem}-{name}.{ext}"))
+}
+
+/// The headline rows: the last bucket per (workload, policy).
+fn headline(summary: &[SummaryRow], bucket: u32) -> Vec<&SummaryRow> {
+    summary.iter().filter(|r| r.arrived_pct == bucket).collect()
+}
+
+fn print_table(summary: &[SummaryRow], runs: &[RunResult], bucket: u32) {
+    let mut workloads: Vec<&str> = Vec::new();
+    for r in summary {
+        if !workloads.contains(&r.workload.as_str()) {
+            workloads.push(&r.workload);
+        }
+    }
+    for w in workloads {
+        println!("\n{w}: GPU allocation at {bucket}% arrived workload (mean ± std over seeds)");
+        println!(
+            "{:<16} {:>9} {:>7} {:>9} {:>7} {:>11} {:>11}",
+            "policy", "alloc %", "± std", "paper %", "Δ", "frag@90 %", "failed pods"
+        );
+        for r in summary
+            .iter()
+            .filter(|r| r.workload == w && r.arrived_pct == bucket)
+        {
+            let frag90 = summary
+                .iter()
+                .find(|x| x.workload == w && x.policy == r.policy && x.arrived_pct == 90)
+                .map_or(f64::NAN, |x| x.frag_ratio_pct_mean);
+            let group: Vec<&RunResult> = runs
+                .iter()
+                .filter(|x| x.workload == w && x.policy == r.policy)
+                .collect();
+            let failed =
+                group.iter().map(|x| x.failed as f64).sum::<f64>() / group.len().max(1) as f64;
+            let (paper, delta) = match r.published_alloc_pct {
+                Some(p) => (format!("{p:.2}"), format!("{:+.2}", r.alloc_pct_mean - p)),
+                None => ("-".into(), "-".into()),
+            };
+            println!(
+                "{:<16} {:>9.2} {:>7.2} {:>9} {:>7} {:>11.2} {:>11.0}",
+                r.policy, r.alloc_pct_mean, r.alloc_pct_std, paper, delta, frag90, failed
+            );
+        }
+    }
+    println!();
+}
+
+fn azure(args: AzureArgs) -> Result<()> {
+    let path = args
+        .trace
+        .unwrap_or_else(|| bundled("traces/azure-llm-2023/AzureLLMInferenceTrace_code.csv"));
+    let (requests, skipped) = gigawatt_sim::azure::load_requests(&path, args.skip_invalid)?;
+    if !skipped.is_empty() {
+        eprintln!("warning: skipped {} invalid row(s)", skipped.len());
+    }
+    let s = gigawatt_sim::azure::stats(&requests);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!(
+            "{}: {} requests over {:.0}s",
+            path.display(),
+            s.requests,
+            s.span_s
+        );
+        println!(
+            "  arrival rate: mean {:.2} req/s, peak {} req/s",
+            s.mean_rps, s.peak_rps
+        );
+        println!(
+            "  prompt tokens: p50 {}, p99 {}",
+            s.context_tokens_p50, s.context_tokens_p99
+        );
+        println!(
+            "  generated tokens: p50 {}, p99 {}",
+            s.generated_tokens_p50, s.generated_tokens_p99
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_ranges_and_lists() {
+        assert_eq!(parse_seeds("42..51").unwrap().len(), 10);
+        assert_eq!(parse_seeds("42..=43").unwrap(), vec![42, 43]);
+        assert_eq!(parse_seeds("1,5").unwrap(), vec![1, 5]);
+        assert!(parse_seeds("51..42").is_err());
+        assert!(parse_seeds("x").is_err());
+    }
+}

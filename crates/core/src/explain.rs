@@ -1,0 +1,300 @@
+//! Machine-readable reasons that a person can read.
+//!
+//! Every decision the core makes carries one of these. They serialise to JSON for the
+//! API and print as one plain sentence for the CLI, in the manner of Kubernetes'
+//! "0/N nodes are available" but with counts for every reason.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use gigawatt_units::{GpuMilli, Watts};
+use serde::{Deserialize, Serialize};
+
+/// Why one node cannot take one task. Declared in the order the filter checks them; a
+/// node is counted under the first reason that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// The node is down, drained or removed.
+    NodeDown,
+    /// The node's site may not hold the workload's data class.
+    DataResidency,
+    /// The node has no GPU of an allowed model (or no GPU at all).
+    GpuModelNotAllowed,
+    /// Not enough free GPU (whole GPUs, or a GPU with enough free share).
+    InsufficientGpu,
+    /// Not enough free CPU.
+    InsufficientCpu,
+    /// Not enough free memory.
+    InsufficientMemory,
+    /// Placing the task would take the rack over its power limit.
+    RackPowerLimit,
+    /// Placing the task would take the site over its IT power budget.
+    SitePowerBudget,
+    /// The node fits on its own, but no group of nodes satisfies the gang's topology.
+    Topology,
+}
+
+impl Reason {
+    /// The words used in explanations.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::NodeDown => "node down",
+            Reason::DataResidency => "data residency",
+            Reason::GpuModelNotAllowed => "GPU model not allowed",
+            Reason::InsufficientGpu => "insufficient GPU",
+            Reason::InsufficientCpu => "insufficient CPU",
+            Reason::InsufficientMemory => "insufficient memory",
+            Reason::RackPowerLimit => "rack power limit",
+            Reason::SitePowerBudget => "site power budget",
+            Reason::Topology => "gang topology",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Why a workload is still waiting: how many nodes were turned away, and for what.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingWhy {
+    /// Nodes considered.
+    pub nodes_total: u32,
+    /// Nodes that could take one task on their own.
+    pub nodes_fit: u32,
+    /// Nodes turned away, by first failing reason (counts sum to `nodes_total - nodes_fit`,
+    /// except [`Reason::Topology`], which counts nodes that fit but found no partners).
+    pub rejected: BTreeMap<Reason, u32>,
+    /// Tasks that were placed before the rest could not be (services only).
+    pub tasks_placed: u32,
+    /// Tasks still waiting.
+    pub tasks_pending: u32,
+}
+
+impl PendingWhy {
+    /// Counts one rejected node.
+    pub fn count(&mut self, reason: Reason) {
+        *self.rejected.entry(reason).or_insert(0) += 1;
+    }
+
+    /// The most common reason, if any (the one a person should look at first).
+    #[must_use]
+    pub fn top_reason(&self) -> Option<Reason> {
+        self.rejected
+            .iter()
+            .max_by_key(|(r, n)| (**n, std::cmp::Reverse(**r)))
+            .map(|(r, _)| *r)
+    }
+}
+
+impl fmt::Display for PendingWhy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} nodes fit", self.nodes_fit, self.nodes_total)?;
+        let mut reasons: Vec<_> = self.rejected.iter().collect();
+        // Largest count first, then declaration order, so the sentence reads by importance.
+        reasons.sort_by_key(|(r, n)| (std::cmp::Reverse(**n), **r));
+        for (i, (reason, n)) in reasons.into_iter().enumerate() {
+            f.write_str(if i == 0 { ": " } else { ", " })?;
+            write!(f, "{n} {reason}")?;
+        }
+        if self.tasks_placed > 0 {
+            write!(
+                f,
+                " ({} of {} tasks placed)",
+                self.tasks_placed,
+                self.tasks_placed + self.tasks_pending
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One term of a placement score, e.g. `fragmentation_delta = -120.5`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreTerm {
+    /// What the term measures.
+    pub name: String,
+    /// Its value.
+    pub value: f64,
+}
+
+/// Why a task landed where it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskWhy {
+    /// Task index (rank for gangs, replica for services).
+    pub task: u32,
+    /// Chosen node.
+    pub node: String,
+    /// Chosen GPU indices on that node, with the share taken on each.
+    pub gpus: Vec<(u16, GpuMilli)>,
+    /// The winning score.
+    pub score: f64,
+    /// What the score is made of.
+    pub terms: Vec<ScoreTerm>,
+    /// How many nodes could have taken the task.
+    pub candidates: u32,
+    /// Power the placement reserved on the node.
+    pub power: Watts,
+}
+
+/// Why a workload was placed as it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlacedWhy {
+    /// The policy that chose.
+    pub policy: String,
+    /// One entry per task placed by this decision.
+    pub tasks: Vec<TaskWhy>,
+}
+
+impl fmt::Display for PlacedWhy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, t) in self.tasks.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(
+                f,
+                "task {} on {} (GPUs {:?}) by {}: score {:.3} among {} candidates",
+                t.task,
+                t.node,
+                t.gpus.iter().map(|(g, _)| *g).collect::<Vec<_>>(),
+                self.policy,
+                t.score,
+                t.candidates
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a workload can never run as submitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RejectWhy {
+    /// The demand is malformed (e.g. 2 GPUs at 500 thousandths each).
+    InvalidDemand {
+        /// What is wrong and what would be right.
+        message: String,
+    },
+    /// An allowed GPU model is not in the fleet's catalog.
+    UnknownGpuModel {
+        /// The unknown name.
+        model: String,
+        /// Models the fleet knows.
+        known: Vec<String>,
+    },
+    /// No site in the fleet may hold the data class.
+    NoSiteAllowed {
+        /// The data class.
+        data_class: String,
+    },
+    /// No node in the fleet could ever hold one task, even empty.
+    NeverFits {
+        /// Why, for the closest nodes.
+        message: String,
+    },
+    /// The id is already in use.
+    DuplicateId,
+    /// The scheduler is configured to drop what does not fit at once (the trace replay
+    /// protocol of the FGD paper), and this did not fit.
+    Unschedulable {
+        /// Why it did not fit.
+        why: PendingWhy,
+    },
+}
+
+impl fmt::Display for RejectWhy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectWhy::InvalidDemand { message } => write!(f, "invalid demand: {message}"),
+            RejectWhy::UnknownGpuModel { model, known } => {
+                write!(
+                    f,
+                    "unknown GPU model `{model}`; this fleet has: {}",
+                    known.join(", ")
+                )
+            }
+            RejectWhy::NoSiteAllowed { data_class } => {
+                write!(f, "no site in the fleet may hold {data_class} data")
+            }
+            RejectWhy::NeverFits { message } => write!(f, "can never fit: {message}"),
+            RejectWhy::DuplicateId => f.write_str("a workload with this id already exists"),
+            RejectWhy::Unschedulable { why } => write!(f, "unschedulable, dropped: {why}"),
+        }
+    }
+}
+
+/// Why running work was stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PreemptWhy {
+    /// A site's power budget fell below what was reserved; lowest priority goes first.
+    PowerBudget {
+        /// The site.
+        site: String,
+        /// The new budget.
+        budget: Watts,
+        /// Power reserved before the cut.
+        reserved: Watts,
+    },
+    /// A node it ran on was removed or lost; the whole workload goes back to the queue.
+    NodeLost {
+        /// The node.
+        node: String,
+    },
+    /// A higher-priority workload needed the room.
+    Priority {
+        /// The workload that took the room.
+        by: crate::WorkloadId,
+        /// Its class.
+        class: crate::PriorityClass,
+    },
+}
+
+impl fmt::Display for PreemptWhy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PreemptWhy::PowerBudget {
+                site,
+                budget,
+                reserved,
+            } => write!(
+                f,
+                "site {site} power budget cut to {budget} while {reserved} was reserved; lowest priority preempted first"
+            ),
+            PreemptWhy::NodeLost { node } => write!(f, "node {node} was lost; requeued whole"),
+            PreemptWhy::Priority { by, class } => write!(f, "preempted for {by} ({class})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_reads_like_a_sentence() {
+        let mut why = PendingWhy {
+            nodes_total: 1213,
+            ..PendingWhy::default()
+        };
+        for _ in 0..812 {
+            why.count(Reason::InsufficientGpu);
+        }
+        for _ in 0..301 {
+            why.count(Reason::GpuModelNotAllowed);
+        }
+        for _ in 0..100 {
+            why.count(Reason::RackPowerLimit);
+        }
+        assert_eq!(
+            why.to_string(),
+            "0/1213 nodes fit: 812 insufficient GPU, 301 GPU model not allowed, 100 rack power limit"
+        );
+        assert_eq!(why.top_reason(), Some(Reason::InsufficientGpu));
+    }
+}

@@ -1,0 +1,572 @@
+//! The scheduler: applies one event to the state and says what it decided.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use gigawatt_fleet::Fleet;
+use gigawatt_units::{GpuMilli, Timestamp, Watts};
+use serde::Serialize;
+
+use crate::error::CoreError;
+use crate::event::{Decision, Event, TaskPlacement};
+use crate::explain::{PendingWhy, PlacedWhy, PreemptWhy, RejectWhy, TaskWhy};
+use crate::policy::{Policy, Scored, tightest_gpu};
+use crate::state::{ClusterState, GpuPick, ModelSet, Need, NodeIdx, NodeState, TaskAlloc};
+use crate::workload::{PriorityClass, Shape, Workload, WorkloadId};
+use crate::{CoreRng, gang};
+
+/// How the scheduler behaves where policy, not physics, decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SchedulerConfig {
+    /// Drop a workload that does not fit at once instead of queueing it. This is the FGD
+    /// paper's trace protocol ("a pod that does not fit is never retried"); production
+    /// queues.
+    pub drop_unschedulable: bool,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            drop_unschedulable: false,
+        }
+    }
+}
+
+/// Where a workload stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadStatus {
+    /// Waiting for capacity (a service may have some replicas running).
+    Pending,
+    /// Every task placed.
+    Running,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) workload: Workload,
+    pub(crate) need: Need,
+    pub(crate) tasks: Vec<Option<TaskAlloc>>,
+    /// Arrival order, for FIFO within a priority class.
+    seq: u64,
+    /// When it last got tasks placed (for "youngest first" shedding).
+    placed_seq: u64,
+}
+
+impl Entry {
+    fn placed(&self) -> u32 {
+        self.tasks.iter().filter(|t| t.is_some()).count() as u32
+    }
+}
+
+/// The scheduling core. Feed it events with [`Scheduler::handle`]; it returns decisions.
+pub struct Scheduler {
+    state: ClusterState,
+    policy: Box<dyn Policy>,
+    config: SchedulerConfig,
+    catalog_ids: Vec<String>,
+    workloads: BTreeMap<WorkloadId, Entry>,
+    queue: BTreeSet<(Reverse<PriorityClass>, u64, WorkloadId)>,
+    seq: u64,
+    scratch: Vec<(NodeIdx, Scored)>,
+}
+
+impl Scheduler {
+    /// A scheduler for `fleet` with budgets as of `now` and nodes in fleet order.
+    pub fn new(
+        fleet: &Fleet,
+        policy: Box<dyn Policy>,
+        config: SchedulerConfig,
+        now: Timestamp,
+    ) -> Result<Scheduler, CoreError> {
+        Ok(Scheduler::with_state(
+            ClusterState::from_fleet(fleet, now)?,
+            fleet,
+            policy,
+            config,
+        ))
+    }
+
+    /// A scheduler over a prepared state (for example with a seeded node order).
+    #[must_use]
+    pub fn with_state(
+        state: ClusterState,
+        fleet: &Fleet,
+        policy: Box<dyn Policy>,
+        config: SchedulerConfig,
+    ) -> Scheduler {
+        Scheduler {
+            state,
+            policy,
+            config,
+            catalog_ids: fleet.catalog.iter().map(|g| g.id.clone()).collect(),
+            workloads: BTreeMap::new(),
+            queue: BTreeSet::new(),
+            seq: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The cluster state.
+    #[must_use]
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    /// The policy's name.
+    #[must_use]
+    pub fn policy_name(&self) -> &str {
+        self.policy.name()
+    }
+
+    /// Where a workload stands, or `None` if unknown (never seen, finished or dropped).
+    #[must_use]
+    pub fn status(&self, id: WorkloadId) -> Option<WorkloadStatus> {
+        self.workloads.get(&id).map(|e| {
+            if e.placed() == e.workload.shape.tasks() {
+                WorkloadStatus::Running
+            } else {
+                WorkloadStatus::Pending
+            }
+        })
+    }
+
+    /// The allocations of a workload, task by task.
+    #[must_use]
+    pub fn allocations(&self, id: WorkloadId) -> Option<&[Option<TaskAlloc>]> {
+        self.workloads.get(&id).map(|e| e.tasks.as_slice())
+    }
+
+    /// Every task allocation held now.
+    pub fn all_allocations(&self) -> impl Iterator<Item = (&Workload, &TaskAlloc)> {
+        self.workloads
+            .values()
+            .flat_map(|e| e.tasks.iter().flatten().map(move |t| (&e.workload, t)))
+    }
+
+    /// Workloads waiting, highest priority and oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = WorkloadId> + '_ {
+        self.queue.iter().map(|(_, _, id)| *id)
+    }
+
+    /// Applies one event. On `Err` the state is unchanged.
+    pub fn handle(
+        &mut self,
+        now: Timestamp,
+        event: Event,
+        rng: &mut CoreRng,
+    ) -> Result<Vec<Decision>, CoreError> {
+        let _ = now;
+        let mut out = Vec::new();
+        match event {
+            Event::Arrival(w) => self.arrive(w, rng, &mut out),
+            Event::Completion(id) | Event::Cancel(id) => {
+                let entry = self
+                    .workloads
+                    .remove(&id)
+                    .ok_or(CoreError::UnknownWorkload(id))?;
+                self.queue
+                    .remove(&(Reverse(entry.workload.priority), entry.seq, id));
+                for t in entry.tasks.iter().flatten() {
+                    self.state.release(t);
+                }
+                out.push(Decision::Released { workload: id });
+                self.retry_pending(rng, &mut out);
+            }
+            Event::NodeAdded(node) => {
+                self.state.add_node(node)?;
+                self.retry_pending(rng, &mut out);
+            }
+            Event::NodeRemoved { node } => {
+                let idx = self
+                    .state
+                    .node_by_name(&node)
+                    .ok_or_else(|| CoreError::UnknownNode(node.clone()))?;
+                self.state.set_up(idx, false);
+                let victims: Vec<WorkloadId> = self
+                    .workloads
+                    .iter()
+                    .filter(|(_, e)| e.tasks.iter().flatten().any(|t| t.node == idx))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in victims {
+                    self.evict(id, PreemptWhy::NodeLost { node: node.clone() }, &mut out);
+                }
+                self.retry_pending(rng, &mut out);
+            }
+            Event::NodeRestored { node } => {
+                let idx = self
+                    .state
+                    .node_by_name(&node)
+                    .ok_or_else(|| CoreError::UnknownNode(node.clone()))?;
+                self.state.set_up(idx, true);
+                self.retry_pending(rng, &mut out);
+            }
+            Event::BudgetChanged { site, budget } => {
+                let s = self
+                    .state
+                    .sites
+                    .iter()
+                    .position(|s| s.id == site)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> =
+                            self.state.sites.iter().map(|s| s.id.as_str()).collect();
+                        CoreError::UnknownSite(site.clone(), known.join(", "))
+                    })?;
+                self.state.set_budget(s, budget);
+                self.shed_site(s, budget, &mut out);
+                self.retry_pending(rng, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    fn arrive(&mut self, w: Workload, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+        let id = w.id;
+        if self.workloads.contains_key(&id) {
+            out.push(Decision::Rejected {
+                workload: id,
+                why: RejectWhy::DuplicateId,
+            });
+            return;
+        }
+        let need = match self.resolve(&w) {
+            Ok(n) => n,
+            Err(why) => {
+                out.push(Decision::Rejected { workload: id, why });
+                return;
+            }
+        };
+        self.seq += 1;
+        let tasks = vec![None; w.shape.tasks() as usize];
+        let priority = w.priority;
+        self.workloads.insert(
+            id,
+            Entry {
+                workload: w,
+                need,
+                tasks,
+                seq: self.seq,
+                placed_seq: 0,
+            },
+        );
+        let pending = self.try_place(id, rng, out);
+        match pending {
+            None => {}
+            Some(why) if self.config.drop_unschedulable => {
+                if let Some(e) = self.workloads.remove(&id) {
+                    for t in e.tasks.iter().flatten() {
+                        self.state.release(t);
+                    }
+                }
+                out.push(Decision::Rejected {
+                    workload: id,
+                    why: RejectWhy::Unschedulable { why },
+                });
+            }
+            Some(why) => {
+                self.queue.insert((Reverse(priority), self.seq, id));
+                out.push(Decision::Pending { workload: id, why });
+            }
+        }
+    }
+
+    /// Checks a workload against the fleet and resolves its demand.
+    fn resolve(&self, w: &Workload) -> Result<Need, RejectWhy> {
+        let d = &w.demand;
+        if !d.gpu.is_valid() {
+            return Err(RejectWhy::InvalidDemand {
+                message: format!(
+                    "gpu: {} GPU(s) at {}/1000 each; use 1 GPU with a share of 1..=1000, or several whole GPUs (1000 each)",
+                    d.gpu.count, d.gpu.milli_per_gpu.0
+                ),
+            });
+        }
+        if w.shape.tasks() == 0 {
+            return Err(RejectWhy::InvalidDemand {
+                message: "shape: a workload needs at least one task".into(),
+            });
+        }
+        let mut models = ModelSet::ANY;
+        if !d.gpu_models.is_empty() {
+            let mut bits = 0u128;
+            for m in &d.gpu_models {
+                let Some(canonical) = self.catalog_ids.iter().find(|c| c.eq_ignore_ascii_case(m))
+                else {
+                    return Err(RejectWhy::UnknownGpuModel {
+                        model: m.clone(),
+                        known: self.catalog_ids.clone(),
+                    });
+                };
+                if let Some(i) = self.state.model_index(canonical).filter(|i| *i < 128) {
+                    bits |= 1u128 << i;
+                }
+            }
+            models = ModelSet(bits);
+        }
+        if !self
+            .state
+            .sites
+            .iter()
+            .any(|s| s.allows[w.data_class as usize])
+        {
+            return Err(RejectWhy::NoSiteAllowed {
+                data_class: w.data_class.to_string(),
+            });
+        }
+        Ok(Need {
+            gpu_count: d.gpu.count,
+            milli: d.gpu.milli_per_gpu,
+            models,
+            cpu: d.cpu,
+            memory: d.memory,
+            data_class: w.data_class,
+        })
+    }
+
+    /// Tries to place the unplaced tasks of `id`. Returns why some still wait, if any.
+    fn try_place(
+        &mut self,
+        id: WorkloadId,
+        rng: &mut CoreRng,
+        out: &mut Vec<Decision>,
+    ) -> Option<PendingWhy> {
+        let entry = self.workloads.get(&id)?;
+        let need = entry.need.clone();
+        let shape = entry.workload.shape;
+        let todo: Vec<u32> = entry
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.is_none())
+            .map(|(i, _)| i as u32)
+            .collect();
+        let placed_before = entry.placed();
+        let (placed, pending) = match shape {
+            Shape::Gang { topology, .. } => {
+                match gang::place(self, &need, topology, todo.len() as u32, rng) {
+                    Ok(list) => (todo.iter().copied().zip(list).collect::<Vec<_>>(), None),
+                    Err(why) => (Vec::new(), Some(why)),
+                }
+            }
+            Shape::Single | Shape::Service { .. } => {
+                let mut placed = Vec::new();
+                let mut pending = None;
+                for &task in &todo {
+                    match self.place_one(&need, None, rng) {
+                        Ok(p) => placed.push((task, p)),
+                        Err(mut why) => {
+                            why.tasks_placed = placed_before + placed.len() as u32;
+                            why.tasks_pending = (todo.len() - placed.len()) as u32;
+                            pending = Some(why);
+                            break;
+                        }
+                    }
+                }
+                (placed, pending)
+            }
+        };
+        if !placed.is_empty() {
+            self.seq += 1;
+            let seq = self.seq;
+            let mut tasks = Vec::with_capacity(placed.len());
+            let mut whys = Vec::with_capacity(placed.len());
+            let entry = self.workloads.get_mut(&id)?;
+            entry.placed_seq = seq;
+            for (task, (alloc, mut why)) in placed {
+                why.task = task;
+                tasks.push(TaskPlacement {
+                    task,
+                    node: self.state.node(alloc.node).name.clone(),
+                    gpus: alloc.gpus.clone(),
+                });
+                whys.push(why);
+                entry.tasks[task as usize] = Some(alloc);
+            }
+            out.push(Decision::Placed {
+                workload: id,
+                tasks,
+                why: PlacedWhy {
+                    policy: self.policy.name().to_string(),
+                    tasks: whys,
+                },
+            });
+        }
+        pending
+    }
+
+    /// Places one task: filter, score, pick the best node, pick GPUs, allocate.
+    /// `within` restricts the nodes considered (for gangs).
+    pub(crate) fn place_one(
+        &mut self,
+        need: &Need,
+        within: Option<&dyn Fn(usize, &NodeState) -> bool>,
+        rng: &mut CoreRng,
+    ) -> Result<(TaskAlloc, TaskWhy), PendingWhy> {
+        let mut why = PendingWhy::default();
+        let mut scored = std::mem::take(&mut self.scratch);
+        scored.clear();
+        for (i, node) in self.state.nodes.iter().enumerate() {
+            if within.is_some_and(|f| !f(i, node)) {
+                continue;
+            }
+            why.nodes_total += 1;
+            match self.state.check(node, need) {
+                Ok(()) => scored.push((
+                    NodeIdx(i as u32),
+                    Scored {
+                        score: 0.0,
+                        gpu: None,
+                    },
+                )),
+                Err(r) => why.count(r),
+            }
+        }
+        why.nodes_fit = scored.len() as u32;
+        if scored.is_empty() {
+            self.scratch = scored;
+            return Err(why);
+        }
+        for (idx, s) in scored.iter_mut() {
+            *s = self
+                .policy
+                .score(&self.state, &self.state.nodes[idx.0 as usize], need, rng);
+        }
+        let mut just_scores: Vec<Scored> = scored.iter().map(|(_, s)| *s).collect();
+        self.policy.normalize(&mut just_scores);
+        let mut best = 0usize;
+        for (i, s) in just_scores.iter().enumerate() {
+            if s.score > just_scores[best].score {
+                best = i;
+            }
+        }
+        let (idx, chosen) = (scored[best].0, just_scores[best]);
+        let candidates = scored.len() as u32;
+        self.scratch = scored;
+        let node = self.state.node(idx);
+        let gpus = pick_gpus(node, need, chosen.gpu);
+        let alloc = TaskAlloc {
+            node: idx,
+            gpus,
+            cpu: need.cpu,
+            memory: need.memory,
+        };
+        let terms =
+            self.policy
+                .explain(&self.state, node, need, alloc.gpus.first().map(|(g, _)| *g));
+        let node_name = node.name.clone();
+        match self.state.allocate(&alloc) {
+            Ok(power) => Ok((
+                alloc.clone(),
+                TaskWhy {
+                    task: 0,
+                    node: node_name,
+                    gpus: alloc.gpus,
+                    score: chosen.score,
+                    terms,
+                    candidates,
+                    power,
+                },
+            )),
+            // The filter and the allocator disagree: refuse rather than corrupt.
+            Err(_) => {
+                why.nodes_fit = 0;
+                Err(why)
+            }
+        }
+    }
+
+    pub(crate) fn state_mut(&mut self) -> &mut ClusterState {
+        &mut self.state
+    }
+
+    /// Stops a workload everywhere and puts it back in the queue.
+    fn evict(&mut self, id: WorkloadId, why: PreemptWhy, out: &mut Vec<Decision>) {
+        let Some(entry) = self.workloads.get_mut(&id) else {
+            return;
+        };
+        for t in entry.tasks.iter_mut() {
+            if let Some(alloc) = t.take() {
+                self.state.release(&alloc);
+            }
+        }
+        self.queue
+            .insert((Reverse(entry.workload.priority), entry.seq, id));
+        out.push(Decision::Preempted { workload: id, why });
+    }
+
+    /// Brings a site's reservation under its budget: lowest priority first, youngest
+    /// first within a priority.
+    fn shed_site(&mut self, site: usize, budget: Watts, out: &mut Vec<Decision>) {
+        let reserved = self.state.sites[site].power;
+        if reserved <= budget {
+            return;
+        }
+        let mut victims: Vec<(PriorityClass, Reverse<u64>, WorkloadId)> = self
+            .workloads
+            .iter()
+            .filter(|(_, e)| {
+                e.tasks
+                    .iter()
+                    .flatten()
+                    .any(|t| self.state.node(t.node).site as usize == site)
+            })
+            .map(|(id, e)| (e.workload.priority, Reverse(e.placed_seq), *id))
+            .collect();
+        victims.sort();
+        let site_id = self.state.sites[site].id.clone();
+        for (_, _, id) in victims {
+            if self.state.sites[site].power <= budget {
+                break;
+            }
+            self.evict(
+                id,
+                PreemptWhy::PowerBudget {
+                    site: site_id.clone(),
+                    budget,
+                    reserved,
+                },
+                out,
+            );
+        }
+    }
+
+    /// Tries every waiting workload again, in queue order. Only placements are reported:
+    /// a workload that still waits was already reported pending.
+    fn retry_pending(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+        let waiting: Vec<(Reverse<PriorityClass>, u64, WorkloadId)> =
+            self.queue.iter().copied().collect();
+        for key in waiting {
+            let id = key.2;
+            if self.try_place(id, rng, out).is_none() {
+                self.queue.remove(&key);
+            }
+        }
+    }
+}
+
+/// GPUs for a task on its chosen node: the policy's choice for a share of one GPU (or
+/// the tightest fitting GPU), the lowest-index free GPUs for whole GPUs.
+fn pick_gpus(node: &NodeState, need: &Need, preferred: Option<u16>) -> GpuPick {
+    if need.gpu_count == 0 || need.milli == GpuMilli::ZERO {
+        return Vec::new();
+    }
+    if need.gpu_count == 1 && need.milli < GpuMilli::WHOLE {
+        let ok = preferred.filter(|g| {
+            node.gpu_free
+                .get(usize::from(*g))
+                .is_some_and(|f| *f >= need.milli)
+        });
+        return ok
+            .or_else(|| tightest_gpu(node, need.milli))
+            .map(|g| vec![(g, need.milli)])
+            .unwrap_or_default();
+    }
+    node.gpu_free
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| **f == GpuMilli::WHOLE)
+        .take(need.gpu_count as usize)
+        .map(|(i, _)| (i as u16, GpuMilli::WHOLE))
+        .collect()
+}

@@ -1,0 +1,724 @@
+//! The cluster as the scheduler sees it: free capacity and reserved power, with dense
+//! indices for speed.
+//!
+//! [`ClusterState`] is built from a validated [`Fleet`] and changed only through
+//! [`ClusterState::allocate`] and [`ClusterState::release`], which keep every counter
+//! (per-GPU free share, CPU, memory, node/rack/site power) exact. Power is integer
+//! watts, so releasing a task restores the state bit for bit.
+//!
+//! Power model for reservations (the "reserved" provisioning mode): a node that hosts at
+//! least one task reserves its base power plus each GPU's TDP times the allocated share
+//! of the node's GPUs. Idle nodes reserve nothing: they are assumed suspended, as Slurm's
+//! power saving does; the live power manager of a later stage reads real telemetry.
+
+use std::collections::HashMap;
+
+use gigawatt_fleet::Fleet;
+use gigawatt_units::{GpuMilli, Mebibytes, MilliCores, Timestamp, Watts};
+use serde::Serialize;
+
+use crate::error::CoreError;
+use crate::explain::Reason;
+use crate::residency;
+use crate::workload::DataClass;
+
+/// A node's position in the scheduler's order. Lower indices win ties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct NodeIdx(pub u32);
+
+/// A GPU model as the core knows it: an interned id and its TDP.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ModelInfo {
+    /// Catalog id.
+    pub id: String,
+    /// Thermal design power, what one fully allocated GPU reserves.
+    pub tdp: Watts,
+}
+
+/// One node's capacity and what is left of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeState {
+    /// Name from the fleet.
+    pub name: String,
+    /// Index into [`ClusterState::sites`].
+    pub site: u32,
+    /// Index into [`ClusterState::racks`].
+    pub rack: u32,
+    /// Index into [`ClusterState::models`], `None` for CPU-only nodes.
+    pub model: Option<u16>,
+    /// Whether the node accepts work.
+    pub up: bool,
+    /// Allocatable CPU.
+    pub cpu_total: MilliCores,
+    /// Free CPU.
+    pub cpu_free: MilliCores,
+    /// Allocatable memory.
+    pub mem_total: Mebibytes,
+    /// Free memory.
+    pub mem_free: Mebibytes,
+    /// Free share of each GPU, by GPU index.
+    pub gpu_free: Vec<GpuMilli>,
+    /// Tasks running here.
+    pub tasks: u32,
+    /// Power reserved now.
+    pub power: Watts,
+    /// Base (non-GPU) power when busy.
+    pub base_power: Watts,
+    /// TDP of one GPU.
+    pub gpu_tdp: Watts,
+    /// Number of completely free GPUs (cached).
+    pub free_whole: u32,
+    /// Largest free share on a single GPU (cached).
+    pub max_free: GpuMilli,
+    /// Total free GPU share (cached).
+    pub free_total: GpuMilli,
+    /// Tasks on this node by GPU shape tag (see [`shape_tag`]): `(tag, count)`, sorted.
+    pub shapes: Vec<(u32, u32)>,
+    /// Bumped on every change, so that policies can cache per-node work.
+    pub version: u64,
+}
+
+/// The GPU shape of a task, for policies that group alike tasks: `Some(0)` for a share
+/// of one GPU, `Some(n)` for `n` whole GPUs, `None` for a task without GPU.
+#[must_use]
+pub fn shape_tag(gpu_count: u32, milli: GpuMilli) -> Option<u32> {
+    if gpu_count == 0 || milli == GpuMilli::ZERO {
+        None
+    } else if gpu_count == 1 && milli < GpuMilli::WHOLE {
+        Some(0)
+    } else {
+        Some(gpu_count)
+    }
+}
+
+fn pick_tag(gpus: &GpuPick) -> Option<u32> {
+    match gpus.as_slice() {
+        [] => None,
+        [(_, m)] => shape_tag(1, *m),
+        many => Some(many.len() as u32),
+    }
+}
+
+impl NodeState {
+    fn add_shape(&mut self, tag: Option<u32>) {
+        let Some(tag) = tag else { return };
+        match self.shapes.binary_search_by_key(&tag, |(t, _)| *t) {
+            Ok(i) => self.shapes[i].1 += 1,
+            Err(i) => self.shapes.insert(i, (tag, 1)),
+        }
+    }
+
+    fn remove_shape(&mut self, tag: Option<u32>) {
+        let Some(tag) = tag else { return };
+        if let Ok(i) = self.shapes.binary_search_by_key(&tag, |(t, _)| *t) {
+            self.shapes[i].1 -= 1;
+            if self.shapes[i].1 == 0 {
+                self.shapes.remove(i);
+            }
+        }
+    }
+
+    /// Number of GPUs.
+    #[must_use]
+    pub fn gpu_count(&self) -> u32 {
+        self.gpu_free.len() as u32
+    }
+
+    /// Total GPU capacity in thousandths.
+    #[must_use]
+    pub fn gpu_capacity(&self) -> GpuMilli {
+        GpuMilli::whole(self.gpu_count())
+    }
+
+    /// GPU share allocated on this node.
+    #[must_use]
+    pub fn gpu_allocated(&self) -> GpuMilli {
+        self.gpu_capacity() - self.free_total
+    }
+
+    fn refresh(&mut self) {
+        self.free_whole = self
+            .gpu_free
+            .iter()
+            .filter(|g| **g == GpuMilli::WHOLE)
+            .count() as u32;
+        self.max_free = self
+            .gpu_free
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(GpuMilli::ZERO);
+        self.free_total = self.gpu_free.iter().copied().sum();
+        self.version += 1;
+    }
+
+    /// Power this node would reserve with `allocated` GPU share and `tasks` tasks.
+    fn power_for(&self, allocated: GpuMilli, tasks: u32) -> Watts {
+        if tasks == 0 {
+            return Watts::ZERO;
+        }
+        self.base_power + self.gpu_tdp.scaled_milli(allocated.0)
+    }
+}
+
+/// A rack's power limit and reservation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RackState {
+    /// Rack id.
+    pub id: String,
+    /// Index into [`ClusterState::sites`].
+    pub site: u32,
+    /// Index into [`ClusterState::domains`].
+    pub domain: u32,
+    /// Power limit.
+    pub limit: Watts,
+    /// Power reserved now.
+    pub power: Watts,
+}
+
+/// A site's power budget and reservation, and what data it may hold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SiteState {
+    /// Site id.
+    pub id: String,
+    /// IT power budget in force.
+    pub budget: Watts,
+    /// Power reserved now.
+    pub power: Watts,
+    /// Whether each [`DataClass`] (by index) may live here.
+    pub allows: [bool; 4],
+}
+
+/// GPUs chosen on one node for one task: `(gpu index, share taken)`.
+pub type GpuPick = Vec<(u16, GpuMilli)>;
+
+/// The resources one task holds on one node; enough to release it exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskAlloc {
+    /// The node.
+    pub node: NodeIdx,
+    /// GPUs and shares.
+    pub gpus: GpuPick,
+    /// CPU held.
+    pub cpu: MilliCores,
+    /// Memory held.
+    pub memory: Mebibytes,
+}
+
+/// The whole cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterState {
+    /// Nodes in scheduling order.
+    pub nodes: Vec<NodeState>,
+    /// Racks in fleet order.
+    pub racks: Vec<RackState>,
+    /// Sites in fleet order.
+    pub sites: Vec<SiteState>,
+    /// Network domain names.
+    pub domains: Vec<String>,
+    /// GPU models present in the fleet.
+    pub models: Vec<ModelInfo>,
+    #[serde(skip)]
+    node_index: HashMap<String, NodeIdx>,
+}
+
+impl ClusterState {
+    /// The state of `fleet` with nothing allocated, budgets as of `now`, nodes in fleet
+    /// order.
+    pub fn from_fleet(fleet: &Fleet, now: Timestamp) -> Result<ClusterState, CoreError> {
+        let order: Vec<usize> = (0..fleet.node_count()).collect();
+        ClusterState::from_fleet_ordered(fleet, now, &order)
+    }
+
+    /// Like [`ClusterState::from_fleet`], with the nodes in a given order: `order[i]` is
+    /// the fleet position of the node that gets index `i`. The order decides ties, which
+    /// is how the trace replay reproduces a seeded node order.
+    pub fn from_fleet_ordered(
+        fleet: &Fleet,
+        now: Timestamp,
+        order: &[usize],
+    ) -> Result<ClusterState, CoreError> {
+        let mut sites = Vec::new();
+        let mut racks = Vec::new();
+        let mut domains: Vec<String> = Vec::new();
+        let mut models: Vec<ModelInfo> = Vec::new();
+        let mut flat = Vec::new();
+        for site in &fleet.sites {
+            let site_idx = sites.len() as u32;
+            let mut allows = [false; 4];
+            for class in DataClass::ALL {
+                allows[class.index()] = residency::allows(site, class);
+            }
+            sites.push(SiteState {
+                id: site.id.clone(),
+                budget: site.it_budget_at(now),
+                power: Watts::ZERO,
+                allows,
+            });
+            for rack in &site.racks {
+                let rack_idx = racks.len() as u32;
+                let domain = match domains.iter().position(|d| *d == rack.network_domain) {
+                    Some(i) => i as u32,
+                    None => {
+                        domains.push(rack.network_domain.clone());
+                        (domains.len() - 1) as u32
+                    }
+                };
+                racks.push(RackState {
+                    id: rack.id.clone(),
+                    site: site_idx,
+                    domain,
+                    limit: rack.power_limit,
+                    power: Watts::ZERO,
+                });
+                for node in &rack.nodes {
+                    let (model, tdp) = match &node.gpu_model {
+                        Some(id) if node.gpu_count > 0 => {
+                            let spec = fleet
+                                .catalog
+                                .resolve(id)
+                                .map_err(|e| CoreError::Fleet(e.to_string()))?;
+                            let idx = match models.iter().position(|m| m.id == spec.id) {
+                                Some(i) => i,
+                                None => {
+                                    models.push(ModelInfo {
+                                        id: spec.id.clone(),
+                                        tdp: spec.tdp,
+                                    });
+                                    models.len() - 1
+                                }
+                            };
+                            let idx = u16::try_from(idx).map_err(|_| {
+                                CoreError::Fleet("more than 65,535 GPU models".into())
+                            })?;
+                            (Some(idx), spec.tdp)
+                        }
+                        _ => (None, Watts::ZERO),
+                    };
+                    let mut state = NodeState {
+                        name: node.name.clone(),
+                        site: site_idx,
+                        rack: rack_idx,
+                        model,
+                        up: true,
+                        cpu_total: node.cpu,
+                        cpu_free: node.cpu,
+                        mem_total: node.memory,
+                        mem_free: node.memory,
+                        gpu_free: vec![GpuMilli::WHOLE; node.gpu_count as usize],
+                        tasks: 0,
+                        power: Watts::ZERO,
+                        base_power: node.base_power,
+                        gpu_tdp: tdp,
+                        free_whole: 0,
+                        max_free: GpuMilli::ZERO,
+                        free_total: GpuMilli::ZERO,
+                        shapes: Vec::new(),
+                        version: 0,
+                    };
+                    state.refresh();
+                    flat.push(Some(state));
+                }
+            }
+        }
+        if order.len() != flat.len() {
+            return Err(CoreError::Fleet(format!(
+                "node order has {} entries but the fleet has {} nodes",
+                order.len(),
+                flat.len()
+            )));
+        }
+        let mut nodes = Vec::with_capacity(flat.len());
+        for &pos in order {
+            let node = flat.get_mut(pos).and_then(Option::take).ok_or_else(|| {
+                CoreError::Fleet(format!("node order is not a permutation (position {pos})"))
+            })?;
+            nodes.push(node);
+        }
+        let node_index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), NodeIdx(i as u32)))
+            .collect();
+        Ok(ClusterState {
+            nodes,
+            racks,
+            sites,
+            domains,
+            models,
+            node_index,
+        })
+    }
+
+    /// Looks a node up by name.
+    #[must_use]
+    pub fn node_by_name(&self, name: &str) -> Option<NodeIdx> {
+        self.node_index.get(name).copied()
+    }
+
+    /// The node at `idx`.
+    #[must_use]
+    pub fn node(&self, idx: NodeIdx) -> &NodeState {
+        &self.nodes[idx.0 as usize]
+    }
+
+    /// Looks a GPU model up by catalog id, case-insensitively.
+    #[must_use]
+    pub fn model_index(&self, id: &str) -> Option<u16> {
+        self.models
+            .iter()
+            .position(|m| m.id.eq_ignore_ascii_case(id))
+            .map(|i| i as u16)
+    }
+
+    /// Total GPU capacity of nodes that are up.
+    #[must_use]
+    pub fn gpu_capacity(&self) -> GpuMilli {
+        self.nodes
+            .iter()
+            .filter(|n| n.up)
+            .map(NodeState::gpu_capacity)
+            .sum()
+    }
+
+    /// GPU share allocated across the cluster.
+    #[must_use]
+    pub fn gpu_allocated(&self) -> GpuMilli {
+        self.nodes.iter().map(NodeState::gpu_allocated).sum()
+    }
+
+    /// Upper bound of the power that one more task of `gpus` would add to `node`: the
+    /// base power if the node is idle, plus the GPUs' TDP share (rounded up).
+    #[must_use]
+    pub fn power_increase_bound(&self, node: &NodeState, gpu_total: GpuMilli) -> Watts {
+        let allocated = node.gpu_allocated();
+        node.power_for(allocated + gpu_total, node.tasks + 1) - node.power
+    }
+
+    /// Checks everything but the GPU choice: whether `node` can take a task with these
+    /// needs. Returns the first failing reason, in [`Reason`]'s order.
+    pub fn check(&self, node: &NodeState, need: &Need) -> Result<(), Reason> {
+        if !node.up {
+            return Err(Reason::NodeDown);
+        }
+        if !self.sites[node.site as usize].allows[need.data_class.index()] {
+            return Err(Reason::DataResidency);
+        }
+        if need.gpu_count > 0 {
+            match node.model {
+                Some(m) if need.models.allows(m) => {}
+                _ => return Err(Reason::GpuModelNotAllowed),
+            }
+            let fits = if need.gpu_count == 1 {
+                node.max_free >= need.milli
+            } else {
+                node.free_whole >= need.gpu_count
+            };
+            if !fits {
+                return Err(Reason::InsufficientGpu);
+            }
+        }
+        if node.cpu_free < need.cpu {
+            return Err(Reason::InsufficientCpu);
+        }
+        if node.mem_free < need.memory {
+            return Err(Reason::InsufficientMemory);
+        }
+        let delta = self.power_increase_bound(node, need.gpu_total());
+        let rack = &self.racks[node.rack as usize];
+        if rack.power.saturating_add(delta) > rack.limit {
+            return Err(Reason::RackPowerLimit);
+        }
+        let site = &self.sites[node.site as usize];
+        if site.power.saturating_add(delta) > site.budget {
+            return Err(Reason::SitePowerBudget);
+        }
+        Ok(())
+    }
+
+    /// Takes `alloc` out of the cluster. The caller has checked that it fits
+    /// ([`ClusterState::check`] and a GPU pick from a policy); this re-checks every
+    /// counter and refuses, changing nothing, if any would go negative or over a limit.
+    pub fn allocate(&mut self, alloc: &TaskAlloc) -> Result<Watts, CoreError> {
+        let node = self
+            .nodes
+            .get(alloc.node.0 as usize)
+            .ok_or(CoreError::Invariant("allocation on an unknown node"))?;
+        for (g, milli) in &alloc.gpus {
+            let free = node
+                .gpu_free
+                .get(usize::from(*g))
+                .copied()
+                .unwrap_or(GpuMilli::ZERO);
+            if free < *milli {
+                return Err(CoreError::Invariant("GPU over-allocated"));
+            }
+        }
+        if alloc
+            .gpus
+            .iter()
+            .enumerate()
+            .any(|(i, (g, _))| alloc.gpus[..i].iter().any(|(h, _)| h == g))
+        {
+            return Err(CoreError::Invariant(
+                "the same GPU picked twice for one task",
+            ));
+        }
+        if node.cpu_free < alloc.cpu || node.mem_free < alloc.memory {
+            return Err(CoreError::Invariant("CPU or memory over-allocated"));
+        }
+        let added: GpuMilli = alloc.gpus.iter().map(|(_, m)| *m).sum();
+        let new_power = node.power_for(node.gpu_allocated() + added, node.tasks + 1);
+        let delta = new_power - node.power;
+        let rack = &self.racks[node.rack as usize];
+        let site = &self.sites[node.site as usize];
+        if rack.power.saturating_add(delta) > rack.limit {
+            return Err(CoreError::Invariant("rack power limit"));
+        }
+        if site.power.saturating_add(delta) > site.budget {
+            return Err(CoreError::Invariant("site power budget"));
+        }
+        let (rack_idx, site_idx) = (node.rack as usize, node.site as usize);
+        let node = &mut self.nodes[alloc.node.0 as usize];
+        for (g, milli) in &alloc.gpus {
+            node.gpu_free[usize::from(*g)] -= *milli;
+        }
+        node.cpu_free -= alloc.cpu;
+        node.mem_free -= alloc.memory;
+        node.tasks += 1;
+        node.add_shape(pick_tag(&alloc.gpus));
+        node.power = new_power;
+        node.refresh();
+        self.racks[rack_idx].power += delta;
+        self.sites[site_idx].power += delta;
+        Ok(delta)
+    }
+
+    /// Gives back what `alloc` holds. Exact inverse of [`ClusterState::allocate`].
+    pub fn release(&mut self, alloc: &TaskAlloc) {
+        let Some(node) = self.nodes.get_mut(alloc.node.0 as usize) else {
+            return;
+        };
+        for (g, milli) in &alloc.gpus {
+            if let Some(free) = node.gpu_free.get_mut(usize::from(*g)) {
+                *free = (*free + *milli).min(GpuMilli::WHOLE);
+            }
+        }
+        node.cpu_free = (node.cpu_free + alloc.cpu).min(node.cpu_total);
+        node.mem_free = (node.mem_free + alloc.memory).min(node.mem_total);
+        node.tasks = node.tasks.saturating_sub(1);
+        node.remove_shape(pick_tag(&alloc.gpus));
+        let old = node.power;
+        let allocated = node.gpu_capacity() - node.gpu_free.iter().copied().sum::<GpuMilli>();
+        node.power = node.power_for(allocated, node.tasks);
+        node.refresh();
+        let delta = old - node.power;
+        let (rack, site) = (node.rack as usize, node.site as usize);
+        self.racks[rack].power -= delta;
+        self.sites[site].power -= delta;
+    }
+
+    /// Marks a node up or down. A down node takes no new work; the scheduler moves its
+    /// work elsewhere.
+    pub fn set_up(&mut self, idx: NodeIdx, up: bool) {
+        if let Some(n) = self.nodes.get_mut(idx.0 as usize) {
+            n.up = up;
+            n.version += 1;
+        }
+    }
+
+    /// Adds a node at the end of the order. Its rack must exist.
+    pub fn add_node(&mut self, spec: NewNode) -> Result<NodeIdx, CoreError> {
+        if self.node_index.contains_key(&spec.name) {
+            return Err(CoreError::Fleet(format!(
+                "node {} already exists",
+                spec.name
+            )));
+        }
+        let rack = self
+            .racks
+            .iter()
+            .position(|r| r.id == spec.rack)
+            .ok_or_else(|| CoreError::Fleet(format!("unknown rack {}", spec.rack)))?;
+        let (model, tdp) = match &spec.gpu_model {
+            Some(m) if spec.gpu_count > 0 => {
+                let idx = self.model_index(&m.id).unwrap_or_else(|| {
+                    self.models.push(m.clone());
+                    (self.models.len() - 1) as u16
+                });
+                (Some(idx), m.tdp)
+            }
+            _ => (None, Watts::ZERO),
+        };
+        let mut node = NodeState {
+            name: spec.name.clone(),
+            site: self.racks[rack].site,
+            rack: rack as u32,
+            model,
+            up: true,
+            cpu_total: spec.cpu,
+            cpu_free: spec.cpu,
+            mem_total: spec.memory,
+            mem_free: spec.memory,
+            gpu_free: vec![GpuMilli::WHOLE; spec.gpu_count as usize],
+            tasks: 0,
+            power: Watts::ZERO,
+            base_power: spec.base_power,
+            gpu_tdp: tdp,
+            free_whole: 0,
+            max_free: GpuMilli::ZERO,
+            free_total: GpuMilli::ZERO,
+            shapes: Vec::new(),
+            version: 0,
+        };
+        node.refresh();
+        let idx = NodeIdx(self.nodes.len() as u32);
+        self.nodes.push(node);
+        self.node_index.insert(spec.name, idx);
+        Ok(idx)
+    }
+
+    /// Sets a site's IT power budget. Reservations above it are the scheduler's to shed.
+    pub fn set_budget(&mut self, site: usize, budget: Watts) {
+        if let Some(s) = self.sites.get_mut(site) {
+            s.budget = budget;
+        }
+    }
+
+    /// Checks every counter against the allocations given, for tests and debug
+    /// assertions: free shares, CPU, memory and power must equal capacity minus what the
+    /// allocations hold, and no limit may be exceeded.
+    pub fn audit<'a>(&self, allocs: impl IntoIterator<Item = &'a TaskAlloc>) -> Result<(), String> {
+        let mut gpu_used: Vec<Vec<GpuMilli>> = self
+            .nodes
+            .iter()
+            .map(|n| vec![GpuMilli::ZERO; n.gpu_free.len()])
+            .collect();
+        let mut cpu = vec![MilliCores::ZERO; self.nodes.len()];
+        let mut mem = vec![Mebibytes::ZERO; self.nodes.len()];
+        let mut tasks = vec![0u32; self.nodes.len()];
+        for a in allocs {
+            let i = a.node.0 as usize;
+            for (g, m) in &a.gpus {
+                gpu_used[i][usize::from(*g)] += *m;
+            }
+            cpu[i] += a.cpu;
+            mem[i] += a.memory;
+            tasks[i] += 1;
+        }
+        let mut rack_power = vec![Watts::ZERO; self.racks.len()];
+        let mut site_power = vec![Watts::ZERO; self.sites.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            for (g, used) in gpu_used[i].iter().enumerate() {
+                if *used > GpuMilli::WHOLE {
+                    return Err(format!("{} GPU {g} over-allocated: {used}", n.name));
+                }
+                if n.gpu_free[g] + *used != GpuMilli::WHOLE {
+                    return Err(format!(
+                        "{} GPU {g}: free {} + used {used} != 1000",
+                        n.name, n.gpu_free[g]
+                    ));
+                }
+            }
+            if cpu[i] > n.cpu_total || n.cpu_free + cpu[i] != n.cpu_total {
+                return Err(format!("{} CPU accounting off", n.name));
+            }
+            if mem[i] > n.mem_total || n.mem_free + mem[i] != n.mem_total {
+                return Err(format!("{} memory accounting off", n.name));
+            }
+            if n.tasks != tasks[i] {
+                return Err(format!("{} task count off", n.name));
+            }
+            let used: GpuMilli = gpu_used[i].iter().copied().sum();
+            if n.power != n.power_for(used, tasks[i]) {
+                return Err(format!("{} power accounting off", n.name));
+            }
+            rack_power[n.rack as usize] += n.power;
+            site_power[n.site as usize] += n.power;
+        }
+        for (r, p) in self.racks.iter().zip(&rack_power) {
+            if r.power != *p {
+                return Err(format!(
+                    "rack {} power {} != sum of nodes {}",
+                    r.id, r.power, p
+                ));
+            }
+            if r.power > r.limit {
+                return Err(format!(
+                    "rack {} over its limit: {} > {}",
+                    r.id, r.power, r.limit
+                ));
+            }
+        }
+        for (s, p) in self.sites.iter().zip(&site_power) {
+            if s.power != *p {
+                return Err(format!(
+                    "site {} power {} != sum of nodes {}",
+                    s.id, s.power, p
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A node joining at run time.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct NewNode {
+    /// Unique name.
+    pub name: String,
+    /// Rack id it goes into.
+    pub rack: String,
+    /// GPU model and its TDP.
+    pub gpu_model: Option<ModelInfo>,
+    /// GPU count.
+    pub gpu_count: u32,
+    /// Allocatable CPU.
+    pub cpu: MilliCores,
+    /// Allocatable memory.
+    pub memory: Mebibytes,
+    /// Base power.
+    pub base_power: Watts,
+}
+
+/// A set of allowed GPU models as a bitmask over [`ClusterState::models`]; all bits set
+/// means any model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct ModelSet(pub u128);
+
+impl ModelSet {
+    /// Any model.
+    pub const ANY: ModelSet = ModelSet(u128::MAX);
+
+    /// Whether model index `m` is in the set.
+    #[must_use]
+    pub fn allows(self, m: u16) -> bool {
+        m < 128 && self.0 & (1u128 << m) != 0
+    }
+}
+
+/// What one task needs, resolved against the cluster (model names to indices). This is
+/// what the hot filter loop reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Need {
+    /// Number of GPUs (0, 1 for a share, or several whole ones).
+    pub gpu_count: u32,
+    /// Share per GPU.
+    pub milli: GpuMilli,
+    /// Allowed models.
+    pub models: ModelSet,
+    /// CPU.
+    pub cpu: MilliCores,
+    /// Memory.
+    pub memory: Mebibytes,
+    /// Data class.
+    pub data_class: DataClass,
+}
+
+impl Need {
+    /// Total GPU share.
+    #[must_use]
+    pub fn gpu_total(&self) -> GpuMilli {
+        GpuMilli(self.gpu_count.saturating_mul(self.milli.0))
+    }
+}
