@@ -23,10 +23,7 @@ pub fn write(path: &Path, workload: &str, rows: &[&SummaryRow], max_arrived: u32
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("GPU allocation vs arrived workload: {workload}"),
-                ("sans-serif", 22),
-            )
+            .caption(format!("GPU allocation vs arrived workload: {workload}"), ("sans-serif", 22))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(56)
@@ -53,9 +50,7 @@ pub fn write(path: &Path, workload: &str, rows: &[&SummaryRow], max_arrived: u32
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))?
                 .label(format!("{policy} ({last:.2}%)"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
         chart
             .configure_series_labels()
@@ -66,7 +61,5 @@ pub fn write(path: &Path, workload: &str, rows: &[&SummaryRow], max_arrived: u32
         root.present()?;
         Ok(())
     };
-    draw()
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("writing chart {}", path.display()))
+    draw().map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("writing chart {}", path.display()))
 }

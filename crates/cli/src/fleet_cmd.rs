@@ -66,10 +66,7 @@ pub fn run(cmd: FleetCommand) -> Result<()> {
         }
         FleetCommand::Show { file, at, json } => show(&file, at.as_deref(), json),
         FleetCommand::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&gigawatt_fleet::json_schema())?
-            );
+            println!("{}", serde_json::to_string_pretty(&gigawatt_fleet::json_schema())?);
             Ok(())
         }
     }
@@ -81,12 +78,7 @@ fn show(file: &Path, at: Option<&str>, json: bool) -> Result<()> {
         .map(|d| {
             chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
                 .with_context(|| format!("--at: `{d}` is not a date; write e.g. 2027-06-01"))
-                .map(|d| {
-                    Timestamp(
-                        d.and_hms_opt(0, 0, 0)
-                            .map_or(0, |t| t.and_utc().timestamp_millis()),
-                    )
-                })
+                .map(|d| Timestamp(d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis())))
         })
         .transpose()?;
     if json {
@@ -103,12 +95,7 @@ fn show(file: &Path, at: Option<&str>, json: bool) -> Result<()> {
     );
     for s in &fleet.sites {
         let nodes: usize = s.racks.iter().map(|r| r.nodes.len()).sum();
-        let gpus: u64 = s
-            .racks
-            .iter()
-            .flat_map(|r| &r.nodes)
-            .map(|n| u64::from(n.gpu_count))
-            .sum();
+        let gpus: u64 = s.racks.iter().flat_map(|r| &r.nodes).map(|n| u64::from(n.gpu_count)).sum();
         let certs: Vec<&str> = s.certifications.iter().map(|c| c.as_str()).collect();
         println!(
             "\n{} — {} ({}, {})  certifications: [{}]  PUE {}",
@@ -121,20 +108,11 @@ fn show(file: &Path, at: Option<&str>, json: bool) -> Result<()> {
         );
         println!("  {} racks, {} nodes, {} GPUs", s.racks.len(), nodes, gpus);
         match at {
-            Some(t) => println!(
-                "  grid {} → IT budget {}",
-                s.grid_capacity_at(t),
-                s.it_budget_at(t)
-            ),
+            Some(t) => println!("  grid {} → IT budget {}", s.grid_capacity_at(t), s.it_budget_at(t)),
             None => {
                 for p in &s.grid {
                     let t = p.from_timestamp();
-                    println!(
-                        "  from {}: grid {} → IT budget {}",
-                        p.from,
-                        p.capacity,
-                        s.it_budget_at(t)
-                    );
+                    println!("  from {}: grid {} → IT budget {}", p.from, p.capacity, s.it_budget_at(t));
                 }
             }
         }
@@ -162,8 +140,7 @@ pub fn catalog(args: &CatalogArgs) -> Result<()> {
             g.idle.0,
             g.min_power_limit.0,
             g.memory_gb,
-            g.bf16_dense_tflops
-                .map_or_else(|| "-".into(), |t| format!("{t:.0}"))
+            g.bf16_dense_tflops.map_or_else(|| "-".into(), |t| format!("{t:.0}"))
         );
     }
     println!("\nSources: `gigawatt catalog --json` lists the source of every figure.");
@@ -176,13 +153,11 @@ pub fn openb_fleet(fleet_file: &Path, nodes: Option<&Path>) -> Result<Fleet> {
     let Some(nodes) = nodes else {
         return gigawatt_fleet::load(fleet_file).map_err(|e| anyhow::anyhow!("{e}"));
     };
-    let text = std::fs::read_to_string(fleet_file)
-        .with_context(|| format!("reading {}", fleet_file.display()))?;
-    let mut doc: toml::Table = text
-        .parse()
-        .with_context(|| format!("parsing {}", fleet_file.display()))?;
-    let abs = std::fs::canonicalize(nodes)
-        .with_context(|| format!("cannot read node list {}", nodes.display()))?;
+    let text =
+        std::fs::read_to_string(fleet_file).with_context(|| format!("reading {}", fleet_file.display()))?;
+    let mut doc: toml::Table = text.parse().with_context(|| format!("parsing {}", fleet_file.display()))?;
+    let abs =
+        std::fs::canonicalize(nodes).with_context(|| format!("cannot read node list {}", nodes.display()))?;
     let import = doc
         .get_mut("site")
         .and_then(|s| s.as_array_mut())
@@ -195,15 +170,8 @@ pub fn openb_fleet(fleet_file: &Path, nodes: Option<&Path>) -> Result<Fleet> {
             fleet_file.display()
         );
     };
-    import.insert(
-        "openb_nodes".into(),
-        toml::Value::String(abs.display().to_string()),
-    );
+    import.insert("openb_nodes".into(), toml::Value::String(abs.display().to_string()));
     let base = fleet_file.parent().unwrap_or(Path::new("."));
-    gigawatt_fleet::parse(
-        &toml::to_string(&doc)?,
-        &fleet_file.display().to_string(),
-        base,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))
+    gigawatt_fleet::parse(&toml::to_string(&doc)?, &fleet_file.display().to_string(), base)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -12,20 +12,11 @@ pub fn bundled(rel: &str) -> PathBuf {
     if here.exists() {
         return here.to_path_buf();
     }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel);
-    if built.exists() {
-        built
-    } else {
-        here.to_path_buf()
-    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel);
+    if built.exists() { built } else { here.to_path_buf() }
 }
 
 /// The stem of a file name, e.g. `openb_pod_list_default` for its CSV.
 pub fn stem(p: &Path) -> String {
-    p.file_stem().map_or_else(
-        || p.display().to_string(),
-        |s| s.to_string_lossy().into_owned(),
-    )
+    p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
 }

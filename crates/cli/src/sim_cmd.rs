@@ -44,6 +44,13 @@ pub struct OpenbArgs {
     /// Inflation target as a share of GPU capacity.
     #[arg(long, default_value_t = 1.3)]
     ratio: f64,
+    /// Share of pods (%) the typical workload must cover, which FGD measures
+    /// fragmentation against (the paper uses 95).
+    #[arg(long, default_value_t = 95)]
+    coverage: u64,
+    /// Score at most this many feasible nodes per pod (default: all, as the paper).
+    #[arg(long)]
+    max_candidates: Option<u32>,
     /// Print one JSON document on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -94,10 +101,8 @@ const BUNDLED_WORKLOADS: [&str; 4] = [
 fn parse_seeds(s: &str) -> Result<Vec<u64>> {
     let s = s.trim();
     if let Some((a, b)) = s.split_once("..") {
-        let a: u64 = a
-            .trim()
-            .parse()
-            .with_context(|| format!("--seeds: `{a}` is not a number; write e.g. 42..51"))?;
+        let a: u64 =
+            a.trim().parse().with_context(|| format!("--seeds: `{a}` is not a number; write e.g. 42..51"))?;
         let b: u64 = b
             .trim_start_matches('=')
             .trim()
@@ -113,9 +118,9 @@ fn parse_seeds(s: &str) -> Result<Vec<u64>> {
     }
     s.split(',')
         .map(|x| {
-            x.trim().parse::<u64>().with_context(|| {
-                format!("--seeds: `{x}` is not a number; write e.g. 42..51 or 1,2,3")
-            })
+            x.trim()
+                .parse::<u64>()
+                .with_context(|| format!("--seeds: `{x}` is not a number; write e.g. 42..51 or 1,2,3"))
         })
         .collect()
 }
@@ -126,10 +131,7 @@ fn parse_policies(list: &[String]) -> Result<Vec<PolicyKind>> {
         if p.trim().eq_ignore_ascii_case("all") {
             out.extend(PolicyKind::ALL);
         } else {
-            out.push(
-                p.parse::<PolicyKind>()
-                    .map_err(|e| anyhow::anyhow!("--policy: {e}"))?,
-            );
+            out.push(p.parse::<PolicyKind>().map_err(|e| anyhow::anyhow!("--policy: {e}"))?);
         }
     }
     out.dedup();
@@ -143,26 +145,16 @@ fn openb(args: OpenbArgs) -> Result<()> {
     let seeds = parse_seeds(&args.seeds)?;
     let policies = parse_policies(&args.policy)?;
     if !(args.ratio > 0.0 && args.ratio <= 10.0) {
-        bail!(
-            "--ratio: {} is out of range; the paper uses 1.3 (130% of GPU capacity)",
-            args.ratio
-        );
+        bail!("--ratio: {} is out of range; the paper uses 1.3 (130% of GPU capacity)", args.ratio);
     }
     let fleet = crate::fleet_cmd::openb_fleet(&bundled_or(&args.fleet), args.nodes.as_deref())?;
     let mut pod_files: Vec<PathBuf> = Vec::new();
     if args.pods.is_empty() {
-        pod_files.push(bundled(&format!(
-            "traces/openb/{}.csv",
-            BUNDLED_WORKLOADS[0]
-        )));
+        pod_files.push(bundled(&format!("traces/openb/{}.csv", BUNDLED_WORKLOADS[0])));
     }
     for p in &args.pods {
         if p.eq_ignore_ascii_case("all") {
-            pod_files.extend(
-                BUNDLED_WORKLOADS
-                    .iter()
-                    .map(|w| bundled(&format!("traces/openb/{w}.csv"))),
-            );
+            pod_files.extend(BUNDLED_WORKLOADS.iter().map(|w| bundled(&format!("traces/openb/{w}.csv"))));
         } else {
             pod_files.push(PathBuf::from(p));
         }
@@ -180,23 +172,14 @@ fn openb(args: OpenbArgs) -> Result<()> {
         }
         lists.push((stem(f), list.pods));
     }
-    let workloads: Vec<fgd::WorkloadFile<'_>> = lists
-        .iter()
-        .map(|(name, pods)| fgd::WorkloadFile {
-            name: name.clone(),
-            pods,
-        })
-        .collect();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let workloads: Vec<fgd::WorkloadFile<'_>> =
+        lists.iter().map(|(name, pods)| fgd::WorkloadFile { name: name.clone(), pods }).collect();
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let total = (workloads.len() * policies.len() * seeds.len()) as u64;
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} runs  {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} runs  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     if args.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -209,7 +192,8 @@ fn openb(args: OpenbArgs) -> Result<()> {
         &seeds,
         Params {
             ratio: args.ratio,
-            ..Params::default()
+            coverage_pct: args.coverage.clamp(1, 100),
+            max_candidates: args.max_candidates,
         },
         threads,
         &|r: &RunResult| {
@@ -239,11 +223,7 @@ fn openb(args: OpenbArgs) -> Result<()> {
         print_table(&summary, &runs, max_bucket);
         for w in &workloads {
             let rows: Vec<&SummaryRow> = summary.iter().filter(|r| r.workload == w.name).collect();
-            let path = if workloads.len() > 1 {
-                suffixed(&args.chart, &w.name)
-            } else {
-                args.chart.clone()
-            };
+            let path = if workloads.len() > 1 { suffixed(&args.chart, &w.name) } else { args.chart.clone() };
             crate::chart::write(&path, &w.name, &rows, max_bucket)?;
             println!("chart: {}", path.display());
         }
@@ -261,20 +241,12 @@ fn openb(args: OpenbArgs) -> Result<()> {
 }
 
 fn bundled_or(p: &std::path::Path) -> PathBuf {
-    if p.exists() {
-        p.to_path_buf()
-    } else {
-        bundled(&p.display().to_string())
-    }
+    if p.exists() { p.to_path_buf() } else { bundled(&p.display().to_string()) }
 }
 
 fn suffixed(p: &std::path::Path, name: &str) -> PathBuf {
-    let stem = p
-        .file_stem()
-        .map_or_else(|| "chart".into(), |s| s.to_string_lossy().into_owned());
-    let ext = p
-        .extension()
-        .map_or_else(|| "svg".into(), |s| s.to_string_lossy().into_owned());
+    let stem = p.file_stem().map_or_else(|| "chart".into(), |s| s.to_string_lossy().into_owned());
+    let ext = p.extension().map_or_else(|| "svg".into(), |s| s.to_string_lossy().into_owned());
     p.with_file_name(format!("{stem}-{name}.{ext}"))
 }
 
@@ -296,20 +268,14 @@ fn print_table(summary: &[SummaryRow], runs: &[RunResult], bucket: u32) {
             "{:<16} {:>9} {:>7} {:>9} {:>7} {:>11} {:>11}",
             "policy", "alloc %", "± std", "paper %", "Δ", "frag@90 %", "failed pods"
         );
-        for r in summary
-            .iter()
-            .filter(|r| r.workload == w && r.arrived_pct == bucket)
-        {
+        for r in summary.iter().filter(|r| r.workload == w && r.arrived_pct == bucket) {
             let frag90 = summary
                 .iter()
                 .find(|x| x.workload == w && x.policy == r.policy && x.arrived_pct == 90)
                 .map_or(f64::NAN, |x| x.frag_ratio_pct_mean);
-            let group: Vec<&RunResult> = runs
-                .iter()
-                .filter(|x| x.workload == w && x.policy == r.policy)
-                .collect();
-            let failed =
-                group.iter().map(|x| x.failed as f64).sum::<f64>() / group.len().max(1) as f64;
+            let group: Vec<&RunResult> =
+                runs.iter().filter(|x| x.workload == w && x.policy == r.policy).collect();
+            let failed = group.iter().map(|x| x.failed as f64).sum::<f64>() / group.len().max(1) as f64;
             let (paper, delta) = match r.published_alloc_pct {
                 Some(p) => (format!("{p:.2}"), format!("{:+.2}", r.alloc_pct_mean - p)),
                 None => ("-".into(), "-".into()),
@@ -324,9 +290,7 @@ fn print_table(summary: &[SummaryRow], runs: &[RunResult], bucket: u32) {
 }
 
 fn azure(args: AzureArgs) -> Result<()> {
-    let path = args
-        .trace
-        .unwrap_or_else(|| bundled("traces/azure-llm-2023/AzureLLMInferenceTrace_code.csv"));
+    let path = args.trace.unwrap_or_else(|| bundled("traces/azure-llm-2023/AzureLLMInferenceTrace_code.csv"));
     let (requests, skipped) = gigawatt_sim::azure::load_requests(&path, args.skip_invalid)?;
     if !skipped.is_empty() {
         eprintln!("warning: skipped {} invalid row(s)", skipped.len());
@@ -335,24 +299,10 @@ fn azure(args: AzureArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
-        println!(
-            "{}: {} requests over {:.0}s",
-            path.display(),
-            s.requests,
-            s.span_s
-        );
-        println!(
-            "  arrival rate: mean {:.2} req/s, peak {} req/s",
-            s.mean_rps, s.peak_rps
-        );
-        println!(
-            "  prompt tokens: p50 {}, p99 {}",
-            s.context_tokens_p50, s.context_tokens_p99
-        );
-        println!(
-            "  generated tokens: p50 {}, p99 {}",
-            s.generated_tokens_p50, s.generated_tokens_p99
-        );
+        println!("{}: {} requests over {:.0}s", path.display(), s.requests, s.span_s);
+        println!("  arrival rate: mean {:.2} req/s, peak {} req/s", s.mean_rps, s.peak_rps);
+        println!("  prompt tokens: p50 {}, p99 {}", s.context_tokens_p50, s.context_tokens_p99);
+        println!("  generated tokens: p50 {}, p99 {}", s.generated_tokens_p50, s.generated_tokens_p99);
     }
     Ok(())
 }

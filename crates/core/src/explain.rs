@@ -84,10 +84,7 @@ impl PendingWhy {
     /// The most common reason, if any (the one a person should look at first).
     #[must_use]
     pub fn top_reason(&self) -> Option<Reason> {
-        self.rejected
-            .iter()
-            .max_by_key(|(r, n)| (**n, std::cmp::Reverse(**r)))
-            .map(|(r, _)| *r)
+        self.rejected.iter().max_by_key(|(r, n)| (**n, std::cmp::Reverse(**r))).map(|(r, _)| *r)
     }
 }
 
@@ -102,12 +99,7 @@ impl fmt::Display for PendingWhy {
             write!(f, "{n} {reason}")?;
         }
         if self.tasks_placed > 0 {
-            write!(
-                f,
-                " ({} of {} tasks placed)",
-                self.tasks_placed,
-                self.tasks_placed + self.tasks_pending
-            )?;
+            write!(f, " ({} of {} tasks placed)", self.tasks_placed, self.tasks_placed + self.tasks_pending)?;
         }
         Ok(())
     }
@@ -212,11 +204,7 @@ impl fmt::Display for RejectWhy {
         match self {
             RejectWhy::InvalidDemand { message } => write!(f, "invalid demand: {message}"),
             RejectWhy::UnknownGpuModel { model, known } => {
-                write!(
-                    f,
-                    "unknown GPU model `{model}`; this fleet has: {}",
-                    known.join(", ")
-                )
+                write!(f, "unknown GPU model `{model}`; this fleet has: {}", known.join(", "))
             }
             RejectWhy::NoSiteAllowed { data_class } => {
                 write!(f, "no site in the fleet may hold {data_class} data")
@@ -258,11 +246,7 @@ pub enum PreemptWhy {
 impl fmt::Display for PreemptWhy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PreemptWhy::PowerBudget {
-                site,
-                budget,
-                reserved,
-            } => write!(
+            PreemptWhy::PowerBudget { site, budget, reserved } => write!(
                 f,
                 "site {site} power budget cut to {budget} while {reserved} was reserved; lowest priority preempted first"
             ),
@@ -278,10 +262,7 @@ mod tests {
 
     #[test]
     fn pending_reads_like_a_sentence() {
-        let mut why = PendingWhy {
-            nodes_total: 1213,
-            ..PendingWhy::default()
-        };
+        let mut why = PendingWhy { nodes_total: 1213, ..PendingWhy::default() };
         for _ in 0..812 {
             why.count(Reason::InsufficientGpu);
         }

@@ -24,19 +24,16 @@ fn capacity(node: &NodeState, need: &Need) -> u64 {
     let mut cap = u64::MAX;
     if need.gpu_count > 0 {
         cap = if need.gpu_count == 1 {
-            node.gpu_free
-                .iter()
-                .map(|f| u64::from(f.0 / need.milli.0.max(1)))
-                .sum()
+            node.gpu_free.iter().map(|f| u64::from(f.0 / need.milli.0.max(1))).sum()
         } else {
             u64::from(node.free_whole / need.gpu_count)
         };
     }
-    if need.cpu.0 > 0 {
-        cap = cap.min(node.cpu_free.0 / need.cpu.0);
+    if let Some(n) = node.cpu_free.0.checked_div(need.cpu.0) {
+        cap = cap.min(n);
     }
-    if need.memory.0 > 0 {
-        cap = cap.min(node.mem_free.0 / need.memory.0);
+    if let Some(n) = node.mem_free.0.checked_div(need.memory.0) {
+        cap = cap.min(n);
     }
     cap
 }
@@ -47,10 +44,7 @@ fn group_of(idx: usize, node: &NodeState, topology: Topology, rack_domain: &[u32
     match topology {
         Topology::SameNode => idx as u32,
         Topology::SameRack => node.rack,
-        Topology::SameDomain => rack_domain
-            .get(node.rack as usize)
-            .copied()
-            .unwrap_or(u32::MAX),
+        Topology::SameDomain => rack_domain.get(node.rack as usize).copied().unwrap_or(u32::MAX),
         Topology::Any => 0,
     }
 }
@@ -76,9 +70,7 @@ pub(crate) fn place(
             continue;
         }
         why.nodes_fit += 1;
-        let g = groups
-            .entry(group_of(i, node, topology, &rack_domain))
-            .or_insert((0, GpuMilli::ZERO));
+        let g = groups.entry(group_of(i, node, topology, &rack_domain)).or_insert((0, GpuMilli::ZERO));
         g.0 = g.0.saturating_add(capacity(node, need));
         g.1 += node.free_total;
     }

@@ -70,8 +70,7 @@ pub use policy::{Policy, PolicyKind, TypicalPod, TypicalPods, UnknownPolicy};
 pub use scheduler::{Scheduler, SchedulerConfig, WorkloadStatus};
 pub use state::{ClusterState, NodeIdx, NodeState};
 pub use workload::{
-    DataClass, GpuDemand, PriorityClass, Shape, TaskDemand, TenantId, Topology, Workload,
-    WorkloadId,
+    DataClass, GpuDemand, PriorityClass, Shape, TaskDemand, TenantId, Topology, Workload, WorkloadId,
 };
 
 /// The only source of randomness the core accepts: a seeded, portable ChaCha8 stream.

@@ -36,10 +36,7 @@ pub fn why_not(site: &Site, class: DataClass) -> Option<String> {
     }
     Some(match class {
         DataClass::Public => unreachable_public(),
-        DataClass::Personal => format!(
-            "site {} is in {}, outside the EU/EEA",
-            site.id, site.country
-        ),
+        DataClass::Personal => format!("site {} is in {}, outside the EU/EEA", site.id, site.country),
         DataClass::Health => format!(
             "health data needs an HDS-certified site in the EU/EEA; site {} ({}) is not",
             site.id, site.country

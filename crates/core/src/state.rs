@@ -76,6 +76,10 @@ pub struct NodeState {
     pub shapes: Vec<(u32, u32)>,
     /// Bumped on every change, so that policies can cache per-node work.
     pub version: u64,
+    /// Hash of what scores depend on (model, free CPU, free memory, sorted free GPU
+    /// shares), recomputed on every change: nodes with equal hashes score alike, which
+    /// lets policies memoise across nodes.
+    pub state_hash: u64,
 }
 
 /// The GPU shape of a task, for policies that group alike tasks: `Some(0)` for a share
@@ -137,19 +141,20 @@ impl NodeState {
     }
 
     fn refresh(&mut self) {
-        self.free_whole = self
-            .gpu_free
-            .iter()
-            .filter(|g| **g == GpuMilli::WHOLE)
-            .count() as u32;
-        self.max_free = self
-            .gpu_free
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(GpuMilli::ZERO);
+        self.free_whole = self.gpu_free.iter().filter(|g| **g == GpuMilli::WHOLE).count() as u32;
+        self.max_free = self.gpu_free.iter().copied().max().unwrap_or(GpuMilli::ZERO);
         self.free_total = self.gpu_free.iter().copied().sum();
         self.version += 1;
+        let mut sorted: Vec<u32> = self.gpu_free.iter().map(|g| g.0).collect();
+        sorted.sort_unstable();
+        let mut h = Fnv::default();
+        h.write_u64(self.model.map_or(u64::MAX, u64::from));
+        h.write_u64(self.cpu_free.0);
+        h.write_u64(self.mem_free.0);
+        for g in sorted {
+            h.write_u64(u64::from(g));
+        }
+        self.state_hash = h.0;
     }
 
     /// Power this node would reserve with `allocated` GPU share and `tasks` tasks.
@@ -158,6 +163,25 @@ impl NodeState {
             return Watts::ZERO;
         }
         self.base_power + self.gpu_tdp.scaled_milli(allocated.0)
+    }
+}
+
+/// FNV-1a, 64-bit: tiny, fast and the same on every platform (std's hasher is not
+/// guaranteed stable across releases).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write_u64(&mut self, v: u64) {
+        for b in v.to_le_bytes() {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }
 
@@ -274,23 +298,17 @@ impl ClusterState {
                 for node in &rack.nodes {
                     let (model, tdp) = match &node.gpu_model {
                         Some(id) if node.gpu_count > 0 => {
-                            let spec = fleet
-                                .catalog
-                                .resolve(id)
-                                .map_err(|e| CoreError::Fleet(e.to_string()))?;
+                            let spec =
+                                fleet.catalog.resolve(id).map_err(|e| CoreError::Fleet(e.to_string()))?;
                             let idx = match models.iter().position(|m| m.id == spec.id) {
                                 Some(i) => i,
                                 None => {
-                                    models.push(ModelInfo {
-                                        id: spec.id.clone(),
-                                        tdp: spec.tdp,
-                                    });
+                                    models.push(ModelInfo { id: spec.id.clone(), tdp: spec.tdp });
                                     models.len() - 1
                                 }
                             };
-                            let idx = u16::try_from(idx).map_err(|_| {
-                                CoreError::Fleet("more than 65,535 GPU models".into())
-                            })?;
+                            let idx = u16::try_from(idx)
+                                .map_err(|_| CoreError::Fleet("more than 65,535 GPU models".into()))?;
                             (Some(idx), spec.tdp)
                         }
                         _ => (None, Watts::ZERO),
@@ -315,6 +333,7 @@ impl ClusterState {
                         free_total: GpuMilli::ZERO,
                         shapes: Vec::new(),
                         version: 0,
+                        state_hash: 0,
                     };
                     state.refresh();
                     flat.push(Some(state));
@@ -335,19 +354,8 @@ impl ClusterState {
             })?;
             nodes.push(node);
         }
-        let node_index = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.clone(), NodeIdx(i as u32)))
-            .collect();
-        Ok(ClusterState {
-            nodes,
-            racks,
-            sites,
-            domains,
-            models,
-            node_index,
-        })
+        let node_index = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), NodeIdx(i as u32))).collect();
+        Ok(ClusterState { nodes, racks, sites, domains, models, node_index })
     }
 
     /// Looks a node up by name.
@@ -365,20 +373,13 @@ impl ClusterState {
     /// Looks a GPU model up by catalog id, case-insensitively.
     #[must_use]
     pub fn model_index(&self, id: &str) -> Option<u16> {
-        self.models
-            .iter()
-            .position(|m| m.id.eq_ignore_ascii_case(id))
-            .map(|i| i as u16)
+        self.models.iter().position(|m| m.id.eq_ignore_ascii_case(id)).map(|i| i as u16)
     }
 
     /// Total GPU capacity of nodes that are up.
     #[must_use]
     pub fn gpu_capacity(&self) -> GpuMilli {
-        self.nodes
-            .iter()
-            .filter(|n| n.up)
-            .map(NodeState::gpu_capacity)
-            .sum()
+        self.nodes.iter().filter(|n| n.up).map(NodeState::gpu_capacity).sum()
     }
 
     /// GPU share allocated across the cluster.
@@ -445,24 +446,13 @@ impl ClusterState {
             .get(alloc.node.0 as usize)
             .ok_or(CoreError::Invariant("allocation on an unknown node"))?;
         for (g, milli) in &alloc.gpus {
-            let free = node
-                .gpu_free
-                .get(usize::from(*g))
-                .copied()
-                .unwrap_or(GpuMilli::ZERO);
+            let free = node.gpu_free.get(usize::from(*g)).copied().unwrap_or(GpuMilli::ZERO);
             if free < *milli {
                 return Err(CoreError::Invariant("GPU over-allocated"));
             }
         }
-        if alloc
-            .gpus
-            .iter()
-            .enumerate()
-            .any(|(i, (g, _))| alloc.gpus[..i].iter().any(|(h, _)| h == g))
-        {
-            return Err(CoreError::Invariant(
-                "the same GPU picked twice for one task",
-            ));
+        if alloc.gpus.iter().enumerate().any(|(i, (g, _))| alloc.gpus[..i].iter().any(|(h, _)| h == g)) {
+            return Err(CoreError::Invariant("the same GPU picked twice for one task"));
         }
         if node.cpu_free < alloc.cpu || node.mem_free < alloc.memory {
             return Err(CoreError::Invariant("CPU or memory over-allocated"));
@@ -530,10 +520,7 @@ impl ClusterState {
     /// Adds a node at the end of the order. Its rack must exist.
     pub fn add_node(&mut self, spec: NewNode) -> Result<NodeIdx, CoreError> {
         if self.node_index.contains_key(&spec.name) {
-            return Err(CoreError::Fleet(format!(
-                "node {} already exists",
-                spec.name
-            )));
+            return Err(CoreError::Fleet(format!("node {} already exists", spec.name)));
         }
         let rack = self
             .racks
@@ -570,6 +557,7 @@ impl ClusterState {
             free_total: GpuMilli::ZERO,
             shapes: Vec::new(),
             version: 0,
+            state_hash: 0,
         };
         node.refresh();
         let idx = NodeIdx(self.nodes.len() as u32);
@@ -589,11 +577,8 @@ impl ClusterState {
     /// assertions: free shares, CPU, memory and power must equal capacity minus what the
     /// allocations hold, and no limit may be exceeded.
     pub fn audit<'a>(&self, allocs: impl IntoIterator<Item = &'a TaskAlloc>) -> Result<(), String> {
-        let mut gpu_used: Vec<Vec<GpuMilli>> = self
-            .nodes
-            .iter()
-            .map(|n| vec![GpuMilli::ZERO; n.gpu_free.len()])
-            .collect();
+        let mut gpu_used: Vec<Vec<GpuMilli>> =
+            self.nodes.iter().map(|n| vec![GpuMilli::ZERO; n.gpu_free.len()]).collect();
         let mut cpu = vec![MilliCores::ZERO; self.nodes.len()];
         let mut mem = vec![Mebibytes::ZERO; self.nodes.len()];
         let mut tasks = vec![0u32; self.nodes.len()];
@@ -614,10 +599,7 @@ impl ClusterState {
                     return Err(format!("{} GPU {g} over-allocated: {used}", n.name));
                 }
                 if n.gpu_free[g] + *used != GpuMilli::WHOLE {
-                    return Err(format!(
-                        "{} GPU {g}: free {} + used {used} != 1000",
-                        n.name, n.gpu_free[g]
-                    ));
+                    return Err(format!("{} GPU {g}: free {} + used {used} != 1000", n.name, n.gpu_free[g]));
                 }
             }
             if cpu[i] > n.cpu_total || n.cpu_free + cpu[i] != n.cpu_total {
@@ -638,24 +620,15 @@ impl ClusterState {
         }
         for (r, p) in self.racks.iter().zip(&rack_power) {
             if r.power != *p {
-                return Err(format!(
-                    "rack {} power {} != sum of nodes {}",
-                    r.id, r.power, p
-                ));
+                return Err(format!("rack {} power {} != sum of nodes {}", r.id, r.power, p));
             }
             if r.power > r.limit {
-                return Err(format!(
-                    "rack {} over its limit: {} > {}",
-                    r.id, r.power, r.limit
-                ));
+                return Err(format!("rack {} over its limit: {} > {}", r.id, r.power, r.limit));
             }
         }
         for (s, p) in self.sites.iter().zip(&site_power) {
             if s.power != *p {
-                return Err(format!(
-                    "site {} power {} != sum of nodes {}",
-                    s.id, s.power, p
-                ));
+                return Err(format!("site {} power {} != sum of nodes {}", s.id, s.power, p));
             }
         }
         Ok(())

@@ -37,11 +37,8 @@ pub enum PriorityClass {
 
 impl PriorityClass {
     /// Every class, lowest first.
-    pub const ALL: [PriorityClass; 3] = [
-        PriorityClass::BestEffort,
-        PriorityClass::Standard,
-        PriorityClass::LatencyCritical,
-    ];
+    pub const ALL: [PriorityClass; 3] =
+        [PriorityClass::BestEffort, PriorityClass::Standard, PriorityClass::LatencyCritical];
 
     /// The API spelling.
     #[must_use]
@@ -77,12 +74,8 @@ pub enum DataClass {
 
 impl DataClass {
     /// Every class, least restricted first.
-    pub const ALL: [DataClass; 4] = [
-        DataClass::Public,
-        DataClass::Personal,
-        DataClass::Health,
-        DataClass::Sensitive,
-    ];
+    pub const ALL: [DataClass; 4] =
+        [DataClass::Public, DataClass::Personal, DataClass::Health, DataClass::Sensitive];
 
     /// The API spelling.
     #[must_use]
@@ -121,31 +114,18 @@ pub struct GpuDemand {
 
 impl GpuDemand {
     /// No GPU at all.
-    pub const NONE: GpuDemand = GpuDemand {
-        count: 0,
-        milli_per_gpu: GpuMilli(0),
-    };
+    pub const NONE: GpuDemand = GpuDemand { count: 0, milli_per_gpu: GpuMilli(0) };
 
     /// A share of a single GPU (1..=1000 thousandths).
     #[must_use]
     pub fn shared(milli: GpuMilli) -> GpuDemand {
-        GpuDemand {
-            count: 1,
-            milli_per_gpu: milli,
-        }
+        GpuDemand { count: 1, milli_per_gpu: milli }
     }
 
     /// `n` whole GPUs.
     #[must_use]
     pub fn whole(n: u32) -> GpuDemand {
-        if n == 0 {
-            GpuDemand::NONE
-        } else {
-            GpuDemand {
-                count: n,
-                milli_per_gpu: GpuMilli::WHOLE,
-            }
-        }
+        if n == 0 { GpuDemand::NONE } else { GpuDemand { count: n, milli_per_gpu: GpuMilli::WHOLE } }
     }
 
     /// Total GPU thousandths asked for.

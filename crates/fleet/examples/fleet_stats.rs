@@ -28,11 +28,7 @@ fn main() {
         fleet.gpu_count()
     );
     for s in &fleet.sites {
-        let full: Watts = s
-            .racks
-            .iter()
-            .map(|r| r.full_load_power(&fleet.catalog))
-            .sum();
+        let full: Watts = s.racks.iter().map(|r| r.full_load_power(&fleet.catalog)).sum();
         let nodes: usize = s.racks.iter().map(|r| r.nodes.len()).sum();
         let gpus: u64 = s.racks.iter().map(|r| r.gpu_count()).sum();
         println!(

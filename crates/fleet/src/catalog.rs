@@ -70,8 +70,7 @@ pub struct UnknownGpuModel {
 }
 
 fn suggestion_text(s: &Option<String>) -> String {
-    s.as_ref()
-        .map_or_else(String::new, |s| format!(" (did you mean `{s}`?)"))
+    s.as_ref().map_or_else(String::new, |s| format!(" (did you mean `{s}`?)"))
 }
 
 /// A model id or alias that is already taken (spellings are compared ignoring case and
@@ -89,11 +88,7 @@ impl GpuCatalog {
     /// A catalog with no models, for fleets that must not rely on built-in figures.
     #[must_use]
     pub fn empty() -> GpuCatalog {
-        GpuCatalog {
-            models: BTreeMap::new(),
-            index: BTreeMap::new(),
-            aliases: BTreeMap::new(),
-        }
+        GpuCatalog { models: BTreeMap::new(), index: BTreeMap::new(), aliases: BTreeMap::new() }
     }
 
     /// The models that ship with gigawatt, with public figures (see `catalog/builtin.rs` for
@@ -111,9 +106,7 @@ impl GpuCatalog {
     /// The model called `name` (its id or an alias, any case, `-`/`_`/space ignored).
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&GpuSpec> {
-        self.index
-            .get(&normalize(name))
-            .and_then(|id| self.models.get(id))
+        self.index.get(&normalize(name)).and_then(|id| self.models.get(id))
     }
 
     /// Like [`get`](Self::get), but the error says which models exist.
@@ -140,20 +133,13 @@ impl GpuCatalog {
     ///
     /// # Errors
     /// [`DuplicateGpuModel`] when the id or an alias is already taken, or repeated.
-    pub fn insert_with_aliases(
-        &mut self,
-        spec: GpuSpec,
-        aliases: &[&str],
-    ) -> Result<(), DuplicateGpuModel> {
+    pub fn insert_with_aliases(&mut self, spec: GpuSpec, aliases: &[&str]) -> Result<(), DuplicateGpuModel> {
         let mut seen = BTreeMap::new();
         for name in std::iter::once(spec.id.as_str()).chain(aliases.iter().copied()) {
             let key = normalize(name);
             let existing = self.index.get(&key).or_else(|| seen.get(&key));
             if let Some(existing) = existing {
-                return Err(DuplicateGpuModel {
-                    name: name.to_owned(),
-                    existing: existing.clone(),
-                });
+                return Err(DuplicateGpuModel { name: name.to_owned(), existing: existing.clone() });
             }
             seen.insert(key, spec.id.clone());
         }
@@ -177,10 +163,7 @@ impl GpuCatalog {
 
     /// The other spellings accepted for model `id` (canonical id), sorted.
     pub fn aliases_of<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.aliases
-            .iter()
-            .filter(move |(_, target)| target.as_str() == id)
-            .map(|(a, _)| a.as_str())
+        self.aliases.iter().filter(move |(_, target)| target.as_str() == id).map(|(a, _)| a.as_str())
     }
 
     /// Number of models.
@@ -248,33 +231,20 @@ mod tests {
     #[test]
     fn unknown_model_lists_every_known_model() {
         let c = GpuCatalog::builtin();
-        let Err(e) = c.resolve("H10") else {
-            panic!("H10 resolved")
-        };
+        let Err(e) = c.resolve("H10") else { panic!("H10 resolved") };
         let msg = e.to_string();
         assert!(msg.starts_with("unknown GPU model `H10`"), "{msg}");
-        assert!(
-            msg.contains("known models: A10, A100-SXM, B200, GB200, H100-PCIE, H100-SXM"),
-            "{msg}"
-        );
+        assert!(msg.contains("known models: A10, A100-SXM, B200, GB200, H100-PCIE, H100-SXM"), "{msg}");
         assert_eq!(e.known.len(), c.len());
     }
 
     #[test]
     fn insert_refuses_taken_names() {
         let mut c = GpuCatalog::builtin();
-        let Some(mut spec) = c.get("T4").cloned() else {
-            panic!("no T4")
-        };
+        let Some(mut spec) = c.get("T4").cloned() else { panic!("no T4") };
         spec.id = "t-4".into();
         let err = c.insert(spec.clone());
-        assert_eq!(
-            err,
-            Err(DuplicateGpuModel {
-                name: "t-4".into(),
-                existing: "T4".into()
-            })
-        );
+        assert_eq!(err, Err(DuplicateGpuModel { name: "t-4".into(), existing: "T4".into() }));
         spec.id = "G2".into();
         assert!(c.insert_with_aliases(spec.clone(), &["H100"]).is_err());
         assert!(c.get("G2").is_none(), "a failed insert must not half-apply");

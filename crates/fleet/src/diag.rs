@@ -133,11 +133,7 @@ impl Diagnostics {
     /// # Errors
     /// Returns `self` when it holds at least one problem.
     pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
-        if self.is_empty() {
-            Ok(value)
-        } else {
-            Err(self)
-        }
+        if self.is_empty() { Ok(value) } else { Err(self) }
     }
 }
 
@@ -201,9 +197,7 @@ pub(crate) struct LineIndex<'a> {
 
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> LineIndex<'a> {
-        let starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         LineIndex { text, starts }
     }
 
@@ -214,11 +208,7 @@ impl<'a> LineIndex<'a> {
         }
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts.get(line - 1).copied().unwrap_or(0);
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(0, |s| s.chars().count())
-            + 1;
+        let column = self.text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
         (line, column)
     }
 }
@@ -228,10 +218,7 @@ impl<'a> LineIndex<'a> {
 /// Case and separators (`-`, `_`, space) are ignored first (so `ISO-27001` finds
 /// `iso27001`), then an edit distance of 1 for words of up to 3 characters, 2 up to 8 and
 /// 3 beyond (so `G2` does not suggest `T4`).
-pub(crate) fn did_you_mean<'c>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-) -> Option<&'c str> {
+pub(crate) fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
     let w = normalize(word);
     let limit = match w.chars().count() {
         0..=3 => 1,
@@ -253,10 +240,7 @@ pub(crate) fn did_you_mean<'c>(
 
 /// Lower case without `-`, `_`, `.` or spaces: the spelling-insensitive form of a name.
 pub(crate) fn normalize(s: &str) -> String {
-    s.chars()
-        .filter(|c| !matches!(c, '-' | '_' | ' ' | '.'))
-        .flat_map(char::to_lowercase)
-        .collect()
+    s.chars().filter(|c| !matches!(c, '-' | '_' | ' ' | '.')).flat_map(char::to_lowercase).collect()
 }
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -316,14 +300,8 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(
-            did_you_mean("power_limt_kw", ["power_limit_kw", "prefix"]),
-            Some("power_limit_kw")
-        );
-        assert_eq!(
-            did_you_mean("ISO-27001", ["hds", "iso27001"]),
-            Some("iso27001")
-        );
+        assert_eq!(did_you_mean("power_limt_kw", ["power_limit_kw", "prefix"]), Some("power_limit_kw"));
+        assert_eq!(did_you_mean("ISO-27001", ["hds", "iso27001"]), Some("iso27001"));
         assert_eq!(did_you_mean("zzz", ["power_limit_kw"]), None);
         assert_eq!(did_you_mean("H10", ["A10", "H100"]), Some("H100"));
         assert_eq!(did_you_mean("G2", ["T4"]), None);

@@ -55,21 +55,15 @@ impl Fleet {
 
     /// Every node of the fleet with its site and rack, in fleet order.
     pub fn nodes(&self) -> impl Iterator<Item = (&Site, &Rack, &Node)> {
-        self.sites.iter().flat_map(|s| {
-            s.racks
-                .iter()
-                .flat_map(move |r| r.nodes.iter().map(move |n| (s, r, n)))
-        })
+        self.sites
+            .iter()
+            .flat_map(|s| s.racks.iter().flat_map(move |r| r.nodes.iter().map(move |n| (s, r, n))))
     }
 
     /// Number of nodes in the fleet.
     #[must_use]
     pub fn node_count(&self) -> usize {
-        self.sites
-            .iter()
-            .flat_map(|s| &s.racks)
-            .map(|r| r.nodes.len())
-            .sum()
+        self.sites.iter().flat_map(|s| &s.racks).map(|r| r.nodes.len()).sum()
     }
 
     /// Number of GPUs in the fleet.
@@ -138,11 +132,7 @@ impl GridPhase {
     /// The phase's start as a timestamp (UTC midnight).
     #[must_use]
     pub fn from_timestamp(&self) -> Timestamp {
-        Timestamp(
-            self.from
-                .and_hms_opt(0, 0, 0)
-                .map_or(0, |d| d.and_utc().timestamp_millis()),
-        )
+        Timestamp(self.from.and_hms_opt(0, 0, 0).map_or(0, |d| d.and_utc().timestamp_millis()))
     }
 }
 
@@ -216,9 +206,7 @@ impl Node {
 
     fn gpu_power(&self, catalog: &GpuCatalog, per_gpu: impl Fn(&crate::GpuSpec) -> Watts) -> Watts {
         let spec = self.gpu_model.as_deref().and_then(|m| catalog.get(m));
-        spec.map_or(Watts::ZERO, |s| {
-            Watts(per_gpu(s).0.saturating_mul(u64::from(self.gpu_count)))
-        })
+        spec.map_or(Watts::ZERO, |s| Watts(per_gpu(s).0.saturating_mul(u64::from(self.gpu_count))))
     }
 }
 
@@ -247,8 +235,8 @@ pub struct Country(pub String);
 /// The 27 EU member states plus Iceland, Liechtenstein and Norway (EEA), as ISO 3166-1
 /// alpha-2 codes. Source: European Commission, EU member countries (2024); EEA Agreement.
 pub const EU_EEA: [&str; 30] = [
-    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
-    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT",
+    "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
 ];
 
 impl Country {
@@ -266,9 +254,7 @@ impl fmt::Display for Country {
 }
 
 /// A certification a site holds, which decides which data classes it may host.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Certification {
     /// ANSSI SecNumCloud (France): required for `sensitive` data.

@@ -22,10 +22,7 @@ pub(crate) struct Problem {
 }
 
 pub(crate) fn problem(problem: impl Into<String>, fix: impl Into<String>) -> Problem {
-    Problem {
-        problem: problem.into(),
-        fix: fix.into(),
-    }
+    Problem { problem: problem.into(), fix: fix.into() }
 }
 
 /// Most GPUs one server holds; more is a unit mistake (GPUs per rack, per site).
@@ -50,23 +47,13 @@ pub(crate) fn id(kind: &str, s: &str) -> Option<Problem> {
             "use a shorter name",
         ));
     }
-    let bad = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))?;
+    let bad = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))?;
     let cleaned: String = s
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':') {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':') { c } else { '-' })
         .collect();
     Some(problem(
-        format!(
-            "{kind} `{s}` contains {bad:?}; names may use ASCII letters, digits, `-`, `_`, `.` and `:`"
-        ),
+        format!("{kind} `{s}` contains {bad:?}; names may use ASCII letters, digits, `-`, `_`, `.` and `:`"),
         format!("write e.g. `{cleaned}`"),
     ))
 }
@@ -130,9 +117,7 @@ pub(crate) fn no_grid() -> Problem {
 pub(crate) fn grid_order(prev: NaiveDate, this: NaiveDate) -> Option<Problem> {
     (this <= prev).then(|| {
         problem(
-            format!(
-                "grid phases must be in date order with distinct dates: {this} is not after {prev}"
-            ),
+            format!("grid phases must be in date order with distinct dates: {this} is not after {prev}"),
             "sort the phases by `from`, and merge phases that start on the same day",
         )
     })
@@ -155,20 +140,13 @@ pub(crate) fn rack_limit_kw(v: f64) -> Option<Problem> {
 }
 
 /// Problems of a node's shape: GPU count and model agree, CPU and memory are present.
-pub(crate) fn node_shape(
-    has_model: bool,
-    gpus: u32,
-    cpu: u64,
-    memory: u64,
-) -> Vec<(&'static str, Problem)> {
+pub(crate) fn node_shape(has_model: bool, gpus: u32, cpu: u64, memory: u64) -> Vec<(&'static str, Problem)> {
     let mut out = Vec::new();
     if gpus > MAX_GPUS_PER_NODE {
         out.push((
             "gpus",
             problem(
-                format!(
-                    "a node with {gpus} GPUs is not one server (the limit is {MAX_GPUS_PER_NODE})"
-                ),
+                format!("a node with {gpus} GPUs is not one server (the limit is {MAX_GPUS_PER_NODE})"),
                 "count GPUs per server: 8 for an HGX/DGX board, 4 for a GB200 compute tray",
             ),
         ));
@@ -203,31 +181,19 @@ pub(crate) fn node_shape(
     if memory == 0 {
         out.push((
             "memory_mib",
-            problem(
-                "memory_mib must be > 0",
-                "write memory in MiB, e.g. 2097152 for 2 TiB",
-            ),
+            problem("memory_mib must be > 0", "write memory in MiB, e.g. 2097152 for 2 TiB"),
         ));
     }
     out
 }
 
 /// Whether `nodes` can run in a rack limited to `limit` even with every GPU capped.
-pub(crate) fn rack_fit(
-    rack: &str,
-    nodes: &[Node],
-    limit: Watts,
-    catalog: &GpuCatalog,
-) -> Option<Problem> {
+pub(crate) fn rack_fit(rack: &str, nodes: &[Node], limit: Watts, catalog: &GpuCatalog) -> Option<Problem> {
     let floor: Watts = nodes.iter().map(|n| n.min_capped_power(catalog)).sum();
     if floor <= limit {
         return None;
     }
-    let per_node = nodes
-        .iter()
-        .map(|n| n.min_capped_power(catalog))
-        .max()
-        .unwrap_or(Watts(1));
+    let per_node = nodes.iter().map(|n| n.min_capped_power(catalog)).max().unwrap_or(Watts(1));
     let fits = limit.0.checked_div(per_node.0).unwrap_or(0);
     Some(problem(
         format!(
@@ -263,10 +229,7 @@ pub(crate) fn gpu_spec(s: &GpuSpec) -> Vec<(&'static str, Problem)> {
     if s.tdp == Watts::ZERO {
         out.push((
             "tdp_w",
-            problem(
-                "tdp_w must be > 0",
-                "write the board power from the datasheet, e.g. `tdp_w = 700`",
-            ),
+            problem("tdp_w must be > 0", "write the board power from the datasheet, e.g. `tdp_w = 700`"),
         ));
     }
     if s.idle > s.tdp {
@@ -282,10 +245,7 @@ pub(crate) fn gpu_spec(s: &GpuSpec) -> Vec<(&'static str, Problem)> {
         out.push((
             "min_power_limit_w",
             problem(
-                format!(
-                    "min_power_limit_w ({}) is above tdp_w ({})",
-                    s.min_power_limit, s.tdp
-                ),
+                format!("min_power_limit_w ({}) is above tdp_w ({})", s.min_power_limit, s.tdp),
                 "use the `Min Power Limit` that `nvidia-smi -q -d POWER` reports",
             ),
         ));
@@ -293,24 +253,12 @@ pub(crate) fn gpu_spec(s: &GpuSpec) -> Vec<(&'static str, Problem)> {
     if s.memory_gb == 0 {
         out.push((
             "memory_gb",
-            problem(
-                "memory_gb must be > 0",
-                "write device memory in GB, e.g. `memory_gb = 80`",
-            ),
+            problem("memory_gb must be > 0", "write device memory in GB, e.g. `memory_gb = 80`"),
         ));
     }
-    for (field, v) in [
-        ("bf16_dense_tflops", s.bf16_dense_tflops),
-        ("hbm_tbps", s.hbm_tbps),
-    ] {
+    for (field, v) in [("bf16_dense_tflops", s.bf16_dense_tflops), ("hbm_tbps", s.hbm_tbps)] {
         if let Some(v) = v.filter(|v| !v.is_finite() || *v <= 0.0) {
-            out.push((
-                field,
-                problem(
-                    format!("{field} must be > 0 (got {v})"),
-                    "leave it out when unknown",
-                ),
-            ));
+            out.push((field, problem(format!("{field} must be > 0 (got {v})"), "leave it out when unknown")));
         }
     }
     out
@@ -331,11 +279,7 @@ pub(crate) fn check_fleet(catalog: &GpuCatalog, sites: &mut [Site]) -> Diagnosti
         }
     }
     if sites.is_empty() {
-        push(
-            &mut d,
-            "sites".into(),
-            problem("a fleet needs at least one site", "add a site"),
-        );
+        push(&mut d, "sites".into(), problem("a fleet needs at least one site", "add a site"));
     }
     let mut site_ids = HashMap::new();
     let mut rack_ids = HashMap::new();
@@ -344,30 +288,18 @@ pub(crate) fn check_fleet(catalog: &GpuCatalog, sites: &mut [Site]) -> Diagnosti
         let sp = format!("sites[{si}]");
         check_site(&mut d, &sp, site);
         if let Some(first) = site_ids.insert(site.id.clone(), si) {
-            push(
-                &mut d,
-                format!("{sp}.id"),
-                duplicate("site id", &site.id, &format!("sites[{first}]")),
-            );
+            push(&mut d, format!("{sp}.id"), duplicate("site id", &site.id, &format!("sites[{first}]")));
         }
         for (ri, rack) in site.racks.iter_mut().enumerate() {
             let rp = format!("{sp}.racks[{ri}]");
             if let Some(first) = rack_ids.insert(rack.id.clone(), rp.clone()) {
-                push(
-                    &mut d,
-                    format!("{rp}.id"),
-                    duplicate("rack id", &rack.id, &first),
-                );
+                push(&mut d, format!("{rp}.id"), duplicate("rack id", &rack.id, &first));
             }
             for (ni, node) in rack.nodes.iter_mut().enumerate() {
                 let np = format!("{rp}.nodes[{ni}]");
                 check_node(&mut d, &np, node, catalog);
                 if let Some(first) = node_names.insert(node.name.clone(), np.clone()) {
-                    push(
-                        &mut d,
-                        format!("{np}.name"),
-                        duplicate("node name", &node.name, &first),
-                    );
+                    push(&mut d, format!("{np}.name"), duplicate("node name", &node.name, &first));
                 }
             }
             check_rack(&mut d, &rp, rack, catalog);
@@ -391,10 +323,7 @@ fn check_site(d: &mut Diagnostics, sp: &str, site: &Site) {
         push(
             d,
             format!("{sp}.region"),
-            problem(
-                "region is empty",
-                "name the operator region, e.g. `eu-south-fr`",
-            ),
+            problem("region is empty", "name the operator region, e.g. `eu-south-fr`"),
         );
     }
     if let Some(p) = country(&site.country.0) {
@@ -425,20 +354,14 @@ fn check_rack(d: &mut Diagnostics, rp: &str, rack: &Rack, catalog: &GpuCatalog) 
         push(
             d,
             format!("{rp}.power_limit"),
-            problem(
-                "rack power limit is 0 W",
-                "set the busbar/cooling limit, e.g. 150 kW",
-            ),
+            problem("rack power limit is 0 W", "set the busbar/cooling limit, e.g. 150 kW"),
         );
     }
     if rack.network_domain.is_empty() {
         push(
             d,
             format!("{rp}.network_domain"),
-            problem(
-                "network domain is empty",
-                "use the rack id when the rack is its own island",
-            ),
+            problem("network domain is empty", "use the rack id when the rack is its own island"),
         );
     }
     if let Some(p) = rack_fit(&rack.id, &rack.nodes, rack.power_limit, catalog) {
@@ -456,19 +379,11 @@ fn check_node(d: &mut Diagnostics, np: &str, node: &mut Node, catalog: &GpuCatal
             Err(e) => push(
                 d,
                 format!("{np}.gpu_model"),
-                problem(
-                    e.to_string(),
-                    "use a catalog id, or insert the model into the catalog first",
-                ),
+                problem(e.to_string(), "use a catalog id, or insert the model into the catalog first"),
             ),
         }
     }
-    for (f, p) in node_shape(
-        node.gpu_model.is_some(),
-        node.gpu_count,
-        node.cpu.0,
-        node.memory.0,
-    ) {
+    for (f, p) in node_shape(node.gpu_model.is_some(), node.gpu_count, node.cpu.0, node.memory.0) {
         push(d, format!("{np}.{f}"), p);
     }
 }

@@ -8,9 +8,7 @@ use gigawatt_fleet::{Certification, Fleet, Loaded, load_with_warnings, parse};
 use gigawatt_units::{Timestamp, Watts};
 
 fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
 }
 
 fn load(rel: &str) -> Loaded {
@@ -33,10 +31,7 @@ fn france_loads_without_problems_or_warnings() {
     assert!(loaded.warnings.is_empty(), "{}", loaded.warnings);
     let f = &loaded.fleet;
     let ids: Vec<&str> = f.sites.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["valence", "paris-nord", "paris-sud", "ashburn", "inzai"]
-    );
+    assert_eq!(ids, ["valence", "paris-nord", "paris-sud", "ashburn", "inzai"]);
     assert_eq!(f.node_count(), 6_784);
     assert_eq!(f.gpu_count(), 47_360);
 
@@ -45,22 +40,12 @@ fn france_loads_without_problems_or_warnings() {
         .iter()
         .map(|s| {
             let nodes = s.racks.iter().map(|r| r.nodes.len()).sum();
-            (
-                s.racks.len(),
-                nodes,
-                s.racks.iter().map(|r| r.gpu_count()).sum(),
-            )
+            (s.racks.len(), nodes, s.racks.iter().map(|r| r.gpu_count()).sum())
         })
         .collect();
     assert_eq!(
         per_site,
-        [
-            (400, 3_200, 25_600),
-            (192, 2_112, 9_984),
-            (96, 384, 3_072),
-            (176, 704, 5_632),
-            (96, 384, 3_072)
-        ]
+        [(400, 3_200, 25_600), (192, 2_112, 9_984), (96, 384, 3_072), (176, 704, 5_632), (96, 384, 3_072)]
     );
 }
 
@@ -75,10 +60,7 @@ fn france_sovereignty_attributes() {
     for id in ["ashburn", "inzai"] {
         let s = f.site(id).expect(id);
         assert!(!s.country.is_eu_eea());
-        assert_eq!(
-            s.certifications.iter().copied().collect::<Vec<_>>(),
-            [Certification::Soc2]
-        );
+        assert_eq!(s.certifications.iter().copied().collect::<Vec<_>>(), [Certification::Soc2]);
     }
 }
 
@@ -105,12 +87,7 @@ fn valence_it_budget_follows_the_grid_phases() {
     // Fleet-wide: Inzai only connects on 2026-07-01.
     let jan = f.it_budget_at(day(2026, 1, 2));
     let aug = f.it_budget_at(day(2026, 8, 1));
-    assert_eq!(
-        aug - jan,
-        f.site("inzai")
-            .expect("inzai")
-            .it_budget_at(day(2026, 8, 1))
-    );
+    assert_eq!(aug - jan, f.site("inzai").expect("inzai").it_budget_at(day(2026, 8, 1)));
 }
 
 #[test]
@@ -131,10 +108,7 @@ fn france_racks_are_named_and_wired_deterministically() {
 
     let nvl = &f.site("paris-nord").expect("paris-nord").racks[0];
     assert_eq!(nvl.id, "pn-nvl01");
-    assert_eq!(
-        nvl.network_domain, nvl.id,
-        "an NVL72 rack is its own NVLink domain"
-    );
+    assert_eq!(nvl.network_domain, nvl.id, "an NVL72 rack is its own NVLink domain");
     assert_eq!(nvl.gpu_count(), 72);
     assert_eq!(nvl.full_load_power(&f.catalog), Watts(119_880));
 
@@ -158,18 +132,12 @@ fn openb_is_the_published_cluster() {
     assert_eq!(site.racks[0].nodes[0].name, "openb-node-0000");
     assert_eq!(site.racks[151].nodes.len(), 5);
     assert_eq!(site.racks[151].nodes[4].name, "openb-node-1212");
-    assert!(
-        site.racks
-            .iter()
-            .all(|r| r.network_domain == "alibaba-openb")
-    );
+    assert!(site.racks.iter().all(|r| r.network_domain == "alibaba-openb"));
 
     // Per-model counts from traces/README.md.
     let mut by_model: BTreeMap<&str, (u32, u64)> = BTreeMap::new();
     for (_, _, n) in f.nodes() {
-        let e = by_model
-            .entry(n.gpu_model.as_deref().unwrap_or("-"))
-            .or_default();
+        let e = by_model.entry(n.gpu_model.as_deref().unwrap_or("-")).or_default();
         e.0 += 1;
         e.1 += u64::from(n.gpu_count);
     }
@@ -191,36 +159,18 @@ fn openb_is_the_published_cluster() {
         assert!(!spec.builtin && spec.source.contains("assumption"), "{id}");
     }
     // Power never binds: the grid is in force from simulation time zero, with room to spare.
-    let full: Watts = site
-        .racks
-        .iter()
-        .map(|r| r.full_load_power(&f.catalog))
-        .sum();
-    assert!(
-        site.it_budget_at(Timestamp::EPOCH) > Watts(full.0 * 20),
-        "{full}"
-    );
-    assert!(
-        site.racks
-            .iter()
-            .all(|r| r.full_load_power(&f.catalog) <= r.power_limit)
-    );
+    let full: Watts = site.racks.iter().map(|r| r.full_load_power(&f.catalog)).sum();
+    assert!(site.it_budget_at(Timestamp::EPOCH) > Watts(full.0 * 20), "{full}");
+    assert!(site.racks.iter().all(|r| r.full_load_power(&f.catalog) <= r.power_limit));
 }
 
 #[test]
 fn openb_all_nodes_list_imports_cpu_only_nodes_too() {
     let text = std::fs::read_to_string(repo("fleets/openb.toml")).expect("openb.toml");
-    let text = text.replace(
-        "openb_node_list_gpu_node.csv",
-        "openb_node_list_all_node.csv",
-    );
-    let fleet: Fleet =
-        parse(&text, "openb-all.toml", &repo("fleets")).expect("all-node list loads");
+    let text = text.replace("openb_node_list_gpu_node.csv", "openb_node_list_all_node.csv");
+    let fleet: Fleet = parse(&text, "openb-all.toml", &repo("fleets")).expect("all-node list loads");
     assert_eq!(fleet.node_count(), 1_523);
     assert_eq!(fleet.gpu_count(), 6_212);
-    let cpu_only = fleet
-        .nodes()
-        .filter(|(_, _, n)| n.gpu_model.is_none())
-        .count();
+    let cpu_only = fleet.nodes().filter(|(_, _, n)| n.gpu_model.is_none()).count();
     assert_eq!(cpu_only, 310);
 }

@@ -4,8 +4,7 @@
 use std::path::Path;
 
 use gigawatt_fleet::{
-    Diagnostic, Fleet, GpuCatalog, LoadError, Node, Pue, Rack, Site, load, parse,
-    parse_with_warnings,
+    Diagnostic, Fleet, GpuCatalog, LoadError, Node, Pue, Rack, Site, load, parse, parse_with_warnings,
 };
 use gigawatt_units::{Mebibytes, Megawatts, MilliCores, Watts};
 
@@ -52,11 +51,7 @@ fn edit(from: &str, to: &str) -> String {
 }
 
 fn at(d: &Diagnostic, line: usize, column: usize, field: &str) {
-    assert_eq!(
-        (d.file.as_str(), d.line, d.column, d.field.as_str()),
-        ("t.toml", line, column, field),
-        "{d}"
-    );
+    assert_eq!((d.file.as_str(), d.line, d.column, d.field.as_str()), ("t.toml", line, column, field), "{d}");
     assert!(!d.problem.is_empty() && !d.fix.is_empty(), "{d}");
 }
 
@@ -75,10 +70,7 @@ fn toml_syntax_errors_are_located() {
 
     let d = one(&edit("pue = 1.2", "pue = 1.2\npue = 1.3"));
     assert_eq!(d.line, 13, "{d}");
-    assert!(
-        d.problem.contains("duplicate key") && d.fix.contains("once per table"),
-        "{d}"
-    );
+    assert!(d.problem.contains("duplicate key") && d.fix.contains("once per table"), "{d}");
 
     // One unclosed bracket makes the parser complain on every later line: the first
     // error is shown, the rest counted.
@@ -86,12 +78,7 @@ fn toml_syntax_errors_are_located() {
     assert_eq!(p.len(), 2, "{p:#?}");
     assert_eq!(p[0].line, 15, "{}", p[0]);
     assert!(p[0].fix.contains("left unclosed above"), "{}", p[0]);
-    assert!(
-        p[1].problem
-            .contains("more TOML syntax error(s) from here on"),
-        "{}",
-        p[1]
-    );
+    assert!(p[1].problem.contains("more TOML syntax error(s) from here on"), "{}", p[1]);
 
     let d = one(&edit(r#"country = "FR""#, "country = FR"));
     assert_eq!((d.line, d.column), (10, 11), "{d}");
@@ -104,20 +91,13 @@ fn unknown_keys_are_reported_with_a_suggestion() {
     assert_eq!(p.len(), 2, "{p:#?}");
     // The missing key is reported at the table header, the unknown one at itself.
     at(&p[0], 15, 3, "site[0].rack_group[0].count");
-    assert!(
-        p[0].problem.contains("missing required key `count`"),
-        "{}",
-        p[0]
-    );
+    assert!(p[0].problem.contains("missing required key `count`"), "{}", p[0]);
     at(&p[1], 17, 3, "site[0].rack_group[0].cuont");
     assert!(p[1].fix.starts_with("did you mean `count`?"), "{}", p[1]);
 
     let d = one(&format!("colour = \"blue\"\n{BASE}"));
     at(&d, 1, 1, "colour");
-    assert!(
-        d.problem.contains("at the top level") && d.fix.starts_with("remove it"),
-        "{d}"
-    );
+    assert!(d.problem.contains("at the top level") && d.fix.starts_with("remove it"), "{d}");
 }
 
 #[test]
@@ -150,17 +130,9 @@ fn missing_required_keys_point_at_their_table() {
 fn unknown_gpu_model_lists_the_known_ones() {
     let d = one(&edit(r#"gpu_model = "H100""#, r#"gpu_model = "H10""#));
     at(&d, 2, 13, "node_type.hgx.gpu_model");
-    assert!(
-        d.problem
-            .starts_with("unknown GPU model `H10` (did you mean `H100`?)"),
-        "{d}"
-    );
+    assert!(d.problem.starts_with("unknown GPU model `H10` (did you mean `H100`?)"), "{d}");
     let known: Vec<String> = GpuCatalog::builtin().ids().map(str::to_owned).collect();
-    assert!(
-        d.problem
-            .contains(&format!("known models: {}", known.join(", "))),
-        "{d}"
-    );
+    assert!(d.problem.contains(&format!("known models: {}", known.join(", "))), "{d}");
     assert!(d.problem.contains("A10, A100-SXM, B200"), "{d}");
     assert!(d.fix.contains("[[gpu_model]]"), "{d}");
 }
@@ -169,17 +141,11 @@ fn unknown_gpu_model_lists_the_known_ones() {
 fn countries_must_be_iso_codes() {
     let d = one(&edit(r#"country = "FR""#, r#"country = "France""#));
     at(&d, 10, 11, "site[0].country");
-    assert_eq!(
-        d.problem,
-        "country `France` is not an ISO 3166-1 alpha-2 code"
-    );
+    assert_eq!(d.problem, "country `France` is not an ISO 3166-1 alpha-2 code");
     assert_eq!(d.fix, "write `FR`");
 
     let d = one(&edit(r#"country = "FR""#, r#"country = "fr""#));
-    assert_eq!(
-        (d.problem.as_str(), d.fix.as_str()),
-        ("country `fr` must be upper case", "write `FR`")
-    );
+    assert_eq!((d.problem.as_str(), d.fix.as_str()), ("country `fr` must be upper case", "write `FR`"));
 
     let d = one(&edit(r#"country = "FR""#, r#"country = "XX""#));
     assert!(d.fix.contains("two-letter ISO 3166-1"), "{d}");
@@ -205,30 +171,15 @@ fn grid_phases_must_be_in_date_order() {
         "grid = [{ from = 2027-06-01, capacity_mw = 40 }, { from = 2026-01-01, capacity_mw = 8 }]",
     ));
     at(&d, 13, 59, "site[0].grid[1].from");
-    assert!(
-        d.problem.starts_with("grid phases must be in date order"),
-        "{d}"
-    );
+    assert!(d.problem.starts_with("grid phases must be in date order"), "{d}");
 
     let d = one(&edit(grid, "grid = []"));
     at(&d, 13, 8, "site[0].grid");
-    let d = one(&edit(
-        grid,
-        "grid = [{ from = 2026-02-30, capacity_mw = 8 }]",
-    ));
-    assert!(
-        d.problem.contains("TOML syntax"),
-        "an invalid date is a TOML error: {d}"
-    );
-    let d = one(&edit(
-        grid,
-        r#"grid = [{ from = "2026-02-30", capacity_mw = 8 }]"#,
-    ));
+    let d = one(&edit(grid, "grid = [{ from = 2026-02-30, capacity_mw = 8 }]"));
+    assert!(d.problem.contains("TOML syntax"), "an invalid date is a TOML error: {d}");
+    let d = one(&edit(grid, r#"grid = [{ from = "2026-02-30", capacity_mw = 8 }]"#));
     at(&d, 13, 18, "site[0].grid[0].from");
-    let d = one(&edit(
-        grid,
-        "grid = [{ from = 2026-01-01, capacity_mw = 8000000 }]",
-    ));
+    let d = one(&edit(grid, "grid = [{ from = 2026-01-01, capacity_mw = 8000000 }]"));
     assert!(d.fix.contains("megawatts"), "{d}");
 }
 
@@ -239,17 +190,11 @@ fn duplicate_rack_names_are_reported_once_per_group() {
     );
     let d = one(&text);
     at(&d, 22, 12, "site[0].rack_group[1].prefix");
-    assert_eq!(
-        d.problem,
-        "rack id `valence-a03` (and 1 more) already made by site[0].rack_group[0]"
-    );
+    assert_eq!(d.problem, "rack id `valence-a03` (and 1 more) already made by site[0].rack_group[0]");
     // Continuing the numbering instead is fine.
     let ok = text.replace("first = 3", "first = 5");
     let fleet = parse(&ok, "t.toml", Path::new(".")).expect("valid");
-    assert_eq!(
-        fleet.sites[0].racks.last().map(|r| r.id.as_str()),
-        Some("valence-a08")
-    );
+    assert_eq!(fleet.sites[0].racks.last().map(|r| r.id.as_str()), Some("valence-a08"));
 
     let two_sites = format!(
         "{BASE}\n[[site]]\nid = \"valence\"\ncountry = \"FR\"\nregion = \"r\"\npue = 1.2\ngrid = [{{ from = 2026-01-01, capacity_mw = 8 }}]\n"
@@ -268,32 +213,18 @@ fn racks_that_cannot_fit_are_errors_and_oversubscribed_ones_warnings() {
         d.problem,
         "rack `valence-a01` needs 186.0 kW even with every GPU at its minimum power limit, but its limit is 150.0 kW"
     );
-    assert_eq!(
-        d.fix,
-        "put at most 24 such nodes in a rack, or raise power_limit_kw to at least 186.0"
-    );
+    assert_eq!(d.fix, "put at most 24 such nodes in a rack, or raise power_limit_kw to at least 186.0");
 
     // 16 × 10.2 kW = 163.2 kW at full load: legal, capped, warned.
-    let loaded = parse_with_warnings(
-        &edit("nodes_per_rack = 8", "nodes_per_rack = 16"),
-        "t.toml",
-        Path::new("."),
-    )
-    .expect("an oversubscribed rack is allowed");
+    let loaded =
+        parse_with_warnings(&edit("nodes_per_rack = 8", "nodes_per_rack = 16"), "t.toml", Path::new("."))
+            .expect("an oversubscribed rack is allowed");
     let w = &loaded.warnings.0;
     assert_eq!(w.len(), 1, "{w:#?}");
     assert_eq!(w[0].field, "site[0].rack_group[0].power_limit_kw");
-    assert!(
-        w[0].problem
-            .contains("needs 163.2 kW at full load but its limit is 150.0 kW"),
-        "{}",
-        w[0]
-    );
+    assert!(w[0].problem.contains("needs 163.2 kW at full load but its limit is 150.0 kW"), "{}", w[0]);
 
-    let d = one(&edit(
-        "nodes_per_rack = 8",
-        "nodes_per_rack = 8\n  power_limit_kw = 0",
-    ));
+    let d = one(&edit("nodes_per_rack = 8", "nodes_per_rack = 8\n  power_limit_kw = 0"));
     at(&d, 20, 20, "site[0].rack_group[0].power_limit_kw");
 }
 
@@ -307,36 +238,18 @@ fn unknown_node_type_suggests_the_closest() {
 
 #[test]
 fn network_domain_patterns_are_checked() {
-    let d = one(&edit(
-        "nodes_per_rack = 8",
-        "nodes_per_rack = 8\n  network_domain = \"ib-{x}\"",
-    ));
+    let d = one(&edit("nodes_per_rack = 8", "nodes_per_rack = 8\n  network_domain = \"ib-{x}\""));
     at(&d, 20, 20, "site[0].rack_group[0].network_domain");
     assert!(d.problem.contains("unknown placeholder `{x}`"), "{d}");
-    let d = one(&edit(
-        "nodes_per_rack = 8",
-        "nodes_per_rack = 8\n  network_domain = \"ib-{n}\"",
-    ));
+    let d = one(&edit("nodes_per_rack = 8", "nodes_per_rack = 8\n  network_domain = \"ib-{n}\""));
     assert!(d.fix.contains("racks_per_domain"), "{d}");
     let ok = edit(
         "nodes_per_rack = 8",
         "nodes_per_rack = 8\n  network_domain = \"{site}-ib{n}\"\n  racks_per_domain = 3",
     );
     let f = parse(&ok, "t.toml", Path::new(".")).expect("valid");
-    let domains: Vec<&str> = f.sites[0]
-        .racks
-        .iter()
-        .map(|r| r.network_domain.as_str())
-        .collect();
-    assert_eq!(
-        domains,
-        [
-            "valence-ib01",
-            "valence-ib01",
-            "valence-ib01",
-            "valence-ib02"
-        ]
-    );
+    let domains: Vec<&str> = f.sites[0].racks.iter().map(|r| r.network_domain.as_str()).collect();
+    assert_eq!(domains, ["valence-ib01", "valence-ib01", "valence-ib01", "valence-ib02"]);
 }
 
 #[test]
@@ -345,24 +258,13 @@ fn declared_gpu_models_are_checked() {
     let p = problems(&format!("{decl}{BASE}"));
     assert_eq!(p.len(), 2, "{p:#?}");
     assert_eq!((p[0].line, p[0].field.as_str()), (2, "gpu_model[0].id"));
-    assert!(
-        p[0].problem
-            .contains("already taken by built-in model `H100-SXM`"),
-        "{}",
-        p[0]
-    );
-    assert_eq!(
-        (p[1].line, p[1].field.as_str()),
-        (6, "gpu_model[0].min_power_limit_w")
-    );
+    assert!(p[0].problem.contains("already taken by built-in model `H100-SXM`"), "{}", p[0]);
+    assert_eq!((p[1].line, p[1].field.as_str()), (6, "gpu_model[0].min_power_limit_w"));
 
     let good = decl.replace("\"H100\"", "\"G2\"").replace("400", "150");
     let with_g2 = format!("{good}{BASE}").replacen("gpu_model = \"H100\"", "gpu_model = \"g2\"", 1);
     let f = parse(&with_g2, "t.toml", Path::new(".")).expect("valid");
-    assert_eq!(
-        f.sites[0].racks[0].nodes[0].gpu_model.as_deref(),
-        Some("G2")
-    );
+    assert_eq!(f.sites[0].racks[0].nodes[0].gpu_model.as_deref(), Some("G2"));
 }
 
 fn fleet_with_import(dir: &Path, csv: &str) -> String {
@@ -385,21 +287,11 @@ fn imported_node_lists_report_problems_in_the_csv() {
         other => panic!("{other:?}"),
     };
     assert_eq!(p.len(), 1, "{p:#?}");
-    assert_eq!(
-        (p[0].file.as_str(), p[0].line, p[0].column),
-        ("fleets/nodes.csv", 3, 17)
-    );
-    assert!(
-        p[0].problem.starts_with("unknown GPU model `G2`"),
-        "{}",
-        p[0]
-    );
+    assert_eq!((p[0].file.as_str(), p[0].line, p[0].column), ("fleets/nodes.csv", 3, 17));
+    assert!(p[0].problem.starts_with("unknown GPU model `G2`"), "{}", p[0]);
     assert!(p[0].fix.contains("[[gpu_model]]"), "{}", p[0]);
 
-    let text = fleet_with_import(
-        dir.path(),
-        "sn,cpu_milli,memory_mib,gpu,model\nn0,8000,61440,2,P100\n",
-    );
+    let text = fleet_with_import(dir.path(), "sn,cpu_milli,memory_mib,gpu,model\nn0,8000,61440,2,P100\n");
     let f = parse(&text, "fleets/t.toml", dir.path()).expect("valid");
     assert_eq!(f.sites[0].racks[0].id, "valence-r01");
     assert_eq!(f.sites[0].racks[0].nodes[0].base_power, Watts(1100));
@@ -410,11 +302,7 @@ fn imported_node_lists_report_problems_in_the_csv() {
         other => panic!("{other:?}"),
     };
     at(&p[0], 16, 17, "site[0].import.openb_nodes");
-    assert!(
-        p[0].problem.starts_with("cannot read `nope.csv`"),
-        "{}",
-        p[0]
-    );
+    assert!(p[0].problem.starts_with("cannot read `nope.csv`"), "{}", p[0]);
 }
 
 #[test]
@@ -447,15 +335,10 @@ fn all_problems_come_out_of_one_pass_in_file_order() {
 
 #[test]
 fn absurd_sizes_are_refused_before_anything_is_allocated() {
-    let d =
-        one(&edit("count = 4", "count = 100000")
-            .replace("nodes_per_rack = 8", "nodes_per_rack = 256"));
+    let d = one(&edit("count = 4", "count = 100000").replace("nodes_per_rack = 8", "nodes_per_rack = 256"));
     assert!(d.problem.contains("the limit is 1000000"), "{d}");
     let d = one(&edit("count = 4", "count = 99999999999"));
-    assert!(
-        d.problem.contains("count must be between 1 and 100000"),
-        "{d}"
-    );
+    assert!(d.problem.contains("count must be between 1 and 100000"), "{d}");
 }
 
 #[test]
@@ -493,29 +376,14 @@ fn fleets_built_in_code_get_the_same_checks() {
             capacity: Megawatts(1.0),
         }],
         pue: Pue(1.2),
-        racks: vec![Rack {
-            id: "r1".into(),
-            power_limit: Watts(150_000),
-            network_domain: "d".into(),
-            nodes,
-        }],
+        racks: vec![Rack { id: "r1".into(), power_limit: Watts(150_000), network_domain: "d".into(), nodes }],
     };
     // Aliases are rewritten to canonical ids.
-    let f = Fleet::new(
-        GpuCatalog::builtin(),
-        vec![site(vec![node("a", "V100M16")])],
-    )
-    .expect("valid");
-    assert_eq!(
-        f.sites[0].racks[0].nodes[0].gpu_model.as_deref(),
-        Some("V100-SXM2-16GB")
-    );
+    let f = Fleet::new(GpuCatalog::builtin(), vec![site(vec![node("a", "V100M16")])]).expect("valid");
+    assert_eq!(f.sites[0].racks[0].nodes[0].gpu_model.as_deref(), Some("V100-SXM2-16GB"));
 
-    let e = Fleet::new(
-        GpuCatalog::builtin(),
-        vec![site(vec![node("a", "P100"), node("a", "G9")])],
-    )
-    .expect_err("invalid");
+    let e = Fleet::new(GpuCatalog::builtin(), vec![site(vec![node("a", "P100"), node("a", "G9")])])
+        .expect_err("invalid");
     let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
     assert_eq!(shown.len(), 2, "{shown:#?}");
     assert!(
@@ -524,10 +392,7 @@ fn fleets_built_in_code_get_the_same_checks() {
         ),
         "{shown:#?}"
     );
-    assert!(
-        shown[1].contains("node name `a` is already used by sites[0].racks[0].nodes[0]"),
-        "{shown:#?}"
-    );
+    assert!(shown[1].contains("node name `a` is already used by sites[0].racks[0].nodes[0]"), "{shown:#?}");
 
     let e = Fleet::new(GpuCatalog::builtin(), vec![]).expect_err("no site");
     assert_eq!(e.0[0].problem, "a fleet needs at least one site");

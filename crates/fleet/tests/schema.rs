@@ -30,10 +30,7 @@ fn schema_describes_the_format() {
     assert_eq!(s["title"], "gigawatt fleet file");
     assert_eq!(s["required"], serde_json::json!(["site"]));
     assert_eq!(s["$defs"]["Site"]["properties"]["pue"]["minimum"], 1.0);
-    assert_eq!(
-        s["$defs"]["GridPhase"]["properties"]["from"]["format"],
-        "date"
-    );
+    assert_eq!(s["$defs"]["GridPhase"]["properties"]["from"]["format"], "date");
     let certs = &s["$defs"]["Certification"];
     assert!(certs.to_string().contains("secnumcloud"), "{certs}");
 }

@@ -28,12 +28,8 @@ pub struct Request {
 
 /// Reads a request trace, sorted by arrival. Bad rows are reported with file, line and
 /// field; with `skip_invalid` they are skipped and counted.
-pub fn load_requests(
-    path: &Path,
-    skip_invalid: bool,
-) -> Result<(Vec<Request>, Vec<Diagnostic>), TraceError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| TraceError::Io(path.display().to_string(), e))?;
+pub fn load_requests(path: &Path, skip_invalid: bool) -> Result<(Vec<Request>, Vec<Diagnostic>), TraceError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TraceError::Io(path.display().to_string(), e))?;
     parse_requests(&text, &path.display().to_string(), skip_invalid)
 }
 
@@ -43,31 +39,14 @@ pub fn parse_requests(
     file: &str,
     skip_invalid: bool,
 ) -> Result<(Vec<Request>, Vec<Diagnostic>), TraceError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
     let headers = reader
         .headers()
-        .map_err(|e| {
-            TraceError::bad(
-                file,
-                1,
-                "",
-                e.to_string(),
-                "the first line must be a CSV header",
-            )
-        })?
+        .map_err(|e| TraceError::bad(file, 1, "", e.to_string(), "the first line must be a CSV header"))?
         .clone();
-    let col = |n: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(n))
-    };
-    let (Some(i_t), Some(i_c), Some(i_g)) = (
-        col("TIMESTAMP"),
-        col("ContextTokens"),
-        col("GeneratedTokens"),
-    ) else {
+    let col = |n: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(n));
+    let (Some(i_t), Some(i_c), Some(i_g)) = (col("TIMESTAMP"), col("ContextTokens"), col("GeneratedTokens"))
+    else {
         return Err(TraceError::bad(
             file,
             1,
@@ -152,9 +131,7 @@ pub fn parse_requests(
 
 /// Microseconds since the epoch.
 fn parse_time(s: &str) -> Option<i64> {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
-        .ok()
-        .map(|t| t.and_utc().timestamp_micros())
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok().map(|t| t.and_utc().timestamp_micros())
 }
 
 /// Arrival statistics of a request trace.
@@ -188,22 +165,14 @@ pub fn stats(requests: &[Request]) -> ArrivalStats {
     }
     let pct = |mut v: Vec<u32>, q: f64| -> u32 {
         v.sort_unstable();
-        if v.is_empty() {
-            0
-        } else {
-            v[((v.len() - 1) as f64 * q).round() as usize]
-        }
+        if v.is_empty() { 0 } else { v[((v.len() - 1) as f64 * q).round() as usize] }
     };
     let ctx: Vec<u32> = requests.iter().map(|r| r.context_tokens).collect();
     let gen_: Vec<u32> = requests.iter().map(|r| r.generated_tokens).collect();
     ArrivalStats {
         requests: requests.len(),
         span_s: span,
-        mean_rps: if span > 0.0 {
-            requests.len() as f64 / span
-        } else {
-            0.0
-        },
+        mean_rps: if span > 0.0 { requests.len() as f64 / span } else { 0.0 },
         peak_rps: per_second.values().copied().max().unwrap_or(0),
         context_tokens_p50: pct(ctx.clone(), 0.5),
         context_tokens_p99: pct(ctx, 0.99),
@@ -227,9 +196,7 @@ mod tests {
     #[test]
     fn bad_rows_are_located() {
         let text = "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,x,1\n";
-        let err = parse_requests(text, "a.csv", false)
-            .unwrap_err()
-            .to_string();
+        let err = parse_requests(text, "a.csv", false).unwrap_err().to_string();
         assert!(
             err.contains("a.csv:2") && err.contains("TIMESTAMP") && err.contains("ContextTokens"),
             "{err}"

@@ -11,6 +11,17 @@ use std::collections::{BinaryHeap, HashMap};
 use gigawatt_core::{CoreError, CoreRng, Decision, Event, Scheduler, WorkloadId};
 use gigawatt_units::{Seconds, Timestamp};
 
+/// One applied event and what the core decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Virtual time of the event.
+    pub at: Timestamp,
+    /// The event.
+    pub event: Event,
+    /// The core's decisions.
+    pub decisions: Vec<Decision>,
+}
+
 /// A simulation: the core, a virtual clock and the events to come.
 pub struct Simulation {
     scheduler: Scheduler,
@@ -73,7 +84,7 @@ impl Simulation {
 
     /// Applies the next event, schedules the completions it implies, and returns it with
     /// the decisions. `None` when nothing is left.
-    pub fn step(&mut self) -> Option<Result<(Timestamp, Event, Vec<Decision>), CoreError>> {
+    pub fn step(&mut self) -> Option<Result<Step, CoreError>> {
         let Reverse((at, seq)) = self.queue.pop()?;
         let event = self.events.remove(&seq)?;
         self.now = at;
@@ -91,8 +102,7 @@ impl Simulation {
         for d in &decisions {
             match d {
                 Decision::Placed { workload, .. } => {
-                    if self.scheduler.status(*workload)
-                        == Some(gigawatt_core::WorkloadStatus::Running)
+                    if self.scheduler.status(*workload) == Some(gigawatt_core::WorkloadStatus::Running)
                         && let Some(dur) = self.durations.get(workload).copied()
                     {
                         self.schedule(at + dur, Event::Completion(*workload));
@@ -109,7 +119,7 @@ impl Simulation {
                 _ => {}
             }
         }
-        Some(Ok((at, event, decisions)))
+        Some(Ok(Step { at, event, decisions }))
     }
 
     /// Runs to the end, handing every step to `observe`.
@@ -118,8 +128,8 @@ impl Simulation {
         mut observe: impl FnMut(&Scheduler, Timestamp, &Event, &[Decision]),
     ) -> Result<(), CoreError> {
         while let Some(step) = self.step() {
-            let (at, event, decisions) = step?;
-            observe(&self.scheduler, at, &event, &decisions);
+            let step = step?;
+            observe(&self.scheduler, step.at, &step.event, &step.decisions);
         }
         Ok(())
     }

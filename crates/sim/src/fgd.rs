@@ -46,14 +46,13 @@ pub struct Params {
     pub ratio: f64,
     /// Share of pods the typical workload must cover, in percent (95 in the paper).
     pub coverage_pct: u64,
+    /// Score at most this many feasible nodes per pod (`None`: all, as the paper).
+    pub max_candidates: Option<u32>,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            ratio: 1.3,
-            coverage_pct: 95,
-        }
+        Params { ratio: 1.3, coverage_pct: 95, max_candidates: None }
     }
 }
 
@@ -113,10 +112,7 @@ pub fn typical_pods(fleet: &Fleet, pods: &[OpenbPod], coverage_pct: u64) -> Typi
 }
 
 fn canonical(fleet: &Fleet, model: &str) -> String {
-    fleet
-        .catalog
-        .get(model)
-        .map_or_else(|| model.to_string(), |g| g.id.clone())
+    fleet.catalog.get(model).map_or_else(|| model.to_string(), |g| g.id.clone())
 }
 
 /// Runs one experiment.
@@ -144,16 +140,9 @@ pub fn run(
         state,
         fleet,
         policy.build(&typical),
-        SchedulerConfig {
-            drop_unschedulable: true,
-        },
+        SchedulerConfig { drop_unschedulable: true, max_candidates: params.max_candidates },
     );
-    let arrivals = inflate(
-        workload.pods,
-        capacity,
-        params.ratio,
-        &mut crate::rng(seed, STREAM_WORKLOAD),
-    );
+    let arrivals = inflate(workload.pods, capacity, params.ratio, &mut crate::rng(seed, STREAM_WORKLOAD));
     let mut sim = Simulation::new(scheduler, crate::rng(seed, STREAM_POLICY), start);
     for (i, a) in arrivals.iter().enumerate() {
         let pod = &workload.pods[a.pod];
@@ -205,11 +194,7 @@ pub fn run(
         }
         let idle = capacity - allocated;
         let frag_milli = frag_sum as f64 / resolved.total() as f64;
-        let frag_ratio = if idle == 0 {
-            0.0
-        } else {
-            100.0 * frag_milli / idle as f64
-        };
+        let frag_ratio = if idle == 0 { 0.0 } else { 100.0 * frag_milli / idle as f64 };
         rows.push((
             arrived as f64 * 100.0 / capacity as f64,
             allocated as f64 * 100.0 / capacity as f64,
@@ -236,13 +221,7 @@ pub fn run(
 pub fn bucketize(rows: &[(f64, f64, f64)], max_bucket: u32) -> Vec<Bucket> {
     let keyed: Vec<(i64, f64, f64)> = rows
         .iter()
-        .map(|(a, al, f)| {
-            (
-                a.round_ties_even() as i64,
-                (al * 100.0).round_ties_even() / 100.0,
-                *f,
-            )
-        })
+        .map(|(a, al, f)| (a.round_ties_even() as i64, (al * 100.0).round_ties_even() / 100.0, *f))
         .collect();
     let mut out = Vec::new();
     for b in 0..=i64::from(max_bucket) {
@@ -301,36 +280,24 @@ pub fn summarize(runs: &[RunResult]) -> Vec<SummaryRow> {
     }
     let mut out = Vec::new();
     for (workload, policy) in keys {
-        let group: Vec<&RunResult> = runs
-            .iter()
-            .filter(|r| r.workload == workload && r.policy == policy)
-            .collect();
-        let mut buckets: Vec<u32> = group
-            .iter()
-            .flat_map(|r| r.buckets.iter().map(|b| b.arrived_pct))
-            .collect();
+        let group: Vec<&RunResult> =
+            runs.iter().filter(|r| r.workload == workload && r.policy == policy).collect();
+        let mut buckets: Vec<u32> =
+            group.iter().flat_map(|r| r.buckets.iter().map(|b| b.arrived_pct)).collect();
         buckets.sort_unstable();
         buckets.dedup();
         for b in buckets {
-            let vals: Vec<&Bucket> = group
-                .iter()
-                .filter_map(|r| r.buckets.iter().find(|x| x.arrived_pct == b))
-                .collect();
+            let vals: Vec<&Bucket> =
+                group.iter().filter_map(|r| r.buckets.iter().find(|x| x.arrived_pct == b)).collect();
             let n = vals.len() as f64;
             let mean = vals.iter().map(|v| v.alloc_pct).sum::<f64>() / n;
             let var = if vals.len() > 1 {
-                vals.iter()
-                    .map(|v| (v.alloc_pct - mean).powi(2))
-                    .sum::<f64>()
-                    / (n - 1.0)
+                vals.iter().map(|v| (v.alloc_pct - mean).powi(2)).sum::<f64>() / (n - 1.0)
             } else {
                 0.0
             };
             let published = if b == 130 {
-                policy
-                    .parse::<PolicyKind>()
-                    .ok()
-                    .and_then(|p| reference::published(&workload, p))
+                policy.parse::<PolicyKind>().ok().and_then(|p| reference::published(&workload, p))
             } else {
                 None
             };
@@ -374,8 +341,8 @@ pub fn run_matrix(
         }
     }
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<((usize, usize, usize), Result<RunResult, ExperimentError>)>> =
-        Mutex::new(Vec::new());
+    type Keyed = ((usize, usize, usize), Result<RunResult, ExperimentError>);
+    let results: Mutex<Vec<Keyed>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| {
@@ -395,9 +362,7 @@ pub fn run_matrix(
             });
         }
     });
-    let mut results = results
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut results = results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     results.sort_by_key(|(k, _)| *k);
     results.into_iter().map(|(_, r)| r).collect()
 }

@@ -23,20 +23,12 @@ pub struct Arrival {
 
 /// The arrival sequence for one seed.
 #[must_use]
-pub fn inflate(
-    pods: &[OpenbPod],
-    capacity_milli: u64,
-    ratio: f64,
-    rng: &mut impl Rng,
-) -> Vec<Arrival> {
+pub fn inflate(pods: &[OpenbPod], capacity_milli: u64, ratio: f64, rng: &mut impl Rng) -> Vec<Arrival> {
     let mut sorted: Vec<usize> = (0..pods.len()).collect();
     sorted.sort_by(|a, b| pods[*a].name.cmp(&pods[*b].name));
     let mut order = sorted.clone();
     order.shuffle(rng);
-    let mut out: Vec<Arrival> = order
-        .into_iter()
-        .map(|pod| Arrival { pod, clone: None })
-        .collect();
+    let mut out: Vec<Arrival> = order.into_iter().map(|pod| Arrival { pod, clone: None }).collect();
     let target = ratio * capacity_milli as f64;
     let mut total: u64 = pods.iter().map(|p| u64::from(p.gpu.total().0)).sum();
     if sorted.is_empty() {
@@ -50,10 +42,7 @@ pub fn inflate(
             break;
         }
         total += u64::from(pods[pod].gpu.total().0);
-        out.push(Arrival {
-            pod,
-            clone: Some(i),
-        });
+        out.push(Arrival { pod, clone: Some(i) });
         i += 1;
         // A workload of CPU-only pods never reaches the target; stop at a sane size.
         if i as usize > 100 * sorted.len() + 1_000_000 {

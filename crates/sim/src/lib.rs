@@ -12,6 +12,7 @@ pub mod fgd;
 pub mod inflate;
 pub mod openb;
 pub mod reference;
+pub mod synthetic;
 
 use gigawatt_fleet::{Diagnostic, Diagnostics};
 use thiserror::Error;
@@ -35,9 +36,7 @@ impl TraceError {
         problem: impl Into<String>,
         fix: impl Into<String>,
     ) -> TraceError {
-        TraceError::Invalid(Diagnostics(vec![Diagnostic::new(
-            file, line, 0, field, problem, fix,
-        )]))
+        TraceError::Invalid(Diagnostics(vec![Diagnostic::new(file, line, 0, field, problem, fix)]))
     }
 }
 

@@ -65,34 +65,19 @@ const REQUIRED: [&str; 5] = ["name", "cpu_milli", "memory_mib", "num_gpu", "gpu_
 /// Reads a pod list. Every bad row is reported with file, line and field; with
 /// `skip_invalid` they are skipped and counted instead of failing the whole read.
 pub fn load_pods(path: &Path, skip_invalid: bool) -> Result<PodList, TraceError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| TraceError::Io(path.display().to_string(), e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| TraceError::Io(path.display().to_string(), e))?;
     parse_pods(&text, &path.display().to_string(), skip_invalid)
 }
 
 /// Like [`load_pods`], from text in memory.
 pub fn parse_pods(text: &str, file: &str, skip_invalid: bool) -> Result<PodList, TraceError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
     let headers = reader
         .headers()
-        .map_err(|e| {
-            TraceError::bad(
-                file,
-                1,
-                "",
-                e.to_string(),
-                "the first line must be a CSV header",
-            )
-        })?
+        .map_err(|e| TraceError::bad(file, 1, "", e.to_string(), "the first line must be a CSV header"))?
         .clone();
     let col = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let missing: Vec<&str> = REQUIRED
-        .iter()
-        .copied()
-        .filter(|c| col(c).is_none())
-        .collect();
+    let missing: Vec<&str> = REQUIRED.iter().copied().filter(|c| col(c).is_none()).collect();
     if !missing.is_empty() {
         return Err(TraceError::bad(
             file,
@@ -106,19 +91,10 @@ pub fn parse_pods(text: &str, file: &str, skip_invalid: bool) -> Result<PodList,
         ));
     }
     let idx = |name: &str| col(name);
-    let (i_name, i_cpu, i_mem, i_ngpu, i_milli) = (
-        idx("name"),
-        idx("cpu_milli"),
-        idx("memory_mib"),
-        idx("num_gpu"),
-        idx("gpu_milli"),
-    );
-    let (i_spec, i_qos, i_create, i_delete) = (
-        idx("gpu_spec"),
-        idx("qos"),
-        idx("creation_time"),
-        idx("deletion_time"),
-    );
+    let (i_name, i_cpu, i_mem, i_ngpu, i_milli) =
+        (idx("name"), idx("cpu_milli"), idx("memory_mib"), idx("num_gpu"), idx("gpu_milli"));
+    let (i_spec, i_qos, i_create, i_delete) =
+        (idx("gpu_spec"), idx("qos"), idx("creation_time"), idx("deletion_time"));
     let mut out = PodList::default();
     let mut errors = Vec::new();
     let mut names = std::collections::HashSet::new();
@@ -206,12 +182,7 @@ pub fn parse_pods(text: &str, file: &str, skip_invalid: bool) -> Result<PodList,
         let gpu_spec = if gpu.count == 0 {
             Vec::new()
         } else {
-            get(i_spec)
-                .split('|')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
+            get(i_spec).split('|').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
         };
         let opt_int = |i: Option<usize>| get(i).parse::<i64>().ok();
         out.pods.push(OpenbPod {
@@ -241,16 +212,12 @@ mod tests {
 
     #[test]
     fn reads_the_fgd_conversion() {
-        let text =
-            format!("{HEAD}a,1000,10,1,460,\nb,0,0,2,500,T4|P100\nc,10,10,0,0,T4\nd,1,1,1,2000,\n");
+        let text = format!("{HEAD}a,1000,10,1,460,\nb,0,0,2,500,T4|P100\nc,10,10,0,0,T4\nd,1,1,1,2000,\n");
         let list = parse_pods(&text, "p.csv", false).unwrap();
         assert_eq!(list.pods[0].gpu, GpuDemand::shared(GpuMilli(460)));
         assert_eq!(list.pods[1].gpu, GpuDemand::whole(2));
         assert_eq!(list.pods[1].gpu_spec, vec!["T4", "P100"]);
-        assert!(
-            list.pods[2].gpu_spec.is_empty(),
-            "CPU-only pods ignore gpu_spec"
-        );
+        assert!(list.pods[2].gpu_spec.is_empty(), "CPU-only pods ignore gpu_spec");
         assert_eq!(list.pods[3].gpu, GpuDemand::shared(GpuMilli(1000)));
     }
 
@@ -258,14 +225,8 @@ mod tests {
     fn bad_rows_name_file_line_and_field_and_all_are_reported() {
         let text = format!("{HEAD}a,x,10,1,460,\nb,1,1,1,1,\nc,1,-5,1,1,\n");
         let err = parse_pods(&text, "p.csv", false).unwrap_err().to_string();
-        assert!(
-            err.contains("p.csv:2") && err.contains("cpu_milli"),
-            "{err}"
-        );
-        assert!(
-            err.contains("p.csv:4") && err.contains("memory_mib"),
-            "{err}"
-        );
+        assert!(err.contains("p.csv:2") && err.contains("cpu_milli"), "{err}");
+        assert!(err.contains("p.csv:4") && err.contains("memory_mib"), "{err}");
         let skipped = parse_pods(&text, "p.csv", true).unwrap();
         assert_eq!(skipped.pods.len(), 1);
         assert_eq!(skipped.skipped.len(), 2);
@@ -273,9 +234,7 @@ mod tests {
 
     #[test]
     fn missing_columns_are_named() {
-        let err = parse_pods("name,cpu_milli\n", "p.csv", false)
-            .unwrap_err()
-            .to_string();
+        let err = parse_pods("name,cpu_milli\n", "p.csv", false).unwrap_err().to_string();
         assert!(err.contains("memory_mib"), "{err}");
     }
 }

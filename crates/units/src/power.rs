@@ -15,18 +15,7 @@ use crate::Seconds;
 /// in which allocations were made. One watt is far below any decision threshold
 /// (a GPU draws hundreds, a rack up to 150,000).
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Watts(pub u64);
@@ -127,9 +116,7 @@ impl Sum for Watts {
 }
 
 /// Power in kilowatts, the unit of racks and servers.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Kilowatts(pub f64);
 
@@ -148,9 +135,7 @@ impl fmt::Display for Kilowatts {
 }
 
 /// Power in megawatts, the unit of sites and grid connections.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Megawatts(pub f64);
 
@@ -180,9 +165,7 @@ fn to_whole_watts(w: f64) -> u64 {
 }
 
 /// Energy in joules (watt-seconds).
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Joules(pub f64);
 
@@ -207,9 +190,7 @@ impl AddAssign for Joules {
 }
 
 /// Energy in kilowatt-hours, the unit of electricity bills and carbon factors.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct KilowattHours(pub f64);
 

@@ -12,18 +12,7 @@ use serde::{Deserialize, Serialize};
 /// the simulator hands it virtual ones; both are this type, so the core cannot tell them
 /// apart.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
@@ -55,19 +44,12 @@ impl Add<Seconds> for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "t={}.{:03}s",
-            self.0.div_euclid(1000),
-            self.0.rem_euclid(1000)
-        )
+        write!(f, "t={}.{:03}s", self.0.div_euclid(1000), self.0.rem_euclid(1000))
     }
 }
 
 /// A span of time in seconds, for durations and energy integration.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Seconds(pub f64);
 

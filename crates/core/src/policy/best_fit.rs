@@ -26,17 +26,8 @@ impl Policy for BestFit {
         "best-fit"
     }
 
-    fn score(
-        &mut self,
-        _state: &ClusterState,
-        node: &NodeState,
-        need: &Need,
-        _rng: &mut CoreRng,
-    ) -> Scored {
-        Scored {
-            score: ((1.0 - leftover(node, need)) * 100.0) as i64 as f64,
-            gpu: None,
-        }
+    fn score(&mut self, _state: &ClusterState, node: &NodeState, need: &Need, _rng: &mut CoreRng) -> Scored {
+        Scored { score: ((1.0 - leftover(node, need)) * 100.0) as i64 as f64, gpu: None }
     }
 
     fn normalize(&self, scores: &mut [Scored]) {
@@ -46,11 +37,7 @@ impl Policy for BestFit {
             hi = hi.max(s.score as i64);
         }
         for s in scores.iter_mut() {
-            s.score = if hi == lo {
-                0.0
-            } else {
-                ((s.score as i64 - lo) * 100 / (hi - lo)) as f64
-            };
+            s.score = if hi == lo { 0.0 } else { ((s.score as i64 - lo) * 100 / (hi - lo)) as f64 };
         }
     }
 
@@ -61,9 +48,6 @@ impl Policy for BestFit {
         need: &Need,
         _gpu: Option<u16>,
     ) -> Vec<ScoreTerm> {
-        vec![ScoreTerm {
-            name: "normalised_leftover".into(),
-            value: leftover(node, need),
-        }]
+        vec![ScoreTerm { name: "normalised_leftover".into(), value: leftover(node, need) }]
     }
 }

@@ -19,11 +19,7 @@ fn clustering_score(node: &NodeState, need: &Need) -> (i64, i64) {
         return (0, 0);
     };
     let base = 100 / 4 * (8000 - i64::from(node.free_total.0)) / 8000;
-    let same = node
-        .shapes
-        .iter()
-        .find(|(t, _)| *t == tag)
-        .map_or(0, |(_, n)| *n);
+    let same = node.shapes.iter().find(|(t, _)| *t == tag).map_or(0, |(_, n)| *n);
     let bonus = if same > 0 {
         if node.shapes.len() == 1 { 75 } else { 50 }
     } else if node.shapes.is_empty() {
@@ -39,17 +35,8 @@ impl Policy for GpuClustering {
         "gpu-clustering"
     }
 
-    fn score(
-        &mut self,
-        _state: &ClusterState,
-        node: &NodeState,
-        need: &Need,
-        _rng: &mut CoreRng,
-    ) -> Scored {
-        Scored {
-            score: clustering_score(node, need).0 as f64,
-            gpu: None,
-        }
+    fn score(&mut self, _state: &ClusterState, node: &NodeState, need: &Need, _rng: &mut CoreRng) -> Scored {
+        Scored { score: clustering_score(node, need).0 as f64, gpu: None }
     }
 
     fn explain(
@@ -61,14 +48,8 @@ impl Policy for GpuClustering {
     ) -> Vec<ScoreTerm> {
         let (score, bonus) = clustering_score(node, need);
         vec![
-            ScoreTerm {
-                name: "same_shape_bonus".into(),
-                value: bonus as f64,
-            },
-            ScoreTerm {
-                name: "allocation_term".into(),
-                value: (score - bonus) as f64,
-            },
+            ScoreTerm { name: "same_shape_bonus".into(), value: bonus as f64 },
+            ScoreTerm { name: "allocation_term".into(), value: (score - bonus) as f64 },
         ]
     }
 }

@@ -20,14 +20,8 @@ pub(crate) const MAX_SPEC_GPU: f64 = 8_000.0;
 pub struct DotProduct;
 
 fn dot(node: &NodeState, need: &Need) -> f64 {
-    let free = [
-        node.cpu_free.0 as f64 / MAX_SPEC_CPU,
-        f64::from(node.free_total.0) / MAX_SPEC_GPU,
-    ];
-    let ask = [
-        need.cpu.0 as f64 / MAX_SPEC_CPU,
-        f64::from(need.gpu_total().0) / MAX_SPEC_GPU,
-    ];
+    let free = [node.cpu_free.0 as f64 / MAX_SPEC_CPU, f64::from(node.free_total.0) / MAX_SPEC_GPU];
+    let ask = [need.cpu.0 as f64 / MAX_SPEC_CPU, f64::from(need.gpu_total().0) / MAX_SPEC_GPU];
     free[0] * ask[0] + free[1] * ask[1]
 }
 
@@ -36,18 +30,9 @@ impl Policy for DotProduct {
         "dot-product"
     }
 
-    fn score(
-        &mut self,
-        _state: &ClusterState,
-        node: &NodeState,
-        need: &Need,
-        _rng: &mut CoreRng,
-    ) -> Scored {
+    fn score(&mut self, _state: &ClusterState, node: &NodeState, need: &Need, _rng: &mut CoreRng) -> Scored {
         let score = (100.0 * (1.0 - dot(node, need) / 2.0)) as i64;
-        Scored {
-            score: score.clamp(0, 100) as f64,
-            gpu: None,
-        }
+        Scored { score: score.clamp(0, 100) as f64, gpu: None }
     }
 
     fn explain(
@@ -57,9 +42,6 @@ impl Policy for DotProduct {
         need: &Need,
         _gpu: Option<u16>,
     ) -> Vec<ScoreTerm> {
-        vec![ScoreTerm {
-            name: "free_dot_demand".into(),
-            value: dot(node, need),
-        }]
+        vec![ScoreTerm { name: "free_dot_demand".into(), value: dot(node, need) }]
     }
 }

@@ -37,23 +37,15 @@ impl Fgd {
     /// FGD against a typical workload.
     #[must_use]
     pub fn new(typical: TypicalPods) -> Fgd {
-        Fgd {
-            typical,
-            resolved: None,
-            memo: HashMap::new(),
-        }
+        Fgd { typical, resolved: None, memo: HashMap::new() }
     }
 
     fn resolved(&mut self, state: &ClusterState) -> &ResolvedTypical {
-        let stale = self
-            .resolved
-            .as_ref()
-            .is_none_or(|r| r.model_count != state.models.len());
+        let stale = self.resolved.as_ref().is_none_or(|r| r.model_count != state.models.len());
         if stale {
             self.memo.clear();
         }
-        self.resolved
-            .get_or_insert_with(|| self.typical.resolve(state))
+        self.resolved.get_or_insert_with(|| self.typical.resolve(state))
     }
 
     /// Score of moving from weighted fragmentation `before` to `after`.
@@ -64,11 +56,7 @@ impl Fgd {
 
     /// Evaluates a need on a node: the score and, for a share of one GPU, the free share
     /// of the GPU chosen (the node's first GPU with that free share is the one used).
-    fn evaluate(
-        typical: &ResolvedTypical,
-        node: &NodeState,
-        need: &Need,
-    ) -> (i64, Option<GpuMilli>) {
+    fn evaluate(typical: &ResolvedTypical, node: &NodeState, need: &Need) -> (i64, Option<GpuMilli>) {
         let before = typical.node(node);
         let total = typical.total();
         let cpu_after = node.cpu_free.0.saturating_sub(need.cpu.0);
@@ -95,11 +83,8 @@ impl Fgd {
         // Whole GPUs (or none): take them from the GPUs with the least sufficient free
         // share, as the reference does when it predicts the node's state.
         for _ in 0..need.gpu_count {
-            let pick = free
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| **f >= need.milli)
-                .min_by_key(|(i, f)| (**f, *i));
+            let pick =
+                free.iter().enumerate().filter(|(_, f)| **f >= need.milli).min_by_key(|(i, f)| (**f, *i));
             if let Some((i, _)) = pick {
                 free[i] -= need.milli;
             }
@@ -113,16 +98,6 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn state_key(node: &NodeState) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    node.model.hash(&mut h);
-    node.cpu_free.hash(&mut h);
-    let mut free = node.gpu_free.clone();
-    free.sort_unstable();
-    free.hash(&mut h);
-    h.finish()
-}
-
 fn need_key(need: &Need) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (need.gpu_count, need.milli, need.cpu).hash(&mut h);
@@ -134,23 +109,14 @@ impl Policy for Fgd {
         "fgd"
     }
 
-    fn score(
-        &mut self,
-        state: &ClusterState,
-        node: &NodeState,
-        need: &Need,
-        _rng: &mut CoreRng,
-    ) -> Scored {
+    fn score(&mut self, state: &ClusterState, node: &NodeState, need: &Need, _rng: &mut CoreRng) -> Scored {
         self.resolved(state);
-        let key = (state_key(node), need_key(need));
+        let key = (node.state_hash, need_key(need));
         let (score, left) = match self.memo.get(&key) {
             Some(v) => *v,
             None => {
                 let Some(typical) = self.resolved.as_ref() else {
-                    return Scored {
-                        score: 0.0,
-                        gpu: None,
-                    };
+                    return Scored { score: 0.0, gpu: None };
                 };
                 let v = Fgd::evaluate(typical, node, need);
                 if self.memo.len() >= MEMO_LIMIT {
@@ -160,13 +126,8 @@ impl Policy for Fgd {
                 v
             }
         };
-        let gpu = left
-            .and_then(|l| node.gpu_free.iter().position(|f| *f == l))
-            .map(|i| i as u16);
-        Scored {
-            score: score as f64,
-            gpu,
-        }
+        let gpu = left.and_then(|l| node.gpu_free.iter().position(|f| *f == l)).map(|i| i as u16);
+        Scored { score: score as f64, gpu }
     }
 
     fn explain(
@@ -196,25 +157,12 @@ impl Policy for Fgd {
                 }
             }
         }
-        let after = typical.weighted(
-            node.cpu_free.0.saturating_sub(need.cpu.0),
-            node.model,
-            &free,
-        ) as f64
-            / total;
+        let after =
+            typical.weighted(node.cpu_free.0.saturating_sub(need.cpu.0), node.model, &free) as f64 / total;
         vec![
-            ScoreTerm {
-                name: "fragmentation_before_milli_gpu".into(),
-                value: before,
-            },
-            ScoreTerm {
-                name: "fragmentation_after_milli_gpu".into(),
-                value: after,
-            },
-            ScoreTerm {
-                name: "fragmentation_increase_milli_gpu".into(),
-                value: after - before,
-            },
+            ScoreTerm { name: "fragmentation_before_milli_gpu".into(), value: before },
+            ScoreTerm { name: "fragmentation_after_milli_gpu".into(), value: after },
+            ScoreTerm { name: "fragmentation_increase_milli_gpu".into(), value: after - before },
         ]
     }
 }

@@ -49,10 +49,9 @@ impl TypicalPods {
         shapes: impl IntoIterator<Item = (MilliCores, GpuMilli, u32, Vec<String>)>,
         coverage_pct: u64,
     ) -> TypicalPods {
-        let mut counts: std::collections::BTreeMap<
-            (MilliCores, GpuMilli, u32, String),
-            (Vec<String>, u64),
-        > = std::collections::BTreeMap::new();
+        type Key = (MilliCores, GpuMilli, u32, String);
+        let mut counts: std::collections::BTreeMap<Key, (Vec<String>, u64)> =
+            std::collections::BTreeMap::new();
         let mut total = 0u64;
         for (cpu, milli, count, models) in shapes {
             total += 1;
@@ -71,13 +70,7 @@ impl TypicalPods {
                 break;
             }
             cum += n;
-            pods.push(TypicalPod {
-                cpu,
-                milli,
-                count,
-                models,
-                occurrences: n,
-            });
+            pods.push(TypicalPod { cpu, milli, count, models, occurrences: n });
         }
         TypicalPods { pods }
     }
@@ -106,20 +99,10 @@ impl TypicalPods {
                     }
                     ModelSet(bits)
                 };
-                ResolvedPod {
-                    cpu: p.cpu.0,
-                    milli: p.milli.0,
-                    count: p.count,
-                    models,
-                    weight: p.occurrences,
-                }
+                ResolvedPod { cpu: p.cpu.0, milli: p.milli.0, count: p.count, models, weight: p.occurrences }
             })
             .collect();
-        ResolvedTypical {
-            pods,
-            total: self.total(),
-            model_count: state.models.len(),
-        }
+        ResolvedTypical { pods, total: self.total(), model_count: state.models.len() }
     }
 }
 
@@ -159,18 +142,14 @@ impl ResolvedTypical {
         }
         let mut sum = 0u64;
         for p in &self.pods {
-            let frag = if p.milli == 0 {
-                idle
-            } else if !model.is_some_and(|m| p.models.allows(m)) && p.models != ModelSet::ANY {
+            // No GPU needed, model not allowed: the whole idle share is fragment for it.
+            let usable_model = p.models == ModelSet::ANY || model.is_some_and(|m| p.models.allows(m));
+            let frag = if p.milli == 0 || !usable_model {
                 idle
             } else {
                 let fitting = gpu_free.iter().filter(|g| g.0 >= p.milli).count() as u32;
                 if fitting >= p.count && cpu_free >= p.cpu && model.is_some() {
-                    gpu_free
-                        .iter()
-                        .filter(|g| g.0 < p.milli)
-                        .map(|g| u64::from(g.0))
-                        .sum()
+                    gpu_free.iter().filter(|g| g.0 < p.milli).map(|g| u64::from(g.0)).sum()
                 } else {
                     idle
                 }
@@ -199,18 +178,14 @@ mod tests {
 
     fn shapes(list: &[(u64, u32, u32, u64)]) -> Vec<(MilliCores, GpuMilli, u32, Vec<String>)> {
         list.iter()
-            .flat_map(|&(c, m, n, k)| {
-                (0..k).map(move |_| (MilliCores(c), GpuMilli(m), n, Vec::new()))
-            })
+            .flat_map(|&(c, m, n, k)| (0..k).map(move |_| (MilliCores(c), GpuMilli(m), n, Vec::new())))
             .collect()
     }
 
     #[test]
     fn typical_pods_cover_the_requested_share_and_renormalise() {
-        let t = TypicalPods::from_shapes(
-            shapes(&[(1000, 500, 1, 90), (2000, 1000, 2, 8), (500, 0, 0, 2)]),
-            95,
-        );
+        let t =
+            TypicalPods::from_shapes(shapes(&[(1000, 500, 1, 90), (2000, 1000, 2, 8), (500, 0, 0, 2)]), 95);
         // 90 < 95, so the second group is added; 98 ≥ 95 stops before the third.
         assert_eq!(t.pods.len(), 2);
         assert_eq!(t.total(), 98);
@@ -221,13 +196,7 @@ mod tests {
     fn fragment_counts_only_unusable_share() {
         let t = TypicalPods::from_shapes(shapes(&[(1000, 500, 1, 1)]), 100);
         let r = ResolvedTypical {
-            pods: vec![ResolvedPod {
-                cpu: 1000,
-                milli: 500,
-                count: 1,
-                models: ModelSet::ANY,
-                weight: 1,
-            }],
+            pods: vec![ResolvedPod { cpu: 1000, milli: 500, count: 1, models: ModelSet::ANY, weight: 1 }],
             total: t.total(),
             model_count: 1,
         };

@@ -53,13 +53,7 @@ pub trait Policy: Send {
     fn name(&self) -> &str;
 
     /// Scores a node that passed every filter for `need`.
-    fn score(
-        &mut self,
-        state: &ClusterState,
-        node: &NodeState,
-        need: &Need,
-        rng: &mut CoreRng,
-    ) -> Scored;
+    fn score(&mut self, state: &ClusterState, node: &NodeState, need: &Need, rng: &mut CoreRng) -> Scored;
 
     /// Adjusts the scores of all feasible nodes together (Kubernetes' `NormalizeScore`).
     /// The default leaves them alone.

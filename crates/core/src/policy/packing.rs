@@ -56,17 +56,8 @@ impl Policy for GpuPacking {
         "gpu-packing"
     }
 
-    fn score(
-        &mut self,
-        _state: &ClusterState,
-        node: &NodeState,
-        need: &Need,
-        _rng: &mut CoreRng,
-    ) -> Scored {
-        Scored {
-            score: packing_score(node, need).0 as f64,
-            gpu: None,
-        }
+    fn score(&mut self, _state: &ClusterState, node: &NodeState, need: &Need, _rng: &mut CoreRng) -> Scored {
+        Scored { score: packing_score(node, need).0 as f64, gpu: None }
     }
 
     fn explain(
@@ -113,6 +104,7 @@ mod tests {
             gpu_tdp: Watts::ZERO,
             shapes: Vec::new(),
             version: 0,
+            state_hash: 0,
         }
     }
 

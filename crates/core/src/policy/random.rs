@@ -19,13 +19,7 @@ impl Policy for RandomFit {
         "random"
     }
 
-    fn score(
-        &mut self,
-        _state: &ClusterState,
-        node: &NodeState,
-        need: &Need,
-        rng: &mut CoreRng,
-    ) -> Scored {
+    fn score(&mut self, _state: &ClusterState, node: &NodeState, need: &Need, rng: &mut CoreRng) -> Scored {
         // A uniform random score per feasible node makes the maximum a uniform choice
         // (ties have probability ~2^-53). The GPU is drawn uniformly among those that fit.
         let gpu = if need.gpu_count == 1 && need.milli < gigawatt_units::GpuMilli::WHOLE {
@@ -36,18 +30,11 @@ impl Policy for RandomFit {
                 .filter(|(_, f)| **f >= need.milli)
                 .map(|(i, _)| i as u16)
                 .collect();
-            if fitting.is_empty() {
-                None
-            } else {
-                Some(fitting[rng.random_range(0..fitting.len())])
-            }
+            if fitting.is_empty() { None } else { Some(fitting[rng.random_range(0..fitting.len())]) }
         } else {
             None
         };
-        Scored {
-            score: rng.random::<f64>(),
-            gpu,
-        }
+        Scored { score: rng.random::<f64>(), gpu }
     }
 
     fn explain(
@@ -57,9 +44,6 @@ impl Policy for RandomFit {
         _need: &Need,
         _gpu: Option<u16>,
     ) -> Vec<ScoreTerm> {
-        vec![ScoreTerm {
-            name: "uniform_random_draw".into(),
-            value: 1.0,
-        }]
+        vec![ScoreTerm { name: "uniform_random_draw".into(), value: 1.0 }]
     }
 }

@@ -30,24 +30,10 @@ pub(crate) const GPU_MODEL_KEYS: &[&str] = &[
     "aliases",
     "source",
 ];
-pub(crate) const NODE_TYPE_KEYS: &[&str] = &[
-    "gpu_model",
-    "gpus",
-    "cpu_millicores",
-    "memory_mib",
-    "base_power_w",
-];
-pub(crate) const SITE_KEYS: &[&str] = &[
-    "id",
-    "name",
-    "country",
-    "region",
-    "certifications",
-    "pue",
-    "grid",
-    "rack_group",
-    "import",
-];
+pub(crate) const NODE_TYPE_KEYS: &[&str] =
+    &["gpu_model", "gpus", "cpu_millicores", "memory_mib", "base_power_w"];
+pub(crate) const SITE_KEYS: &[&str] =
+    &["id", "name", "country", "region", "certifications", "pue", "grid", "rack_group", "import"];
 pub(crate) const GRID_KEYS: &[&str] = &["from", "capacity_mw"];
 pub(super) struct Doc {
     pub gpu_models: Vec<GpuModelDecl>,
@@ -90,30 +76,15 @@ pub(super) struct SiteDecl {
 }
 
 pub(super) fn read(cx: &mut Ctx<'_>, root: &DeTable<'_>, root_span: &Span) -> Doc {
-    let top = Tbl {
-        t: root,
-        span: root_span,
-        path: "",
-    };
+    let top = Tbl { t: root, span: root_span, path: "" };
     top.check_keys(cx, TOP_KEYS);
-    let mut doc = Doc {
-        gpu_models: Vec::new(),
-        node_types: Vec::new(),
-        sites: Vec::new(),
-    };
+    let mut doc = Doc { gpu_models: Vec::new(), node_types: Vec::new(), sites: Vec::new() };
     if let Some((arr, _)) = top.array(cx, "gpu_model", "[[gpu_model]]") {
         for (i, v) in arr.iter().enumerate() {
             let path = format!("gpu_model[{i}]");
             if let Some(t) = as_table(cx, &path, v, "[[gpu_model]]") {
                 let span = v.span();
-                doc.gpu_models.push(gpu_model(
-                    cx,
-                    Tbl {
-                        t,
-                        span: &span,
-                        path: &path,
-                    },
-                ));
+                doc.gpu_models.push(gpu_model(cx, Tbl { t, span: &span, path: &path }));
             }
         }
     }
@@ -122,19 +93,8 @@ pub(super) fn read(cx: &mut Ctx<'_>, root: &DeTable<'_>, root_span: &Span) -> Do
             let path = format!("node_type.{}", k.get_ref());
             if let Some(tt) = as_table(cx, &path, v, "[node_type.dgx-h100]") {
                 let span = v.span();
-                let name = Sp {
-                    v: k.get_ref().to_string(),
-                    span: k.span(),
-                };
-                doc.node_types.push(node_type(
-                    cx,
-                    name,
-                    Tbl {
-                        t: tt,
-                        span: &span,
-                        path: &path,
-                    },
-                ));
+                let name = Sp { v: k.get_ref().to_string(), span: k.span() };
+                doc.node_types.push(node_type(cx, name, Tbl { t: tt, span: &span, path: &path }));
             }
         }
     }
@@ -144,14 +104,7 @@ pub(super) fn read(cx: &mut Ctx<'_>, root: &DeTable<'_>, root_span: &Span) -> Do
                 let path = format!("site[{i}]");
                 if let Some(t) = as_table(cx, &path, v, "[[site]]") {
                     let span = v.span();
-                    doc.sites.push(site(
-                        cx,
-                        Tbl {
-                            t,
-                            span: &span,
-                            path: &path,
-                        },
-                    ));
+                    doc.sites.push(site(cx, Tbl { t, span: &span, path: &path }));
                 }
             }
         }
@@ -175,12 +128,7 @@ pub(super) fn as_table<'a, 'i>(
     match v.get_ref() {
         DeValue::Table(t) => Some(t),
         _ => {
-            cx.err(
-                &v.span(),
-                path,
-                format!("{path} must be a table"),
-                format!("write a `{example}` table"),
-            );
+            cx.err(&v.span(), path, format!("{path} must be a table"), format!("write a `{example}` table"));
             None
         }
     }
@@ -234,12 +182,7 @@ fn gpu_model(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> GpuModelDecl {
         }
         _ => None,
     };
-    GpuModelDecl {
-        path: t.path.to_owned(),
-        id,
-        aliases,
-        spec,
-    }
+    GpuModelDecl { path: t.path.to_owned(), id, aliases, spec }
 }
 
 fn node_type(cx: &mut Ctx<'_>, name: Sp<String>, t: Tbl<'_, '_>) -> NodeTypeDecl {
@@ -289,9 +232,7 @@ fn site(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> SiteDecl {
     {
         cx.error(&id.span, &t.field("id"), p);
     }
-    let name = t
-        .string(cx, "name", "name = \"Valence (Drôme) campus\"")
-        .map(|n| n.v);
+    let name = t.string(cx, "name", "name = \"Valence (Drôme) campus\"").map(|n| n.v);
     let country = t.req_string(cx, "country", "country = \"FR\"");
     if let Some(c) = &country
         && let Some(p) = validate::country(&c.v)
@@ -300,12 +241,7 @@ fn site(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> SiteDecl {
     }
     let region = t.req_string(cx, "region", "region = \"eu-south-fr\"");
     if let Some(r) = region.as_ref().filter(|r| r.v.trim().is_empty()) {
-        cx.err(
-            &r.span,
-            &t.field("region"),
-            "region is empty",
-            "write e.g. `region = \"eu-south-fr\"`",
-        );
+        cx.err(&r.span, &t.field("region"), "region is empty", "write e.g. `region = \"eu-south-fr\"`");
     }
     let certifications = certifications(cx, t);
     let pue = t.req_number(cx, "pue", "pue = 1.2");
@@ -321,30 +257,14 @@ fn site(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> SiteDecl {
             let path = format!("{}.rack_group[{i}]", t.path);
             if let Some(tt) = as_table(cx, &path, v, "[[site.rack_group]]") {
                 let span = v.span();
-                rack_groups.extend(rack_group(
-                    cx,
-                    Tbl {
-                        t: tt,
-                        span: &span,
-                        path: &path,
-                    },
-                ));
+                rack_groups.extend(rack_group(cx, Tbl { t: tt, span: &span, path: &path }));
             }
         }
     }
-    let import = t
-        .table(cx, "import", "[site.import]")
-        .and_then(|(tt, span)| {
-            let path = t.field("import");
-            import(
-                cx,
-                Tbl {
-                    t: tt,
-                    span: &span,
-                    path: &path,
-                },
-            )
-        });
+    let import = t.table(cx, "import", "[site.import]").and_then(|(tt, span)| {
+        let path = t.field("import");
+        import(cx, Tbl { t: tt, span: &span, path: &path })
+    });
     SiteDecl {
         path: t.path.to_owned(),
         id,
@@ -363,11 +283,7 @@ fn site(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> SiteDecl {
 fn certifications(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> BTreeSet<Certification> {
     let known: Vec<&str> = Certification::ALL.iter().map(|c| c.as_str()).collect();
     let mut out = BTreeSet::new();
-    let list = t.string_array(
-        cx,
-        "certifications",
-        "certifications = [\"hds\", \"iso27001\"]",
-    );
+    let list = t.string_array(cx, "certifications", "certifications = [\"hds\", \"iso27001\"]");
     for (i, c) in list.into_iter().enumerate() {
         let field = format!("{}[{i}]", t.field("certifications"));
         match Certification::parse(&c.v) {
@@ -385,12 +301,7 @@ fn certifications(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> BTreeSet<Certification> {
                     Some(s) => format!("write `{s}` (known: {})", known.join(", ")),
                     None => format!("use one of: {}", known.join(", ")),
                 };
-                cx.err(
-                    &c.span,
-                    &field,
-                    format!("unknown certification `{}`", c.v),
-                    fix,
-                );
+                cx.err(&c.span, &field, format!("unknown certification `{}`", c.v), fix);
             }
         }
     }
@@ -416,11 +327,7 @@ fn grid(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Vec<(NaiveDate, f64)> {
             continue;
         };
         let pspan = v.span();
-        let p = Tbl {
-            t: pt,
-            span: &pspan,
-            path: &path,
-        };
+        let p = Tbl { t: pt, span: &pspan, path: &path };
         p.check_keys(cx, GRID_KEYS);
         let from = p.req_date(cx, "from", "from = 2026-01-01");
         let mw = p.req_number(cx, "capacity_mw", "capacity_mw = 8");

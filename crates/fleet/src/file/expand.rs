@@ -80,15 +80,8 @@ pub(super) fn check_domain_pattern(
 }
 
 fn domain_of(layout: &Layout, site: &str, rack: &str, number: u64) -> String {
-    let n = layout
-        .racks_per_domain
-        .map_or(1, |r| (number.saturating_sub(1)) / r.max(1) + 1);
-    layout
-        .network_domain
-        .v
-        .replace("{site}", site)
-        .replace("{rack}", rack)
-        .replace("{n}", &format!("{n:02}"))
+    let n = layout.racks_per_domain.map_or(1, |r| (number.saturating_sub(1)) / r.max(1) + 1);
+    layout.network_domain.v.replace("{site}", site).replace("{rack}", rack).replace("{n}", &format!("{n:02}"))
 }
 
 /// Zero-padded width for numbers up to `last`: at least 2 digits.
@@ -107,14 +100,7 @@ pub(super) fn catalog(cx: &mut Ctx<'_>, decls: &[GpuModelDecl]) -> (GpuCatalog, 
             if let Some(id) = &d.id {
                 if let Some(existing) = catalog.get(&id.v) {
                     let existing = existing.id.clone();
-                    clash(
-                        cx,
-                        &id.span,
-                        &format!("{}.id", d.path),
-                        &id.v,
-                        &existing,
-                        &catalog,
-                    );
+                    clash(cx, &id.span, &format!("{}.id", d.path), &id.v, &existing, &catalog);
                 }
                 broken.insert(normalize(&id.v));
             }
@@ -122,16 +108,9 @@ pub(super) fn catalog(cx: &mut Ctx<'_>, decls: &[GpuModelDecl]) -> (GpuCatalog, 
         };
         let aliases: Vec<&str> = d.aliases.iter().map(|a| a.v.as_str()).collect();
         if let Err(e) = catalog.insert_with_aliases(spec.clone(), &aliases) {
-            let span = d
-                .aliases
-                .iter()
-                .find(|a| a.v == e.name)
-                .map_or(&id.span, |a| &a.span);
-            let field = if span == &id.span {
-                format!("{}.id", d.path)
-            } else {
-                format!("{}.aliases", d.path)
-            };
+            let span = d.aliases.iter().find(|a| a.v == e.name).map_or(&id.span, |a| &a.span);
+            let field =
+                if span == &id.span { format!("{}.id", d.path) } else { format!("{}.aliases", d.path) };
             clash(cx, span, &field, &e.name, &e.existing, &catalog);
             broken.insert(normalize(&id.v));
         }
@@ -139,14 +118,7 @@ pub(super) fn catalog(cx: &mut Ctx<'_>, decls: &[GpuModelDecl]) -> (GpuCatalog, 
     (catalog, broken)
 }
 
-fn clash(
-    cx: &mut Ctx<'_>,
-    span: &Span,
-    field: &str,
-    name: &str,
-    existing: &str,
-    catalog: &GpuCatalog,
-) {
+fn clash(cx: &mut Ctx<'_>, span: &Span, field: &str, name: &str, existing: &str, catalog: &GpuCatalog) {
     let builtin = catalog.get(existing).is_some_and(|s| s.builtin);
     cx.err(
         span,
@@ -173,24 +145,21 @@ pub(super) fn node_types<'d>(
     let mut out = BTreeMap::new();
     for d in decls {
         let mut ok = d.ok;
-        let model = d
-            .gpu_model
-            .as_ref()
-            .and_then(|m| match catalog.resolve(&m.v) {
-                Ok(spec) => Some(spec.id.clone()),
-                Err(e) => {
-                    if !broken.contains(&normalize(&m.v)) {
-                        cx.err(
-                            &m.span,
-                            &format!("{}.gpu_model", d.path),
-                            e.to_string(),
-                            "use one of the known models, or declare it in a [[gpu_model]] table",
-                        );
-                    }
-                    ok = false;
-                    None
+        let model = d.gpu_model.as_ref().and_then(|m| match catalog.resolve(&m.v) {
+            Ok(spec) => Some(spec.id.clone()),
+            Err(e) => {
+                if !broken.contains(&normalize(&m.v)) {
+                    cx.err(
+                        &m.span,
+                        &format!("{}.gpu_model", d.path),
+                        e.to_string(),
+                        "use one of the known models, or declare it in a [[gpu_model]] table",
+                    );
                 }
-            });
+                ok = false;
+                None
+            }
+        });
         out.insert(d.name.v.as_str(), ok.then_some((d, model)));
     }
     out
@@ -209,17 +178,10 @@ impl Names {
     fn claim(&mut self, cx: &mut Ctx<'_>, span: &Span, field: &str, owner: &str, racks: &[Rack]) {
         let mut clashed = false;
         for (kind, ids, map) in [
-            (
-                "rack id",
-                racks.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-                &mut self.racks,
-            ),
+            ("rack id", racks.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), &mut self.racks),
             (
                 "node name",
-                racks
-                    .iter()
-                    .flat_map(|r| r.nodes.iter().map(|n| n.name.as_str()))
-                    .collect(),
+                racks.iter().flat_map(|r| r.nodes.iter().map(|n| n.name.as_str())).collect(),
                 &mut self.nodes,
             ),
         ] {
@@ -270,11 +232,7 @@ pub(super) fn sites(
     for s in decls {
         if let Some(id) = &s.id {
             if let Some(first) = site_ids.get(&id.v) {
-                cx.error(
-                    &id.span,
-                    &format!("{}.id", s.path),
-                    validate::duplicate("site id", &id.v, first),
-                );
+                cx.error(&id.span, &format!("{}.id", s.path), validate::duplicate("site id", &id.v, first));
             } else {
                 site_ids.insert(id.v.clone(), s.path.clone());
             }
@@ -309,9 +267,8 @@ pub(super) fn sites(
             let group: Vec<Rack> = (g.first..=last)
                 .map(|n| {
                     let id = format!("{}{n:0w$}", g.prefix.v);
-                    let nodes = (1..=g.layout.nodes_per_rack)
-                        .map(|j| template(format!("{id}-n{j:02}")))
-                        .collect();
+                    let nodes =
+                        (1..=g.layout.nodes_per_rack).map(|j| template(format!("{id}-n{j:02}"))).collect();
                     Rack {
                         network_domain: domain_of(&g.layout, site_id, &id, n),
                         power_limit: g.layout.power_limit,
@@ -332,28 +289,14 @@ pub(super) fn sites(
                 &group,
                 catalog,
             );
-            names.claim(
-                cx,
-                &g.prefix.span,
-                &format!("{}.prefix", rg.path),
-                &rg.path,
-                &group,
-            );
+            names.claim(cx, &g.prefix.span, &format!("{}.prefix", rg.path), &rg.path, &group);
             racks.extend(group);
         }
         if let Some(imp) = &s.import {
             let resolved = base.join(&imp.openb_nodes.v);
-            let shown = Path::new(&cx.file)
-                .parent()
-                .unwrap_or(Path::new(""))
-                .join(&imp.openb_nodes.v);
+            let shown = Path::new(&cx.file).parent().unwrap_or(Path::new("")).join(&imp.openb_nodes.v);
             let field = format!("{}.openb_nodes", imp.path);
-            match super::openb::load_nodes(
-                &resolved,
-                &shown.to_string_lossy(),
-                catalog,
-                imp.base_power,
-            ) {
+            match super::openb::load_nodes(&resolved, &shown.to_string_lossy(), catalog, imp.base_power) {
                 Err(Err(io)) => cx.err(
                     &imp.openb_nodes.span,
                     &field,
@@ -365,19 +308,9 @@ pub(super) fn sites(
                     "the path is relative to the folder of the fleet file",
                 ),
                 Err(Ok(diags)) => cx.errors.0.extend(diags),
-                Ok(nodes)
-                    if budget(
-                        cx,
-                        &mut names,
-                        nodes.len() as u64,
-                        &imp.openb_nodes.span,
-                        &field,
-                    ) =>
-                {
-                    let prefix = imp
-                        .rack_prefix
-                        .as_ref()
-                        .map_or_else(|| format!("{site_id}-r"), |p| p.v.clone());
+                Ok(nodes) if budget(cx, &mut names, nodes.len() as u64, &imp.openb_nodes.span, &field) => {
+                    let prefix =
+                        imp.rack_prefix.as_ref().map_or_else(|| format!("{site_id}-r"), |p| p.v.clone());
                     let npr = imp.layout.nodes_per_rack as usize;
                     let w = width(nodes.len().div_ceil(npr) as u64);
                     let group: Vec<Rack> = nodes
@@ -394,17 +327,10 @@ pub(super) fn sites(
                         })
                         .collect();
                     if let Some(p) = group.first().and_then(|r| validate::id("rack id", &r.id)) {
-                        let span = imp
-                            .rack_prefix
-                            .as_ref()
-                            .map_or(&imp.openb_nodes.span, |p| &p.span);
+                        let span = imp.rack_prefix.as_ref().map_or(&imp.openb_nodes.span, |p| &p.span);
                         cx.error(span, &format!("{}.rack_prefix", imp.path), p);
                     } else {
-                        let span = imp
-                            .layout
-                            .power_limit_span
-                            .as_ref()
-                            .unwrap_or(&imp.openb_nodes.span);
+                        let span = imp.layout.power_limit_span.as_ref().unwrap_or(&imp.openb_nodes.span);
                         check_fit(cx, &imp.layout, span, &imp.path, &group, catalog);
                         names.claim(cx, &imp.openb_nodes.span, &field, &imp.path, &group);
                         racks.extend(group);
@@ -423,10 +349,7 @@ fn unknown_node_type(cx: &mut Ctx<'_>, g: &super::racks::RackGroupDecl, types: &
     let fix = match did_you_mean(&g.node_type.v, known.iter().copied()) {
         Some(s) => format!("did you mean `{s}`? node types: {}", known.join(", ")),
         None if known.is_empty() => "declare it in a [node_type.NAME] table".to_owned(),
-        None => format!(
-            "use one of: {}, or declare it in a [node_type.NAME] table",
-            known.join(", ")
-        ),
+        None => format!("use one of: {}, or declare it in a [node_type.NAME] table", known.join(", ")),
     };
     cx.err(
         &g.node_type.span,
@@ -445,10 +368,7 @@ fn budget(cx: &mut Ctx<'_>, names: &mut Names, n: u64, span: &Span, field: &str)
     cx.err(
         span,
         field,
-        format!(
-            "the fleet would have {} nodes or more; the limit is {MAX_FLEET_NODES}",
-            names.total_nodes
-        ),
+        format!("the fleet would have {} nodes or more; the limit is {MAX_FLEET_NODES}", names.total_nodes),
         "check count and nodes_per_rack: they count racks and servers, not GPUs",
     );
     false
@@ -465,18 +385,13 @@ fn check_fit(
     catalog: &GpuCatalog,
 ) {
     // The hungriest rack; the first of equals, so messages name the group's first rack.
-    let Some(rack) = racks
-        .iter()
-        .rev()
-        .max_by_key(|r| r.full_load_power(catalog))
-    else {
+    let Some(rack) = racks.iter().rev().max_by_key(|r| r.full_load_power(catalog)) else {
         return;
     };
     let field = format!("{path}.power_limit_kw");
     if let Some(p) = validate::rack_fit(&rack.id, &rack.nodes, layout.power_limit, catalog) {
         cx.error(span, &field, p);
-    } else if let Some(p) =
-        validate::rack_oversubscribed(&rack.id, &rack.nodes, layout.power_limit, catalog)
+    } else if let Some(p) = validate::rack_oversubscribed(&rack.id, &rack.nodes, layout.power_limit, catalog)
     {
         cx.warn(span, &field, p);
     }
@@ -493,14 +408,7 @@ fn build_site(s: &SiteDecl, racks: Vec<Rack>) -> Option<Site> {
         country: Country(s.country.clone()?),
         region: s.region.clone()?,
         certifications: s.certifications.clone(),
-        grid: s
-            .grid
-            .iter()
-            .map(|&(from, mw)| GridPhase {
-                from,
-                capacity: Megawatts(mw),
-            })
-            .collect(),
+        grid: s.grid.iter().map(|&(from, mw)| GridPhase { from, capacity: Megawatts(mw) }).collect(),
         pue: Pue(s.pue?),
         racks,
     })

@@ -79,10 +79,7 @@ pub fn load(path: &Path) -> Result<Fleet, LoadError> {
 /// # Errors
 /// As [`load`].
 pub fn load_with_warnings(path: &Path) -> Result<Loaded, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
     let name = path.to_string_lossy();
     let base = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -119,11 +116,7 @@ pub fn parse(text: &str, file_name: &str, base_dir: &Path) -> Result<Fleet, Load
 ///
 /// # Errors
 /// As [`parse`].
-pub fn parse_with_warnings(
-    text: &str,
-    file_name: &str,
-    base_dir: &Path,
-) -> Result<Loaded, LoadError> {
+pub fn parse_with_warnings(text: &str, file_name: &str, base_dir: &Path) -> Result<Loaded, LoadError> {
     let mut cx = Ctx::new(file_name, text);
     let (root, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
@@ -141,14 +134,7 @@ pub fn parse_with_warnings(
     // Every check has run with positions above; this re-runs the model-level checks so a
     // loader bug cannot produce an invalid fleet.
     let fleet = Fleet::new(catalog, sites).map_err(|d| {
-        Diagnostics(
-            d.into_iter()
-                .map(|x| Diagnostic {
-                    file: file_name.to_owned(),
-                    ..x
-                })
-                .collect(),
-        )
+        Diagnostics(d.into_iter().map(|x| Diagnostic { file: file_name.to_owned(), ..x }).collect())
     })?;
     let mut warnings = std::mem::take(&mut cx.warnings);
     warnings.sort();

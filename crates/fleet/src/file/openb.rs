@@ -58,53 +58,27 @@ pub(crate) fn parse_nodes(
             errors.push(Diagnostic::new(file, line_no, col, field, problem, fix));
         };
         if let Some(q) = line.find('"') {
-            err(
-                q + 1,
-                "",
-                "quoted fields are not supported in node lists".into(),
-                "remove the quotes",
-            );
+            err(q + 1, "", "quoted fields are not supported in node lists".into(), "remove the quotes");
             continue;
         }
         let fields: Vec<(usize, &str)> = split(line).collect();
-        let [
-            (_, sn),
-            (c_cpu, cpu),
-            (c_mem, mem),
-            (c_gpu, gpu),
-            (c_model, model),
-        ] = fields[..]
-        else {
+        let [(_, sn), (c_cpu, cpu), (c_mem, mem), (c_gpu, gpu), (c_model, model)] = fields[..] else {
             err(
                 1,
                 "",
-                format!(
-                    "expected 5 fields ({}), found {}",
-                    HEADER.join(","),
-                    fields.len()
-                ),
+                format!("expected 5 fields ({}), found {}", HEADER.join(","), fields.len()),
                 "one node per line",
             );
             continue;
         };
         let num = |s: &str| s.trim().parse::<u64>().ok();
-        let (Some(cpu), Some(mem), Some(gpus)) = (
-            num(cpu),
-            num(mem),
-            num(gpu).and_then(|g| u32::try_from(g).ok()),
-        ) else {
-            for (col, name, v) in [
-                (c_cpu, "cpu_milli", cpu),
-                (c_mem, "memory_mib", mem),
-                (c_gpu, "gpu", gpu),
-            ] {
+        let (Some(cpu), Some(mem), Some(gpus)) =
+            (num(cpu), num(mem), num(gpu).and_then(|g| u32::try_from(g).ok()))
+        else {
+            for (col, name, v) in [(c_cpu, "cpu_milli", cpu), (c_mem, "memory_mib", mem), (c_gpu, "gpu", gpu)]
+            {
                 if num(v).is_none() {
-                    err(
-                        col,
-                        name,
-                        format!("`{v}` is not a whole number"),
-                        "write a non-negative integer",
-                    );
+                    err(col, name, format!("`{v}` is not a whole number"), "write a non-negative integer");
                 }
             }
             continue;
@@ -119,10 +93,7 @@ pub(crate) fn parse_nodes(
             match catalog.resolve(model) {
                 Ok(spec) => Some(spec.id.clone()),
                 Err(_) => {
-                    unknown
-                        .entry(model.to_owned())
-                        .or_insert((line_no, c_model, 0))
-                        .2 += 1;
+                    unknown.entry(model.to_owned()).or_insert((line_no, c_model, 0)).2 += 1;
                     continue;
                 }
             }
@@ -194,10 +165,9 @@ mod tests {
 
     #[test]
     fn reads_gpu_and_cpu_only_rows() {
-        let nodes = parse(
-            "sn,cpu_milli,memory_mib,gpu,model\nn0,32000,262144,0,\nn1,64000,262144,2,P100\r\n",
-        )
-        .unwrap_or_default();
+        let nodes =
+            parse("sn,cpu_milli,memory_mib,gpu,model\nn0,32000,262144,0,\nn1,64000,262144,2,P100\r\n")
+                .unwrap_or_default();
         assert_eq!(nodes.len(), 2);
         assert_eq!(nodes[0].gpu_model, None);
         assert_eq!(nodes[1].gpu_model.as_deref(), Some("P100-PCIE"));
@@ -208,27 +178,24 @@ mod tests {
     #[test]
     fn every_bad_row_is_reported_with_its_column() {
         let text = "sn,cpu_milli,memory_mib,gpu,model\nn0,x,262144,1,T4\nn1,1,1,1,G9\nn2,1,1,2,G9\nn3,1,1,2\nn4,1,1,0,T4\n";
-        let Err(d) = parse(text) else {
-            panic!("accepted")
-        };
+        let Err(d) = parse(text) else { panic!("accepted") };
         let shown: Vec<String> = d.iter().map(ToString::to_string).collect();
-        assert!(shown.contains(&"n.csv:2:4: cpu_milli: `x` is not a whole number; fix: write a non-negative integer".to_owned()), "{shown:#?}");
         assert!(
-            shown.iter().any(
-                |s| s.starts_with("n.csv:3:10: model: unknown GPU model `G9` in 2 row(s), the first here; known models: A10,")
+            shown.contains(
+                &"n.csv:2:4: cpu_milli: `x` is not a whole number; fix: write a non-negative integer"
+                    .to_owned()
             ),
             "{shown:#?}"
         );
         assert!(
-            shown
-                .iter()
-                .any(|s| s.starts_with("n.csv:5:1: expected 5 fields")),
+            shown.iter().any(|s| s.starts_with(
+                "n.csv:3:10: model: unknown GPU model `G9` in 2 row(s), the first here; known models: A10,"
+            )),
             "{shown:#?}"
         );
+        assert!(shown.iter().any(|s| s.starts_with("n.csv:5:1: expected 5 fields")), "{shown:#?}");
         assert!(
-            shown
-                .iter()
-                .any(|s| s.starts_with("n.csv:6:8: gpus: node has a GPU model but 0 GPUs")),
+            shown.iter().any(|s| s.starts_with("n.csv:6:8: gpus: node has a GPU model but 0 GPUs")),
             "{shown:#?}"
         );
         assert_eq!(d.len(), 4);
@@ -236,14 +203,8 @@ mod tests {
 
     #[test]
     fn wrong_header_is_one_clear_problem() {
-        let Err(d) = parse("name,cpu\nx,1\n") else {
-            panic!("accepted")
-        };
+        let Err(d) = parse("name,cpu\nx,1\n") else { panic!("accepted") };
         assert_eq!(d.len(), 1);
-        assert!(
-            d.0[0]
-                .problem
-                .contains("header must be `sn,cpu_milli,memory_mib,gpu,model`")
-        );
+        assert!(d.0[0].problem.contains("header must be `sn,cpu_milli,memory_mib,gpu,model`"));
     }
 }

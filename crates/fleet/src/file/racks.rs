@@ -78,12 +78,8 @@ fn layout(cx: &mut Ctx<'_>, t: Tbl<'_, '_>, default_nodes_per_rack: Option<u32>)
         ok = false;
     }
     let npr = match default_nodes_per_rack {
-        Some(d) => t
-            .uint32(cx, "nodes_per_rack", "nodes_per_rack = 8")
-            .map_or(d, |n| n.v),
-        None => t
-            .req_uint32(cx, "nodes_per_rack", "nodes_per_rack = 8")
-            .map_or(0, |n| n.v),
+        Some(d) => t.uint32(cx, "nodes_per_rack", "nodes_per_rack = 8").map_or(d, |n| n.v),
+        None => t.req_uint32(cx, "nodes_per_rack", "nodes_per_rack = 8").map_or(0, |n| n.v),
     };
     if let Some(v) = t.get("nodes_per_rack")
         && !(1..=MAX_NODES_PER_RACK).contains(&npr)
@@ -98,10 +94,7 @@ fn layout(cx: &mut Ctx<'_>, t: Tbl<'_, '_>, default_nodes_per_rack: Option<u32>)
     }
     let domain = t
         .string(cx, "network_domain", "network_domain = \"valence-ib-{n}\"")
-        .unwrap_or(Sp {
-            v: "{rack}".into(),
-            span: t.span.clone(),
-        });
+        .unwrap_or(Sp { v: "{rack}".into(), span: t.span.clone() });
     let rpd = t.uint(cx, "racks_per_domain", "racks_per_domain = 8");
     if let Some(r) = &rpd
         && r.v == 0
@@ -114,8 +107,7 @@ fn layout(cx: &mut Ctx<'_>, t: Tbl<'_, '_>, default_nodes_per_rack: Option<u32>)
         );
         ok = false;
     }
-    ok &=
-        super::expand::check_domain_pattern(cx, &t.field("network_domain"), &domain, rpd.as_ref());
+    ok &= super::expand::check_domain_pattern(cx, &t.field("network_domain"), &domain, rpd.as_ref());
     (ok && npr > 0).then(|| Layout {
         power_limit: Kilowatts(kw.as_ref().map_or(DEFAULT_RACK_KW, |k| k.v)).to_watts(),
         power_limit_span: kw.map(|k| k.span),
@@ -137,26 +129,16 @@ pub(super) fn rack_group(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Option<RackGroupDe
         cx.err(
             &c.span,
             &t.field("count"),
-            format!(
-                "count must be between 1 and {MAX_RACKS_PER_GROUP} (got {})",
-                c.v
-            ),
+            format!("count must be between 1 and {MAX_RACKS_PER_GROUP} (got {})", c.v),
             "count is the number of racks in this group",
         );
         ok = false;
     }
-    if let Some(f) = first
-        .as_ref()
-        .filter(|f| f.v == 0 || f.v > MAX_RACKS_PER_GROUP * 10)
-    {
+    if let Some(f) = first.as_ref().filter(|f| f.v == 0 || f.v > MAX_RACKS_PER_GROUP * 10) {
         cx.err(
             &f.span,
             &t.field("first"),
-            format!(
-                "first must be between 1 and {} (got {})",
-                MAX_RACKS_PER_GROUP * 10,
-                f.v
-            ),
+            format!("first must be between 1 and {} (got {})", MAX_RACKS_PER_GROUP * 10, f.v),
             "first is the number of the group's first rack, e.g. `first = 41` to continue a row",
         );
         ok = false;
@@ -168,12 +150,9 @@ pub(super) fn rack_group(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Option<RackGroupDe
         span: t.span.clone(),
         node_type: node_type?,
         group: match (prefix, count, layout) {
-            (Some(prefix), Some(count), Some(layout)) if ok => Some(Group {
-                prefix,
-                first: first.map_or(1, |f| f.v),
-                count: count.v,
-                layout,
-            }),
+            (Some(prefix), Some(count), Some(layout)) if ok => {
+                Some(Group { prefix, first: first.map_or(1, |f| f.v), count: count.v, layout })
+            }
             _ => None,
         },
     })
@@ -181,11 +160,8 @@ pub(super) fn rack_group(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Option<RackGroupDe
 
 pub(super) fn import(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Option<ImportDecl> {
     t.check_keys(cx, IMPORT_KEYS);
-    let openb = t.req_string(
-        cx,
-        "openb_nodes",
-        "openb_nodes = \"../traces/openb/openb_node_list_gpu_node.csv\"",
-    );
+    let openb =
+        t.req_string(cx, "openb_nodes", "openb_nodes = \"../traces/openb/openb_node_list_gpu_node.csv\"");
     let base = t.req_uint(cx, "base_power_w", "base_power_w = 1100");
     let prefix = t.string(cx, "rack_prefix", "rack_prefix = \"openb-r\"");
     let layout = layout(cx, t, Some(8));

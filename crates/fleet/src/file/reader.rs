@@ -96,11 +96,7 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
 impl<'a, 'i> Tbl<'a, 'i> {
     /// The path of one of this table's keys.
     pub(super) fn field(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) }
     }
 
     pub(super) fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
@@ -124,22 +120,13 @@ impl<'a, 'i> Tbl<'a, 'i> {
             } else {
                 format!("in {}", self.path)
             };
-            cx.err(
-                &k.span(),
-                &self.field(key),
-                format!("unknown key `{key}` {place}"),
-                fix,
-            );
+            cx.err(&k.span(), &self.field(key), format!("unknown key `{key}` {place}"), fix);
         }
     }
 
     /// Records that a required key is missing (at the table's header).
     pub(super) fn missing(&self, cx: &mut Ctx<'_>, key: &str, example: &str) {
-        let place = if self.path.is_empty() {
-            "the file".to_owned()
-        } else {
-            self.path.to_owned()
-        };
+        let place = if self.path.is_empty() { "the file".to_owned() } else { self.path.to_owned() };
         cx.err(
             self.span,
             &self.field(key),
@@ -148,14 +135,7 @@ impl<'a, 'i> Tbl<'a, 'i> {
         );
     }
 
-    fn wrong_type(
-        &self,
-        cx: &mut Ctx<'_>,
-        key: &str,
-        v: &Spanned<DeValue<'_>>,
-        want: &str,
-        example: &str,
-    ) {
+    fn wrong_type(&self, cx: &mut Ctx<'_>, key: &str, v: &Spanned<DeValue<'_>>, want: &str, example: &str) {
         cx.err(
             &v.span(),
             &self.field(key),
@@ -169,12 +149,7 @@ impl<'a, 'i> Tbl<'a, 'i> {
         value_string(cx, &self.field(key), v, example, key)
     }
 
-    pub(super) fn req_string(
-        &self,
-        cx: &mut Ctx<'_>,
-        key: &str,
-        example: &str,
-    ) -> Option<Sp<String>> {
+    pub(super) fn req_string(&self, cx: &mut Ctx<'_>, key: &str, example: &str) -> Option<Sp<String>> {
         if self.get(key).is_none() {
             self.missing(cx, key, example);
         }
@@ -200,12 +175,7 @@ impl<'a, 'i> Tbl<'a, 'i> {
         match u32::try_from(v.v) {
             Ok(n) => Some(Sp { v: n, span: v.span }),
             Err(_) => {
-                cx.err(
-                    &v.span,
-                    &self.field(key),
-                    format!("`{key}` = {} is too large", v.v),
-                    write(example),
-                );
+                cx.err(&v.span, &self.field(key), format!("`{key}` = {} is too large", v.v), write(example));
                 None
             }
         }
@@ -232,12 +202,7 @@ impl<'a, 'i> Tbl<'a, 'i> {
     }
 
     /// A calendar date: a bare TOML date (`2026-01-01`) or the same in quotes.
-    pub(super) fn req_date(
-        &self,
-        cx: &mut Ctx<'_>,
-        key: &str,
-        example: &str,
-    ) -> Option<Sp<NaiveDate>> {
+    pub(super) fn req_date(&self, cx: &mut Ctx<'_>, key: &str, example: &str) -> Option<Sp<NaiveDate>> {
         let Some(v) = self.get(key) else {
             self.missing(cx, key, example);
             return None;
@@ -245,22 +210,13 @@ impl<'a, 'i> Tbl<'a, 'i> {
         let field = self.field(key);
         let span = v.span();
         let bad_date = |cx: &mut Ctx<'_>, what: String| {
-            cx.err(
-                &span,
-                &field,
-                what,
-                format!("{}; dates are year-month-day", write(example)),
-            );
+            cx.err(&span, &field, what, format!("{}; dates are year-month-day", write(example)));
             None
         };
         match v.get_ref() {
             DeValue::Datetime(dt) => match (dt.date, dt.time, dt.offset) {
                 (Some(d), None, None) => {
-                    match NaiveDate::from_ymd_opt(
-                        i32::from(d.year),
-                        u32::from(d.month),
-                        u32::from(d.day),
-                    ) {
+                    match NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day)) {
                         Some(n) => Some(Sp { v: n, span }),
                         None => bad_date(cx, format!("`{key}` = {dt} is not a calendar date")),
                     }
@@ -311,20 +267,13 @@ impl<'a, 'i> Tbl<'a, 'i> {
     }
 
     /// An array of strings; bad elements are reported and skipped.
-    pub(super) fn string_array(
-        &self,
-        cx: &mut Ctx<'_>,
-        key: &str,
-        example: &str,
-    ) -> Vec<Sp<String>> {
+    pub(super) fn string_array(&self, cx: &mut Ctx<'_>, key: &str, example: &str) -> Vec<Sp<String>> {
         let Some((arr, _)) = self.array(cx, key, example) else {
             return Vec::new();
         };
         arr.iter()
             .enumerate()
-            .filter_map(|(i, v)| {
-                value_string(cx, &format!("{}[{i}]", self.field(key)), v, example, key)
-            })
+            .filter_map(|(i, v)| value_string(cx, &format!("{}[{i}]", self.field(key)), v, example, key))
             .collect()
     }
 }
@@ -337,10 +286,7 @@ fn value_string(
     key: &str,
 ) -> Option<Sp<String>> {
     match v.get_ref() {
-        DeValue::String(s) => Some(Sp {
-            v: s.to_string(),
-            span: v.span(),
-        }),
+        DeValue::String(s) => Some(Sp { v: s.to_string(), span: v.span() }),
         other => {
             cx.err(
                 &v.span(),
@@ -365,34 +311,19 @@ fn value_uint(
         DeValue::Integer(i) => {
             let text = i.as_str();
             if text.starts_with('-') {
-                cx.err(
-                    &span,
-                    field,
-                    format!("`{key}` must be ≥ 0 (got {i})"),
-                    write(example),
-                );
+                cx.err(&span, field, format!("`{key}` must be ≥ 0 (got {i})"), write(example));
                 return None;
             }
             match u64::from_str_radix(text.trim_start_matches('+'), i.radix()) {
                 Ok(n) => Some(Sp { v: n, span }),
                 Err(_) => {
-                    cx.err(
-                        &span,
-                        field,
-                        format!("`{key}` = {i} is too large"),
-                        write(example),
-                    );
+                    cx.err(&span, field, format!("`{key}` = {i} is too large"), write(example));
                     None
                 }
             }
         }
         DeValue::Float(f) => {
-            cx.err(
-                &span,
-                field,
-                format!("`{key}` must be a whole number (got {f})"),
-                write(example),
-            );
+            cx.err(&span, field, format!("`{key}` must be a whole number (got {f})"), write(example));
             None
         }
         other => {
@@ -416,9 +347,7 @@ fn value_number(
 ) -> Option<Sp<f64>> {
     let span = v.span();
     let parsed = match v.get_ref() {
-        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
-            .ok()
-            .map(|n| n as f64),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok().map(|n| n as f64),
         DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
         other => {
             cx.err(
@@ -433,12 +362,7 @@ fn value_number(
     match parsed {
         Some(x) if x.is_finite() => Some(Sp { v: x, span }),
         _ => {
-            cx.err(
-                &span,
-                field,
-                format!("`{key}` must be a finite number"),
-                write(example),
-            );
+            cx.err(&span, field, format!("`{key}` must be a finite number"), write(example));
             None
         }
     }

@@ -6,10 +6,7 @@
 //! key lists the loader accepts must equal the properties here, and the bundled fleets
 //! must deserialize into these structs.
 
-#![allow(
-    dead_code,
-    reason = "fields are read by serde in tests and by schemars, never in code"
-)]
+#![allow(dead_code, reason = "fields are read by serde in tests and by schemars, never in code")]
 
 use std::collections::BTreeMap;
 
@@ -245,9 +242,7 @@ mod tests {
     #[test]
     fn bundled_fleets_fit_the_schema_structs() {
         for f in ["france.toml", "openb.toml"] {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../fleets")
-                .join(f);
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fleets").join(f);
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let parsed: Result<FleetFile, _> = toml::from_str(&text);
             assert!(parsed.is_ok(), "{f}: {:?}", parsed.err());
