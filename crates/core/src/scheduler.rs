@@ -19,7 +19,7 @@ use crate::{CoreRng, gang};
 pub(crate) type NodeFilter<'a> = dyn Fn(usize, &NodeState) -> bool + 'a;
 
 /// How the scheduler behaves where policy, not physics, decides.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SchedulerConfig {
     /// Drop a workload that does not fit at once instead of queueing it. This is the FGD
     /// paper's trace protocol ("a pod that does not fit is never retried"); production
@@ -31,6 +31,17 @@ pub struct SchedulerConfig {
     /// decision on very large fleets at some cost in packing quality (measured in
     /// `docs/fgd-reproduction.md`).
     pub max_candidates: Option<u32>,
+    /// Let a task that fits nowhere evict strictly lower-priority work (lowest priority,
+    /// then youngest, first; fewest victims wins). Evicted workloads are requeued whole.
+    pub priority_preemption: bool,
+}
+
+impl Default for SchedulerConfig {
+    /// Production behaviour: queue what does not fit, score every feasible node,
+    /// preempt lower priorities.
+    fn default() -> Self {
+        SchedulerConfig { drop_unschedulable: false, max_candidates: None, priority_preemption: true }
+    }
 }
 
 /// Where a workload stands.
@@ -308,7 +319,12 @@ impl Scheduler {
                 let mut placed = Vec::new();
                 let mut pending = None;
                 for &task in &todo {
-                    match self.place_one(&need, None, rng) {
+                    let mut result = self.place_one(&need, None, rng);
+                    if result.is_err() && self.config.priority_preemption && self.preempt_for(id, &need, out)
+                    {
+                        result = self.place_one(&need, None, rng);
+                    }
+                    match result {
                         Ok(p) => placed.push((task, p)),
                         Err(mut why) => {
                             why.tasks_placed = placed_before + placed.len() as u32;
@@ -433,6 +449,60 @@ impl Scheduler {
         }
     }
 
+    /// Frees room for one task of `id` by evicting strictly lower-priority workloads from
+    /// the single node where the fewest (then the least important) victims suffice.
+    /// Returns whether anything was evicted.
+    fn preempt_for(&mut self, id: WorkloadId, need: &Need, out: &mut Vec<Decision>) -> bool {
+        let Some(priority) = self.workloads.get(&id).map(|e| e.workload.priority) else { return false };
+        if priority == PriorityClass::BestEffort {
+            return false;
+        }
+        // Lower-priority tasks per node: (priority, youngest first, workload, alloc).
+        let mut per_node: BTreeMap<u32, Vec<(PriorityClass, Reverse<u64>, WorkloadId, &TaskAlloc)>> =
+            BTreeMap::new();
+        for (wid, e) in &self.workloads {
+            if e.workload.priority >= priority || *wid == id {
+                continue;
+            }
+            for t in e.tasks.iter().flatten() {
+                per_node.entry(t.node.0).or_default().push((
+                    e.workload.priority,
+                    Reverse(e.placed_seq),
+                    *wid,
+                    t,
+                ));
+            }
+        }
+        // (victim count, highest victim priority, node) → victims.
+        let mut best: Option<((usize, PriorityClass, u32), Vec<WorkloadId>)> = None;
+        for (node_idx, mut victims) in per_node {
+            victims.sort_by_key(|v| (v.0, v.1, v.2));
+            let node = self.state.node(NodeIdx(node_idx));
+            let mut chosen: Vec<WorkloadId> = Vec::new();
+            let mut freed: Vec<&TaskAlloc> = Vec::new();
+            let mut top = PriorityClass::BestEffort;
+            for (p, _, wid, alloc) in &victims {
+                freed.push(alloc);
+                if !chosen.contains(wid) {
+                    chosen.push(*wid);
+                }
+                top = top.max(*p);
+                if self.state.check_with_freed(node, need, &freed).is_ok() {
+                    let key = (chosen.len(), top, node_idx);
+                    if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                        best = Some((key, chosen.clone()));
+                    }
+                    break;
+                }
+            }
+        }
+        let Some((_, victims)) = best else { return false };
+        for v in victims {
+            self.evict(v, PreemptWhy::Priority { by: id, class: priority }, out);
+        }
+        true
+    }
+
     pub(crate) fn state_mut(&mut self) -> &mut ClusterState {
         &mut self.state
     }
@@ -507,4 +577,87 @@ fn pick_gpus(node: &NodeState, need: &Need, preferred: Option<u16>) -> GpuPick {
         .take(need.gpu_count as usize)
         .map(|(i, _)| (i as u16, GpuMilli::WHOLE))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use gigawatt_units::{Mebibytes, MilliCores};
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::workload::{DataClass, GpuDemand, TaskDemand, TenantId};
+    use crate::{PolicyKind, TypicalPods};
+
+    fn fleet() -> Fleet {
+        let text = r#"
+[node_type.box]
+gpu_model = "H100-SXM"
+gpus = 8
+cpu_millicores = 64000
+memory_mib = 1048576
+base_power_w = 4600
+
+[[site]]
+id = "lab"
+country = "FR"
+region = "eu-fr"
+pue = 1.2
+grid = [{ from = 2026-01-01, capacity_mw = 1 }]
+  [[site.rack_group]]
+  prefix = "r"
+  count = 1
+  node_type = "box"
+  nodes_per_rack = 1
+"#;
+        gigawatt_fleet::parse(text, "lab.toml", std::path::Path::new(".")).expect("valid fleet")
+    }
+
+    fn job(id: u64, priority: PriorityClass, gpus: u32) -> Workload {
+        Workload {
+            id: WorkloadId(id),
+            name: format!("job-{id}"),
+            tenant: TenantId("t".into()),
+            priority,
+            data_class: DataClass::Public,
+            demand: TaskDemand {
+                gpu: GpuDemand::whole(gpus),
+                gpu_models: vec![],
+                cpu: MilliCores(1000),
+                memory: Mebibytes(1024),
+            },
+            shape: Shape::Single,
+            duration: None,
+        }
+    }
+
+    #[test]
+    fn higher_priority_evicts_the_fewest_lowest_youngest_victims() {
+        let f = fleet();
+        let policy = PolicyKind::BestFit.build(&TypicalPods::default());
+        // 2027: the site's grid phase (from 2026-01-01) is in force.
+        let t = Timestamp::from_secs(1_800_000_000);
+        let mut s = Scheduler::new(&f, policy, SchedulerConfig::default(), t).expect("scheduler");
+        let mut rng = CoreRng::seed_from_u64(1);
+        s.handle(t, Event::Arrival(job(1, PriorityClass::Standard, 4)), &mut rng).expect("ok");
+        s.handle(t, Event::Arrival(job(2, PriorityClass::BestEffort, 2)), &mut rng).expect("ok");
+        s.handle(t, Event::Arrival(job(3, PriorityClass::BestEffort, 2)), &mut rng).expect("ok");
+        // The node is full; a latency-critical 2-GPU task evicts one best-effort job,
+        // the youngest (3), and leaves the standard one alone.
+        let d = s.handle(t, Event::Arrival(job(4, PriorityClass::LatencyCritical, 2)), &mut rng).expect("ok");
+        assert!(
+            matches!(
+                &d[0],
+                Decision::Preempted { workload: WorkloadId(3), why: PreemptWhy::Priority { .. } }
+            ),
+            "{d:?}"
+        );
+        assert!(matches!(&d[1], Decision::Placed { workload: WorkloadId(4), .. }), "{d:?}");
+        assert_eq!(s.status(WorkloadId(3)), Some(WorkloadStatus::Pending));
+        assert_eq!(s.status(WorkloadId(1)), Some(WorkloadStatus::Running));
+        // Best effort never preempts.
+        let d = s.handle(t, Event::Arrival(job(5, PriorityClass::BestEffort, 8)), &mut rng).expect("ok");
+        assert!(matches!(&d[0], Decision::Pending { .. }), "{d:?}");
+        let allocs: Vec<&TaskAlloc> = s.all_allocations().map(|(_, a)| a).collect();
+        s.state().audit(allocs).expect("counters consistent");
+    }
 }

@@ -399,6 +399,46 @@ impl ClusterState {
     /// Checks everything but the GPU choice: whether `node` can take a task with these
     /// needs. Returns the first failing reason, in [`Reason`]'s order.
     pub fn check(&self, node: &NodeState, need: &Need) -> Result<(), Reason> {
+        let rack = self.racks[node.rack as usize].power;
+        let site = self.sites[node.site as usize].power;
+        self.check_at(node, need, rack, site)
+    }
+
+    /// Whether `node` could take a task of `need` once the tasks in `freed` (all on this
+    /// node) were gone: the preemption question. Changes nothing.
+    pub fn check_with_freed(
+        &self,
+        node: &NodeState,
+        need: &Need,
+        freed: &[&TaskAlloc],
+    ) -> Result<(), Reason> {
+        let mut hypo = node.clone();
+        for a in freed {
+            for (g, milli) in &a.gpus {
+                if let Some(f) = hypo.gpu_free.get_mut(usize::from(*g)) {
+                    *f = (*f + *milli).min(GpuMilli::WHOLE);
+                }
+            }
+            hypo.cpu_free = (hypo.cpu_free + a.cpu).min(hypo.cpu_total);
+            hypo.mem_free = (hypo.mem_free + a.memory).min(hypo.mem_total);
+            hypo.tasks = hypo.tasks.saturating_sub(1);
+        }
+        let allocated = hypo.gpu_capacity() - hypo.gpu_free.iter().copied().sum::<GpuMilli>();
+        hypo.power = hypo.power_for(allocated, hypo.tasks);
+        hypo.refresh();
+        let saved = node.power - hypo.power;
+        let rack = self.racks[node.rack as usize].power - saved;
+        let site = self.sites[node.site as usize].power - saved;
+        self.check_at(&hypo, need, rack, site)
+    }
+
+    fn check_at(
+        &self,
+        node: &NodeState,
+        need: &Need,
+        rack_power: Watts,
+        site_power: Watts,
+    ) -> Result<(), Reason> {
         if !node.up {
             return Err(Reason::NodeDown);
         }
@@ -426,12 +466,10 @@ impl ClusterState {
             return Err(Reason::InsufficientMemory);
         }
         let delta = self.power_increase_bound(node, need.gpu_total());
-        let rack = &self.racks[node.rack as usize];
-        if rack.power.saturating_add(delta) > rack.limit {
+        if rack_power.saturating_add(delta) > self.racks[node.rack as usize].limit {
             return Err(Reason::RackPowerLimit);
         }
-        let site = &self.sites[node.site as usize];
-        if site.power.saturating_add(delta) > site.budget {
+        if site_power.saturating_add(delta) > self.sites[node.site as usize].budget {
             return Err(Reason::SitePowerBudget);
         }
         Ok(())

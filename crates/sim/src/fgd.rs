@@ -140,7 +140,11 @@ pub fn run(
         state,
         fleet,
         policy.build(&typical),
-        SchedulerConfig { drop_unschedulable: true, max_candidates: params.max_candidates },
+        SchedulerConfig {
+            drop_unschedulable: true,
+            max_candidates: params.max_candidates,
+            priority_preemption: false,
+        },
     );
     let arrivals = inflate(workload.pods, capacity, params.ratio, &mut crate::rng(seed, STREAM_WORKLOAD));
     let mut sim = Simulation::new(scheduler, crate::rng(seed, STREAM_POLICY), start);
