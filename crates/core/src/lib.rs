@@ -48,8 +48,9 @@
 //!     duration: None,
 //! };
 //! let decisions = scheduler.handle(now, Event::Arrival(job), &mut rng).expect("event applies");
-//! // The Lab site is in France but holds no HDS certification: health data may not go there.
-//! assert!(decisions[0].to_string().contains("data residency"));
+//! // The Lab site is in France but holds no HDS certification: health data may not go there,
+//! // and there is no other site.
+//! assert_eq!(decisions[0].to_string(), "w-1 rejected: no site in the fleet may hold health data");
 //! ```
 
 pub mod event;

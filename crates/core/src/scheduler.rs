@@ -63,6 +63,9 @@ pub(crate) struct Entry {
     seq: u64,
     /// When it last got tasks placed (for "youngest first" shedding).
     placed_seq: u64,
+    /// How many GPU models the cluster had when `need.models` was resolved; a model that
+    /// joins later (with a new node) means resolving again.
+    models_known: usize,
 }
 
 impl Entry {
@@ -76,7 +79,7 @@ pub struct Scheduler {
     state: ClusterState,
     policy: Box<dyn Policy>,
     config: SchedulerConfig,
-    catalog_ids: Vec<String>,
+    catalog: gigawatt_fleet::GpuCatalog,
     workloads: BTreeMap<WorkloadId, Entry>,
     queue: BTreeSet<(Reverse<PriorityClass>, u64, WorkloadId)>,
     seq: u64,
@@ -108,7 +111,7 @@ impl Scheduler {
             state,
             policy,
             config,
-            catalog_ids: fleet.catalog.iter().map(|g| g.id.clone()).collect(),
+            catalog: fleet.catalog.clone(),
             workloads: BTreeMap::new(),
             queue: BTreeSet::new(),
             seq: 0,
@@ -229,9 +232,13 @@ impl Scheduler {
             }
         };
         self.seq += 1;
+        let arrival = self.seq;
         let tasks = vec![None; w.shape.tasks() as usize];
         let priority = w.priority;
-        self.workloads.insert(id, Entry { workload: w, need, tasks, seq: self.seq, placed_seq: 0 });
+        let models_known = self.state.models.len();
+        self.workloads
+            .insert(id, Entry { workload: w, need, tasks, seq: arrival, placed_seq: 0, models_known });
+        let evicted_before = out.iter().filter(|d| matches!(d, Decision::Preempted { .. })).count();
         let pending = self.try_place(id, rng, out);
         match pending {
             None => {}
@@ -244,9 +251,13 @@ impl Scheduler {
                 out.push(Decision::Rejected { workload: id, why: RejectWhy::Unschedulable { why } });
             }
             Some(why) => {
-                self.queue.insert((Reverse(priority), self.seq, id));
+                self.queue.insert((Reverse(priority), arrival, id));
                 out.push(Decision::Pending { workload: id, why });
             }
+        }
+        // A preemption requeued its victims: they may fit elsewhere right away.
+        if out.iter().filter(|d| matches!(d, Decision::Preempted { .. })).count() > evicted_before {
+            self.retry_pending(rng, out);
         }
     }
 
@@ -266,25 +277,11 @@ impl Scheduler {
                 message: "shape: a workload needs at least one task".into(),
             });
         }
-        let mut models = ModelSet::ANY;
-        if !d.gpu_models.is_empty() {
-            let mut bits = 0u128;
-            for m in &d.gpu_models {
-                let Some(canonical) = self.catalog_ids.iter().find(|c| c.eq_ignore_ascii_case(m)) else {
-                    return Err(RejectWhy::UnknownGpuModel {
-                        model: m.clone(),
-                        known: self.catalog_ids.clone(),
-                    });
-                };
-                if let Some(i) = self.state.model_index(canonical).filter(|i| *i < 128) {
-                    bits |= 1u128 << i;
-                }
-            }
-            models = ModelSet(bits);
-        }
+        let models = self.model_set(&d.gpu_models)?;
         if !self.state.sites.iter().any(|s| s.allows[w.data_class as usize]) {
             return Err(RejectWhy::NoSiteAllowed { data_class: w.data_class.to_string() });
         }
+        self.never_fits(w)?;
         Ok(Need {
             gpu_count: d.gpu.count,
             milli: d.gpu.milli_per_gpu,
@@ -295,6 +292,55 @@ impl Scheduler {
         })
     }
 
+    /// Rejects a task larger than every node at the sites its data may use (more GPUs,
+    /// CPU or memory than the largest node has in total), as Slurm rejects a job that
+    /// can never run. A model the fleet lacks is not a reason: a node of it may join.
+    fn never_fits(&self, w: &Workload) -> Result<(), RejectWhy> {
+        let d = &w.demand;
+        let (mut gpus, mut cpu, mut mem) =
+            (0u32, gigawatt_units::MilliCores::ZERO, gigawatt_units::Mebibytes::ZERO);
+        for n in self
+            .state
+            .nodes
+            .iter()
+            .filter(|n| self.state.sites[n.site as usize].allows[w.data_class as usize])
+        {
+            gpus = gpus.max(n.gpu_count());
+            cpu = cpu.max(n.cpu_total);
+            mem = mem.max(n.mem_total);
+        }
+        if d.gpu.count > gpus || d.cpu > cpu || d.memory > mem {
+            return Err(RejectWhy::NeverFits {
+                message: format!(
+                    "one task asks for {}, {} CPU and {} memory, but the largest node where {} data may run has {} GPUs, {} CPU and {} memory; split the work into more tasks or ask for less",
+                    d.gpu, d.cpu, d.memory, w.data_class, gpus, cpu, mem
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Resolves allowed model names (catalog ids or aliases) to the cluster's model set.
+    /// A model the catalog knows but the fleet does not have yet is simply absent.
+    fn model_set(&self, names: &[String]) -> Result<ModelSet, RejectWhy> {
+        if names.is_empty() {
+            return Ok(ModelSet::ANY);
+        }
+        let mut bits = 0u128;
+        for m in names {
+            let Some(spec) = self.catalog.get(m) else {
+                return Err(RejectWhy::UnknownGpuModel {
+                    model: m.clone(),
+                    known: self.catalog.ids().map(String::from).collect(),
+                });
+            };
+            if let Some(i) = self.state.model_index(&spec.id).filter(|i| *i < 128) {
+                bits |= 1u128 << i;
+            }
+        }
+        Ok(ModelSet(bits))
+    }
+
     /// Tries to place the unplaced tasks of `id`. Returns why some still wait, if any.
     fn try_place(
         &mut self,
@@ -302,6 +348,18 @@ impl Scheduler {
         rng: &mut CoreRng,
         out: &mut Vec<Decision>,
     ) -> Option<PendingWhy> {
+        let models_now = self.state.models.len();
+        let stale = self.workloads.get(&id).is_some_and(|e| e.models_known != models_now);
+        if stale {
+            let names =
+                self.workloads.get(&id).map(|e| e.workload.demand.gpu_models.clone()).unwrap_or_default();
+            if let Ok(set) = self.model_set(&names)
+                && let Some(e) = self.workloads.get_mut(&id)
+            {
+                e.need.models = set;
+                e.models_known = models_now;
+            }
+        }
         let entry = self.workloads.get(&id)?;
         let need = entry.need.clone();
         let shape = entry.workload.shape;
@@ -458,8 +516,8 @@ impl Scheduler {
             return false;
         }
         // Lower-priority tasks per node: (priority, youngest first, workload, alloc).
-        let mut per_node: BTreeMap<u32, Vec<(PriorityClass, Reverse<u64>, WorkloadId, &TaskAlloc)>> =
-            BTreeMap::new();
+        type Victim<'a> = (PriorityClass, Reverse<u64>, WorkloadId, &'a TaskAlloc);
+        let mut per_node: BTreeMap<u32, Vec<Victim<'_>>> = BTreeMap::new();
         for (wid, e) in &self.workloads {
             if e.workload.priority >= priority || *wid == id {
                 continue;
@@ -544,14 +602,26 @@ impl Scheduler {
         }
     }
 
-    /// Tries every waiting workload again, in queue order. Only placements are reported:
-    /// a workload that still waits was already reported pending.
+    /// Tries every waiting workload again, in queue order, until a pass places nothing
+    /// (an eviction or a placement can change what fits for others). Only placements are
+    /// reported: a workload that still waits was already reported pending.
     fn retry_pending(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
-        let waiting: Vec<(Reverse<PriorityClass>, u64, WorkloadId)> = self.queue.iter().copied().collect();
-        for key in waiting {
-            let id = key.2;
-            if self.try_place(id, rng, out).is_none() {
-                self.queue.remove(&key);
+        // Each productive pass places at least one task, so this ends; the bound is a
+        // belt and braces against a policy bug.
+        for _ in 0..=self.queue.len() {
+            let before = out.len();
+            let waiting: Vec<(Reverse<PriorityClass>, u64, WorkloadId)> =
+                self.queue.iter().copied().collect();
+            for key in waiting {
+                if !self.queue.contains(&key) {
+                    continue;
+                }
+                if self.try_place(key.2, rng, out).is_none() {
+                    self.queue.remove(&key);
+                }
+            }
+            if out.len() == before {
+                break;
             }
         }
     }

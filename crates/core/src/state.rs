@@ -238,7 +238,7 @@ pub struct ClusterState {
     pub racks: Vec<RackState>,
     /// Sites in fleet order.
     pub sites: Vec<SiteState>,
-    /// Network domain names.
+    /// Network domains as `site/name`: a domain never spans sites.
     pub domains: Vec<String>,
     /// GPU models present in the fleet.
     pub models: Vec<ModelInfo>,
@@ -265,6 +265,7 @@ impl ClusterState {
         let mut sites = Vec::new();
         let mut racks = Vec::new();
         let mut domains: Vec<String> = Vec::new();
+        let mut domain_keys: Vec<(u32, String)> = Vec::new();
         let mut models: Vec<ModelInfo> = Vec::new();
         let mut flat = Vec::new();
         for site in &fleet.sites {
@@ -281,10 +282,14 @@ impl ClusterState {
             });
             for rack in &site.racks {
                 let rack_idx = racks.len() as u32;
-                let domain = match domains.iter().position(|d| *d == rack.network_domain) {
+                // Domains are islands of one site: two sites naming theirs alike are still
+                // two islands.
+                let key = (site_idx, rack.network_domain.clone());
+                let domain = match domain_keys.iter().position(|d| *d == key) {
                     Some(i) => i as u32,
                     None => {
-                        domains.push(rack.network_domain.clone());
+                        domain_keys.push(key);
+                        domains.push(format!("{}/{}", site.id, rack.network_domain));
                         (domains.len() - 1) as u32
                     }
                 };
@@ -667,6 +672,9 @@ impl ClusterState {
         for (s, p) in self.sites.iter().zip(&site_power) {
             if s.power != *p {
                 return Err(format!("site {} power {} != sum of nodes {}", s.id, s.power, p));
+            }
+            if s.power > s.budget {
+                return Err(format!("site {} over its budget: {} > {}", s.id, s.power, s.budget));
             }
         }
         Ok(())
