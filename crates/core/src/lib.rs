@@ -61,6 +61,7 @@ pub mod state;
 
 mod error;
 mod gang;
+mod index;
 mod scheduler;
 mod workload;
 

@@ -13,7 +13,7 @@ use crate::explain::{PendingWhy, PlacedWhy, PreemptWhy, RejectWhy, TaskWhy};
 use crate::policy::{Policy, Scored, tightest_gpu};
 use crate::state::{ClusterState, GpuPick, ModelSet, Need, NodeIdx, NodeState, TaskAlloc};
 use crate::workload::{PriorityClass, Shape, Workload, WorkloadId};
-use crate::{CoreRng, gang};
+use crate::{CoreRng, gang, index};
 
 /// A restriction on the nodes one placement may use: `(node index, node) -> allowed`.
 pub(crate) type NodeFilter<'a> = dyn Fn(usize, &NodeState) -> bool + 'a;
@@ -25,11 +25,10 @@ pub struct SchedulerConfig {
     /// paper's trace protocol ("a pod that does not fit is never retried"); production
     /// queues.
     pub drop_unschedulable: bool,
-    /// Score at most this many feasible nodes per task (kube-scheduler's
-    /// `percentageOfNodesToScore`, as a count). `None` scores every feasible node, which
-    /// is exact and what the trace experiments use; a limit bounds the cost of a
-    /// decision on very large fleets at some cost in packing quality (measured in
-    /// `docs/fgd-reproduction.md`).
+    /// Score only the this-many tightest feasible nodes per task, taken from the fit index
+    /// (see `index.rs`), instead of every feasible node. `None` is exact and is what the
+    /// trace experiments use; a limit bounds the cost of a decision on large fleets. On
+    /// the openb trace FGD keeps its quality at 128 candidates (95.39% vs 95.42%).
     pub max_candidates: Option<u32>,
     /// Let a task that fits nowhere evict strictly lower-priority work (lowest priority,
     /// then youngest, first; fewest victims wins). Evicted workloads are requeued whole.
@@ -84,8 +83,6 @@ pub struct Scheduler {
     queue: BTreeSet<(Reverse<PriorityClass>, u64, WorkloadId)>,
     seq: u64,
     scratch: Vec<(NodeIdx, Scored)>,
-    /// Where the next bounded scan starts.
-    scan_start: usize,
 }
 
 impl Scheduler {
@@ -116,7 +113,6 @@ impl Scheduler {
             queue: BTreeSet::new(),
             seq: 0,
             scratch: Vec::new(),
-            scan_start: 0,
         }
     }
 
@@ -424,9 +420,9 @@ impl Scheduler {
     /// Places one task: filter, score, pick the best node, pick GPUs, allocate.
     /// `within` restricts the nodes considered (for gangs).
     ///
-    /// With [`SchedulerConfig::max_candidates`], the filter starts where the previous
-    /// decision stopped (so load spreads over the whole fleet) and stops once that many
-    /// nodes fit; only those are scored. Ties go to the lowest node index among them.
+    /// With [`SchedulerConfig::max_candidates`], candidates come from the fit index,
+    /// tightest first, and only that many feasible nodes are scored. Ties go to the lowest
+    /// node index.
     pub(crate) fn place_one(
         &mut self,
         need: &Need,
@@ -436,30 +432,43 @@ impl Scheduler {
         let mut why = PendingWhy::default();
         let mut scored = std::mem::take(&mut self.scratch);
         scored.clear();
-        let n = self.state.nodes.len();
-        let limit = self.config.max_candidates.map_or(usize::MAX, |m| m.max(1) as usize);
-        let start = if limit == usize::MAX || n == 0 { 0 } else { self.scan_start % n };
-        let mut last = start;
-        for k in 0..n {
-            let i = (start + k) % n;
-            last = i;
-            let node = &self.state.nodes[i];
-            if within.is_some_and(|f| !f(i, node)) {
-                continue;
-            }
-            why.nodes_total += 1;
-            match self.state.check(node, need) {
-                Ok(()) => {
-                    scored.push((NodeIdx(i as u32), Scored { score: 0.0, gpu: None }));
-                    if scored.len() >= limit {
-                        break;
+        if let (Some(limit), None) = (self.config.max_candidates, within) {
+            // Bounded: the tightest feasible nodes from the fit index.
+            let state = &self.state;
+            let class = need.data_class as usize;
+            let eligible = |site: u32, model: Option<u16>| {
+                state.sites[site as usize].allows[class]
+                    && (need.gpu_count == 0 || model.is_some_and(|m| need.models.allows(m)))
+            };
+            for n in state.fit.candidates(index::order_for(need.gpu_count, need.milli), eligible) {
+                let node = &state.nodes[n as usize];
+                why.nodes_total += 1;
+                match state.check(node, need) {
+                    Ok(()) => {
+                        scored.push((NodeIdx(n), Scored { score: 0.0, gpu: None }));
+                        if scored.len() >= limit.max(1) as usize {
+                            break;
+                        }
                     }
+                    Err(r) => why.count(r),
                 }
-                Err(r) => why.count(r),
             }
+            // Score in node order, so that ties go to the lowest index as in a full scan.
+            scored.sort_by_key(|(i, _)| *i);
         }
-        if limit != usize::MAX && n > 0 {
-            self.scan_start = (last + 1) % n;
+        if scored.is_empty() {
+            // Exact: every node (also the explanation when the bounded search found none).
+            why = PendingWhy::default();
+            for (i, node) in self.state.nodes.iter().enumerate() {
+                if within.is_some_and(|f| !f(i, node)) {
+                    continue;
+                }
+                why.nodes_total += 1;
+                match self.state.check(node, need) {
+                    Ok(()) => scored.push((NodeIdx(i as u32), Scored { score: 0.0, gpu: None })),
+                    Err(r) => why.count(r),
+                }
+            }
         }
         why.nodes_fit = scored.len() as u32;
         if scored.is_empty() {
@@ -473,8 +482,7 @@ impl Scheduler {
         self.policy.normalize(&mut just_scores);
         let mut best = 0usize;
         for (i, s) in just_scores.iter().enumerate() {
-            let b = just_scores[best].score;
-            if s.score > b || (s.score == b && scored[i].0 < scored[best].0) {
+            if s.score > just_scores[best].score {
                 best = i;
             }
         }

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::error::CoreError;
 use crate::explain::Reason;
+use crate::index::FitIndex;
 use crate::residency;
 use crate::workload::DataClass;
 
@@ -244,6 +245,9 @@ pub struct ClusterState {
     pub models: Vec<ModelInfo>,
     #[serde(skip)]
     node_index: HashMap<String, NodeIdx>,
+    /// Nodes by tightness of fit, for bounded candidate search on large fleets.
+    #[serde(skip)]
+    pub(crate) fit: FitIndex,
 }
 
 impl ClusterState {
@@ -360,7 +364,11 @@ impl ClusterState {
             nodes.push(node);
         }
         let node_index = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), NodeIdx(i as u32))).collect();
-        Ok(ClusterState { nodes, racks, sites, domains, models, node_index })
+        let mut fit = FitIndex::default();
+        for (i, n) in nodes.iter().enumerate() {
+            fit.update(i, n);
+        }
+        Ok(ClusterState { nodes, racks, sites, domains, models, node_index, fit })
     }
 
     /// Looks a node up by name.
@@ -522,6 +530,7 @@ impl ClusterState {
         node.add_shape(pick_tag(&alloc.gpus));
         node.power = new_power;
         node.refresh();
+        self.fit.update(alloc.node.0 as usize, node);
         self.racks[rack_idx].power += delta;
         self.sites[site_idx].power += delta;
         Ok(delta)
@@ -545,6 +554,7 @@ impl ClusterState {
         let allocated = node.gpu_capacity() - node.gpu_free.iter().copied().sum::<GpuMilli>();
         node.power = node.power_for(allocated, node.tasks);
         node.refresh();
+        self.fit.update(alloc.node.0 as usize, node);
         let delta = old - node.power;
         let (rack, site) = (node.rack as usize, node.site as usize);
         self.racks[rack].power -= delta;
@@ -604,6 +614,7 @@ impl ClusterState {
         };
         node.refresh();
         let idx = NodeIdx(self.nodes.len() as u32);
+        self.fit.update(idx.0 as usize, &node);
         self.nodes.push(node);
         self.node_index.insert(spec.name, idx);
         Ok(idx)
