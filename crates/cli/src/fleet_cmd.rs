@@ -46,7 +46,7 @@ pub fn run(cmd: FleetCommand) -> Result<()> {
             let mut failed = 0;
             for f in &files {
                 match gigawatt_fleet::load(f) {
-                    Ok(fleet) => println!(
+                    Ok(fleet) => crate::outln!(
                         "{}: ok ({} sites, {} nodes, {} GPUs)",
                         f.display(),
                         fleet.sites.len(),
@@ -55,7 +55,7 @@ pub fn run(cmd: FleetCommand) -> Result<()> {
                     ),
                     Err(e) => {
                         failed += 1;
-                        eprintln!("{e}");
+                        eprintln!("{:#}", anyhow::Error::from(e));
                     }
                 }
             }
@@ -66,7 +66,7 @@ pub fn run(cmd: FleetCommand) -> Result<()> {
         }
         FleetCommand::Show { file, at, json } => show(&file, at.as_deref(), json),
         FleetCommand::Schema => {
-            println!("{}", serde_json::to_string_pretty(&gigawatt_fleet::json_schema())?);
+            crate::outln!("{}", serde_json::to_string_pretty(&gigawatt_fleet::json_schema())?);
             Ok(())
         }
     }
@@ -82,10 +82,10 @@ fn show(file: &Path, at: Option<&str>, json: bool) -> Result<()> {
         })
         .transpose()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&fleet)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&fleet)?);
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "{}: {} sites, {} racks, {} nodes, {} GPUs",
         file.display(),
         fleet.sites.len(),
@@ -97,7 +97,7 @@ fn show(file: &Path, at: Option<&str>, json: bool) -> Result<()> {
         let nodes: usize = s.racks.iter().map(|r| r.nodes.len()).sum();
         let gpus: u64 = s.racks.iter().flat_map(|r| &r.nodes).map(|n| u64::from(n.gpu_count)).sum();
         let certs: Vec<&str> = s.certifications.iter().map(|c| c.as_str()).collect();
-        println!(
+        crate::outln!(
             "\n{} — {} ({}, {})  certifications: [{}]  PUE {}",
             s.id,
             s.name,
@@ -106,13 +106,13 @@ fn show(file: &Path, at: Option<&str>, json: bool) -> Result<()> {
             certs.join(", "),
             s.pue.0
         );
-        println!("  {} racks, {} nodes, {} GPUs", s.racks.len(), nodes, gpus);
+        crate::outln!("  {} racks, {} nodes, {} GPUs", s.racks.len(), nodes, gpus);
         match at {
-            Some(t) => println!("  grid {} → IT budget {}", s.grid_capacity_at(t), s.it_budget_at(t)),
+            Some(t) => crate::outln!("  grid {} → IT budget {}", s.grid_capacity_at(t), s.it_budget_at(t)),
             None => {
                 for p in &s.grid {
                     let t = p.from_timestamp();
-                    println!("  from {}: grid {} → IT budget {}", p.from, p.capacity, s.it_budget_at(t));
+                    crate::outln!("  from {}: grid {} → IT budget {}", p.from, p.capacity, s.it_budget_at(t));
                 }
             }
         }
@@ -124,16 +124,24 @@ fn show(file: &Path, at: Option<&str>, json: bool) -> Result<()> {
 pub fn catalog(args: &CatalogArgs) -> Result<()> {
     let cat = GpuCatalog::builtin();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&cat)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&cat)?);
         return Ok(());
     }
-    println!(
-        "{:<12} {:<8} {:>7} {:>7} {:>9} {:>8} {:>8}",
-        "model", "vendor", "TDP W", "idle W", "min cap W", "mem GB", "BF16 TF"
+    let w = cat.iter().map(|g| g.id.len()).max().unwrap_or(5).max(5);
+    let v = cat.iter().map(|g| g.vendor.len()).max().unwrap_or(6).max(6);
+    crate::outln!(
+        "{:<w$} {:<v$} {:>7} {:>7} {:>9} {:>8} {:>8}",
+        "model",
+        "vendor",
+        "TDP W",
+        "idle W",
+        "min cap W",
+        "mem GB",
+        "BF16 TF"
     );
     for g in cat.iter() {
-        println!(
-            "{:<12} {:<8} {:>7} {:>7} {:>9} {:>8} {:>8}",
+        crate::outln!(
+            "{:<w$} {:<v$} {:>7} {:>7} {:>9} {:>8} {:>8}",
             g.id,
             g.vendor,
             g.tdp.0,
@@ -143,35 +151,16 @@ pub fn catalog(args: &CatalogArgs) -> Result<()> {
             g.bf16_dense_tflops.map_or_else(|| "-".into(), |t| format!("{t:.0}"))
         );
     }
-    println!("\nSources: `gigawatt catalog --json` lists the source of every figure.");
+    crate::outln!("\nSources: `gigawatt catalog --json` lists the source of every figure.");
     Ok(())
 }
 
 /// The openb fleet: the fleet file's model declarations and site, with its node list
 /// replaced by `nodes` when given.
 pub fn openb_fleet(fleet_file: &Path, nodes: Option<&Path>) -> Result<Fleet> {
-    let Some(nodes) = nodes else {
-        return gigawatt_fleet::load(fleet_file).map_err(|e| anyhow::anyhow!("{e}"));
+    let loaded = match nodes {
+        None => gigawatt_fleet::load(fleet_file),
+        Some(n) => gigawatt_fleet::load_with_nodes(fleet_file, n),
     };
-    let text =
-        std::fs::read_to_string(fleet_file).with_context(|| format!("reading {}", fleet_file.display()))?;
-    let mut doc: toml::Table = text.parse().with_context(|| format!("parsing {}", fleet_file.display()))?;
-    let abs =
-        std::fs::canonicalize(nodes).with_context(|| format!("cannot read node list {}", nodes.display()))?;
-    let import = doc
-        .get_mut("site")
-        .and_then(|s| s.as_array_mut())
-        .and_then(|a| a.first_mut())
-        .and_then(|s| s.get_mut("import"))
-        .and_then(|i| i.as_table_mut());
-    let Some(import) = import else {
-        bail!(
-            "{}: --nodes needs a fleet file whose first site has an [site.import] table",
-            fleet_file.display()
-        );
-    };
-    import.insert("openb_nodes".into(), toml::Value::String(abs.display().to_string()));
-    let base = fleet_file.parent().unwrap_or(Path::new("."));
-    gigawatt_fleet::parse(&toml::to_string(&doc)?, &fleet_file.display().to_string(), base)
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    loaded.map_err(anyhow::Error::from)
 }

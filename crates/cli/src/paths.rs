@@ -12,7 +12,9 @@ pub fn bundled(rel: &str) -> PathBuf {
     if here.exists() {
         return here.to_path_buf();
     }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel);
+    // crates/cli → the repository root, without `..` in what users see.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap_or(Path::new("."));
+    let built = root.join(rel);
     if built.exists() { built } else { here.to_path_buf() }
 }
 

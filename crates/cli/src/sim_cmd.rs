@@ -112,29 +112,38 @@ fn parse_seeds(s: &str) -> Result<Vec<u64>> {
             bail!("--seeds: empty range {a}..{b}; write the smaller seed first, e.g. 42..51");
         }
         if b - a >= 10_000 {
-            bail!("--seeds: {} seeds is too many; at most 10,000", b - a + 1);
+            bail!("--seeds: {a}..{b} is too many seeds; at most 10,000, e.g. 42..51");
         }
         return Ok((a..=b).collect());
     }
-    s.split(',')
-        .map(|x| {
-            x.trim()
-                .parse::<u64>()
-                .with_context(|| format!("--seeds: `{x}` is not a number; write e.g. 42..51 or 1,2,3"))
-        })
-        .collect()
+    let mut seeds: Vec<u64> = Vec::new();
+    for x in s.split(',') {
+        let seed = x
+            .trim()
+            .parse::<u64>()
+            .with_context(|| format!("--seeds: `{x}` is not a number; write e.g. 42..51 or 1,2,3"))?;
+        if !seeds.contains(&seed) {
+            seeds.push(seed);
+        }
+    }
+    Ok(seeds)
 }
 
 fn parse_policies(list: &[String]) -> Result<Vec<PolicyKind>> {
     let mut out = Vec::new();
     for p in list {
-        if p.trim().eq_ignore_ascii_case("all") {
-            out.extend(PolicyKind::ALL);
+        let add: Vec<PolicyKind> = if p.trim().eq_ignore_ascii_case("all") {
+            PolicyKind::ALL.to_vec()
         } else {
-            out.push(p.parse::<PolicyKind>().map_err(|e| anyhow::anyhow!("--policy: {e}"))?);
+            vec![p.parse::<PolicyKind>().map_err(|e| anyhow::anyhow!("--policy: {e}, or `all`"))?]
+        };
+        for k in add {
+            // The same policy twice would count as two seeds of one run.
+            if !out.contains(&k) {
+                out.push(k);
+            }
         }
     }
-    out.dedup();
     if out.is_empty() {
         bail!("--policy: no policy given; e.g. --policy fgd,best-fit,random");
     }
@@ -147,7 +156,26 @@ fn openb(args: OpenbArgs) -> Result<()> {
     if !(args.ratio > 0.0 && args.ratio <= 10.0) {
         bail!("--ratio: {} is out of range; the paper uses 1.3 (130% of GPU capacity)", args.ratio);
     }
+    if args.max_candidates == Some(0) {
+        bail!(
+            "--max-candidates: 0 would score no node; give at least 1 (128 keeps FGD's quality), or leave it out to score all"
+        );
+    }
+    // Fail before minutes of simulation, not after: the chart's folder must exist.
+    if !args.json
+        && let Some(dir) = args.chart.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--chart: cannot create the folder {} for the chart", dir.display()))?;
+    }
     let fleet = crate::fleet_cmd::openb_fleet(&bundled_or(&args.fleet), args.nodes.as_deref())?;
+    if fleet.gpu_count() == 0 {
+        let source = args.nodes.as_deref().unwrap_or(&args.fleet);
+        bail!(
+            "{}: the cluster has no GPUs (every node has gpu = 0); the experiment measures GPU allocation, so give a GPU node list such as traces/openb/openb_node_list_gpu_node.csv",
+            source.display()
+        );
+    }
     let mut pod_files: Vec<PathBuf> = Vec::new();
     if args.pods.is_empty() {
         pod_files.push(bundled(&format!("traces/openb/{}.csv", BUNDLED_WORKLOADS[0])));
@@ -168,6 +196,13 @@ fn openb(args: OpenbArgs) -> Result<()> {
                 f.display(),
                 list.skipped.len(),
                 list.skipped[0]
+            );
+        }
+        if list.pods.is_empty() {
+            bail!(
+                "{}: no pods to simulate (the file has {} valid rows); give a pod list such as traces/openb/openb_pod_list_default.csv",
+                f.display(),
+                list.pods.len()
             );
         }
         lists.push((stem(f), list.pods));
@@ -218,23 +253,31 @@ fn openb(args: OpenbArgs) -> Result<()> {
             "headline": headline(&summary, max_bucket),
             "runs": if args.runs { serde_json::to_value(&runs)? } else { serde_json::Value::Null },
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        print_table(&summary, &runs, max_bucket);
+        print_table(&summary, &runs, max_bucket)?;
         for w in &workloads {
             let rows: Vec<&SummaryRow> = summary.iter().filter(|r| r.workload == w.name).collect();
             let path = if workloads.len() > 1 { suffixed(&args.chart, &w.name) } else { args.chart.clone() };
             crate::chart::write(&path, &w.name, &rows, max_bucket)?;
-            println!("chart: {}", path.display());
+            crate::outln!("chart: {}", path.display());
         }
-        println!(
-            "{} runs on {} nodes / {} GPUs in {:.2}s ({:.3}s per run, {} threads)",
+        let busy = threads.min(runs.len()).max(1);
+        crate::outln!(
+            "{} run{} on {} nodes / {} GPUs in {:.2}s ({:.3}s per run, {} thread{})",
             runs.len(),
+            if runs.len() == 1 { "" } else { "s" },
             fleet.node_count(),
             fleet.gpu_count(),
             elapsed.as_secs_f64(),
-            elapsed.as_secs_f64() * threads as f64 / runs.len().max(1) as f64,
-            threads
+            elapsed.as_secs_f64() * busy as f64 / runs.len().max(1) as f64,
+            busy,
+            if busy == 1 { "" } else { "s" }
+        );
+    }
+    if headline(&summary, max_bucket).is_empty() {
+        eprintln!(
+            "warning: no run reached the {max_bucket}% arrived bucket (the workload is too small for this cluster), so there is no headline figure"
         );
     }
     Ok(())
@@ -255,7 +298,7 @@ fn headline(summary: &[SummaryRow], bucket: u32) -> Vec<&SummaryRow> {
     summary.iter().filter(|r| r.arrived_pct == bucket).collect()
 }
 
-fn print_table(summary: &[SummaryRow], runs: &[RunResult], bucket: u32) {
+fn print_table(summary: &[SummaryRow], runs: &[RunResult], bucket: u32) -> Result<()> {
     let mut workloads: Vec<&str> = Vec::new();
     for r in summary {
         if !workloads.contains(&r.workload.as_str()) {
@@ -263,10 +306,16 @@ fn print_table(summary: &[SummaryRow], runs: &[RunResult], bucket: u32) {
         }
     }
     for w in workloads {
-        println!("\n{w}: GPU allocation at {bucket}% arrived workload (mean ± std over seeds)");
-        println!(
+        crate::outln!("\n{w}: GPU allocation at {bucket}% arrived workload (mean ± std over seeds)");
+        crate::outln!(
             "{:<16} {:>9} {:>7} {:>9} {:>7} {:>11} {:>11}",
-            "policy", "alloc %", "± std", "paper %", "Δ", "frag@90 %", "failed pods"
+            "policy",
+            "alloc %",
+            "± std",
+            "paper %",
+            "Δ",
+            "frag@90 %",
+            "failed pods"
         );
         for r in summary.iter().filter(|r| r.workload == w && r.arrived_pct == bucket) {
             let frag90 = summary
@@ -280,13 +329,20 @@ fn print_table(summary: &[SummaryRow], runs: &[RunResult], bucket: u32) {
                 Some(p) => (format!("{p:.2}"), format!("{:+.2}", r.alloc_pct_mean - p)),
                 None => ("-".into(), "-".into()),
             };
-            println!(
+            crate::outln!(
                 "{:<16} {:>9.2} {:>7.2} {:>9} {:>7} {:>11.2} {:>11.0}",
-                r.policy, r.alloc_pct_mean, r.alloc_pct_std, paper, delta, frag90, failed
+                r.policy,
+                r.alloc_pct_mean,
+                r.alloc_pct_std,
+                paper,
+                delta,
+                frag90,
+                failed
             );
         }
     }
-    println!();
+    crate::outln!();
+    Ok(())
 }
 
 fn azure(args: AzureArgs) -> Result<()> {
@@ -297,12 +353,12 @@ fn azure(args: AzureArgs) -> Result<()> {
     }
     let s = gigawatt_sim::azure::stats(&requests);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&s)?);
     } else {
-        println!("{}: {} requests over {:.0}s", path.display(), s.requests, s.span_s);
-        println!("  arrival rate: mean {:.2} req/s, peak {} req/s", s.mean_rps, s.peak_rps);
-        println!("  prompt tokens: p50 {}, p99 {}", s.context_tokens_p50, s.context_tokens_p99);
-        println!("  generated tokens: p50 {}, p99 {}", s.generated_tokens_p50, s.generated_tokens_p99);
+        crate::outln!("{}: {} requests over {:.0}s", path.display(), s.requests, s.span_s);
+        crate::outln!("  arrival rate: mean {:.2} req/s, peak {} req/s", s.mean_rps, s.peak_rps);
+        crate::outln!("  prompt tokens: p50 {}, p99 {}", s.context_tokens_p50, s.context_tokens_p99);
+        crate::outln!("  generated tokens: p50 {}, p99 {}", s.generated_tokens_p50, s.generated_tokens_p99);
     }
     Ok(())
 }

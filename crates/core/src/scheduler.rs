@@ -489,8 +489,13 @@ impl Scheduler {
         let (idx, chosen) = (scored[best].0, just_scores[best]);
         let candidates = scored.len() as u32;
         self.scratch = scored;
-        let node = self.state.node(idx);
-        let gpus = pick_gpus(node, need, chosen.gpu);
+        let node = &self.state.nodes[idx.0 as usize];
+        let preferred = if chosen.gpu.is_none() && need.gpu_count == 1 && need.milli < GpuMilli::WHOLE {
+            self.policy.pick_gpu(node, need, rng)
+        } else {
+            chosen.gpu
+        };
+        let gpus = pick_gpus(node, need, preferred);
         let alloc = TaskAlloc { node: idx, gpus, cpu: need.cpu, memory: need.memory };
         let terms = self.policy.explain(&self.state, node, need, alloc.gpus.first().map(|(g, _)| *g));
         let node_name = node.name.clone();

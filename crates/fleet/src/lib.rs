@@ -55,5 +55,7 @@ mod validate;
 pub use catalog::{DuplicateGpuModel, GpuCatalog, GpuSpec, UnknownGpuModel};
 pub use country::{ISO_3166_ALPHA2, is_iso_3166_alpha2};
 pub use diag::{Diagnostic, Diagnostics, line_column};
-pub use file::{LoadError, Loaded, json_schema, load, load_with_warnings, parse, parse_with_warnings};
+pub use file::{
+    LoadError, Loaded, json_schema, load, load_with_nodes, load_with_warnings, parse, parse_with_warnings,
+};
 pub use model::*;

@@ -58,7 +58,10 @@ pub fn parse_requests(
     let mut raw = Vec::new();
     let mut errors = Vec::new();
     for (n, rec) in reader.records().enumerate() {
-        let line = n + 2;
+        let line = match &rec {
+            Ok(r) => r.position().map_or(n + 2, |p| p.line() as usize),
+            Err(e) => e.position().map_or(n + 2, |p| p.line() as usize),
+        };
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
@@ -86,7 +89,7 @@ pub fn parse_requests(
                         line,
                         0,
                         "TIMESTAMP",
-                        format!("`{}` is not a timestamp", get(i_t)),
+                        format!("`{}` is not a timestamp between the years 1900 and 9999", get(i_t)),
                         "write e.g. 2023-11-16 18:15:46.6805900",
                     ));
                 }
@@ -129,9 +132,14 @@ pub fn parse_requests(
     Ok((requests, errors))
 }
 
-/// Microseconds since the epoch.
+/// Microseconds since the epoch, for years 1900..=9999 (outside that a trace is wrong,
+/// and differences could overflow).
 fn parse_time(s: &str) -> Option<i64> {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok().map(|t| t.and_utc().timestamp_micros())
+    use chrono::Datelike;
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .filter(|t| (1900..=9999).contains(&t.year()))
+        .map(|t| t.and_utc().timestamp_micros())
 }
 
 /// Arrival statistics of a request trace.

@@ -21,7 +21,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum TraceError {
     /// The file could not be opened or read.
-    #[error("cannot read {0}: {1}")]
+    #[error("cannot read {0}")]
     Io(String, #[source] std::io::Error),
     /// One or more rows are invalid; every problem is listed.
     #[error("{0}")]

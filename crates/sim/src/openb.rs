@@ -99,7 +99,12 @@ pub fn parse_pods(text: &str, file: &str, skip_invalid: bool) -> Result<PodList,
     let mut errors = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (n, record) in reader.records().enumerate() {
-        let line = n + 2;
+        // The physical line where the record starts (blank lines and quoted newlines
+        // make it differ from the record number).
+        let line = match &record {
+            Ok(r) => r.position().map_or(n + 2, |p| p.line() as usize),
+            Err(e) => e.position().map_or(n + 2, |p| p.line() as usize),
+        };
         let record = match record {
             Ok(r) => r,
             Err(e) => {

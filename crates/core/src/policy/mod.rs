@@ -55,6 +55,13 @@ pub trait Policy: Send {
     /// Scores a node that passed every filter for `need`.
     fn score(&mut self, state: &ClusterState, node: &NodeState, need: &Need, rng: &mut CoreRng) -> Scored;
 
+    /// Chooses the GPU for a task on a share of one GPU on the node that won, when
+    /// [`Scored::gpu`] left it open. The default (`None`) lets the scheduler take the
+    /// tightest fitting GPU.
+    fn pick_gpu(&mut self, _node: &NodeState, _need: &Need, _rng: &mut CoreRng) -> Option<u16> {
+        None
+    }
+
     /// Adjusts the scores of all feasible nodes together (Kubernetes' `NormalizeScore`).
     /// The default leaves them alone.
     fn normalize(&self, _scores: &mut [Scored]) {}

@@ -19,22 +19,20 @@ impl Policy for RandomFit {
         "random"
     }
 
-    fn score(&mut self, _state: &ClusterState, node: &NodeState, need: &Need, rng: &mut CoreRng) -> Scored {
+    fn score(&mut self, _state: &ClusterState, _node: &NodeState, _need: &Need, rng: &mut CoreRng) -> Scored {
         // A uniform random score per feasible node makes the maximum a uniform choice
-        // (ties have probability ~2^-53). The GPU is drawn uniformly among those that fit.
-        let gpu = if need.gpu_count == 1 && need.milli < gigawatt_units::GpuMilli::WHOLE {
-            let fitting: Vec<u16> = node
-                .gpu_free
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| **f >= need.milli)
-                .map(|(i, _)| i as u16)
-                .collect();
-            if fitting.is_empty() { None } else { Some(fitting[rng.random_range(0..fitting.len())]) }
-        } else {
-            None
-        };
-        Scored { score: rng.random::<f64>(), gpu }
+        // (ties have probability ~2^-53).
+        Scored { score: rng.random::<f64>(), gpu: None }
+    }
+
+    fn pick_gpu(&mut self, node: &NodeState, need: &Need, rng: &mut CoreRng) -> Option<u16> {
+        // Uniform among the GPUs that fit, drawn once for the chosen node only.
+        let fitting = node.gpu_free.iter().filter(|f| **f >= need.milli).count();
+        if fitting == 0 {
+            return None;
+        }
+        let k = rng.random_range(0..fitting);
+        node.gpu_free.iter().enumerate().filter(|(_, f)| **f >= need.milli).nth(k).map(|(i, _)| i as u16)
     }
 
     fn explain(

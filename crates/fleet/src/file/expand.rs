@@ -225,6 +225,7 @@ pub(super) fn sites(
     types: &NodeTypes<'_>,
     catalog: &GpuCatalog,
     base: &Path,
+    nodes_override: Option<&Path>,
 ) -> Vec<Site> {
     let mut names = Names::default();
     let mut site_ids: HashMap<String, String> = HashMap::new();
@@ -293,8 +294,13 @@ pub(super) fn sites(
             racks.extend(group);
         }
         if let Some(imp) = &s.import {
-            let resolved = base.join(&imp.openb_nodes.v);
-            let shown = Path::new(&cx.file).parent().unwrap_or(Path::new("")).join(&imp.openb_nodes.v);
+            let (resolved, shown) = match nodes_override {
+                Some(p) => (p.to_path_buf(), p.to_path_buf()),
+                None => (
+                    base.join(&imp.openb_nodes.v),
+                    Path::new(&cx.file).parent().unwrap_or(Path::new("")).join(&imp.openb_nodes.v),
+                ),
+            };
             let field = format!("{}.openb_nodes", imp.path);
             match super::openb::load_nodes(&resolved, &shown.to_string_lossy(), catalog, imp.base_power) {
                 Err(Err(io)) => cx.err(

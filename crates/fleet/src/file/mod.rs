@@ -29,7 +29,7 @@ use reader::Ctx;
 pub enum LoadError {
     /// The fleet file itself could not be read (missing, unreadable). Problems with files
     /// it refers to are [`LoadError::Invalid`], located at the reference.
-    #[error("cannot read fleet file `{}`: {source}", path.display())]
+    #[error("cannot read fleet file `{}`", path.display())]
     Io {
         /// The path as given.
         path: PathBuf,
@@ -79,6 +79,20 @@ pub fn load(path: &Path) -> Result<Fleet, LoadError> {
 /// # Errors
 /// As [`load`].
 pub fn load_with_warnings(path: &Path) -> Result<Loaded, LoadError> {
+    load_inner(path, None)
+}
+
+/// Like [`load`], but every `[site.import]` reads the node list `nodes` instead of the one
+/// the file names (`gigawatt sim openb --nodes`). Problems in the node list name `nodes`
+/// exactly as given, relative to the current directory.
+///
+/// # Errors
+/// As [`load`]; also when the fleet file imports no node list at all.
+pub fn load_with_nodes(path: &Path, nodes: &Path) -> Result<Fleet, LoadError> {
+    load_inner(path, Some(nodes)).map(|l| l.fleet)
+}
+
+fn load_inner(path: &Path, nodes: Option<&Path>) -> Result<Loaded, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
     let name = path.to_string_lossy();
     let base = match path.parent() {
@@ -86,7 +100,7 @@ pub fn load_with_warnings(path: &Path) -> Result<Loaded, LoadError> {
         _ => Path::new("."),
     };
     match String::from_utf8(bytes) {
-        Ok(text) => parse_with_warnings(&text, &name, base),
+        Ok(text) => parse_inner(&text, &name, base, nodes),
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
             let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
@@ -117,6 +131,15 @@ pub fn parse(text: &str, file_name: &str, base_dir: &Path) -> Result<Fleet, Load
 /// # Errors
 /// As [`parse`].
 pub fn parse_with_warnings(text: &str, file_name: &str, base_dir: &Path) -> Result<Loaded, LoadError> {
+    parse_inner(text, file_name, base_dir, None)
+}
+
+fn parse_inner(
+    text: &str,
+    file_name: &str,
+    base_dir: &Path,
+    nodes: Option<&Path>,
+) -> Result<Loaded, LoadError> {
     let mut cx = Ctx::new(file_name, text);
     let (root, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
@@ -125,7 +148,17 @@ pub fn parse_with_warnings(text: &str, file_name: &str, base_dir: &Path) -> Resu
     let doc = decl::read(&mut cx, root.get_ref(), &root.span());
     let (catalog, broken) = expand::catalog(&mut cx, &doc.gpu_models);
     let types = expand::node_types(&mut cx, &doc.node_types, &catalog, &broken);
-    let sites = expand::sites(&mut cx, &doc.sites, &types, &catalog, base_dir);
+    let sites = expand::sites(&mut cx, &doc.sites, &types, &catalog, base_dir, nodes);
+    if nodes.is_some() && doc.sites.iter().all(|s| s.import.is_none()) {
+        cx.errors.push(Diagnostic::new(
+            file_name,
+            1,
+            1,
+            "site.import",
+            "a node list was given, but no site of this fleet file imports one",
+            "use a fleet file with a `[site.import]` table, such as fleets/openb.toml",
+        ));
+    }
     if !cx.errors.is_empty() {
         let mut errors = std::mem::take(&mut cx.errors);
         errors.sort();
