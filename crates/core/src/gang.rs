@@ -62,7 +62,8 @@ pub(crate) fn place(
     let state = sched.state();
     let rack_domain: Vec<u32> = state.racks.iter().map(|r| r.domain).collect();
     let mut why = PendingWhy::default();
-    let mut groups: BTreeMap<u32, (u64, GpuMilli)> = BTreeMap::new();
+    // Per group: capacity in tasks, free GPU share, and the members in node order.
+    let mut groups: BTreeMap<u32, (u64, GpuMilli, Vec<u32>)> = BTreeMap::new();
     for (i, node) in state.nodes.iter().enumerate() {
         why.nodes_total += 1;
         if let Err(r) = state.check(node, need) {
@@ -70,21 +71,27 @@ pub(crate) fn place(
             continue;
         }
         why.nodes_fit += 1;
-        let g = groups.entry(group_of(i, node, topology, &rack_domain)).or_insert((0, GpuMilli::ZERO));
+        let g = groups.entry(group_of(i, node, topology, &rack_domain)).or_insert((
+            0,
+            GpuMilli::ZERO,
+            Vec::new(),
+        ));
         g.0 = g.0.saturating_add(capacity(node, need));
         g.1 += node.free_total;
+        g.2.push(i as u32);
     }
-    let mut candidates: Vec<(GpuMilli, u32)> = groups
+    let mut candidates: Vec<(GpuMilli, u32, Vec<u32>)> = groups
         .into_iter()
-        .filter(|(_, (cap, _))| *cap >= u64::from(tasks))
-        .map(|(k, (_, free))| (free, k))
+        .filter(|(_, (cap, _, _))| *cap >= u64::from(tasks))
+        .map(|(k, (_, free, members))| (free, k, members))
         .collect();
     candidates.sort();
-    for (_, key) in candidates {
-        let within = |idx: usize, n: &NodeState| group_of(idx, n, topology, &rack_domain) == key;
+    for (_, _, members) in candidates {
         let mut placed: Vec<(TaskAlloc, TaskWhy)> = Vec::with_capacity(tasks as usize);
         for _ in 0..tasks {
-            match sched.place_one(need, Some(&within), rng) {
+            // "Anywhere" is the whole cluster: the ordinary (possibly bounded) search.
+            let within = if topology == Topology::Any { None } else { Some(members.as_slice()) };
+            match sched.place_one(need, within, rng) {
                 Ok(p) => placed.push(p),
                 Err(_) => break,
             }

@@ -134,7 +134,7 @@ impl FitIndex {
             };
             streams.push(it.peekable());
         }
-        let mut seen: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        let mut seen: rustc_hash::FxHashSet<u32> = rustc_hash::FxHashSet::default();
         std::iter::from_fn(move || {
             loop {
                 // k-way merge: the stream whose next key is smallest (then lowest node).

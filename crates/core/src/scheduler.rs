@@ -15,9 +15,6 @@ use crate::state::{ClusterState, GpuPick, ModelSet, Need, NodeIdx, NodeState, Ta
 use crate::workload::{PriorityClass, Shape, Workload, WorkloadId};
 use crate::{CoreRng, gang, index};
 
-/// A restriction on the nodes one placement may use: `(node index, node) -> allowed`.
-pub(crate) type NodeFilter<'a> = dyn Fn(usize, &NodeState) -> bool + 'a;
-
 /// How the scheduler behaves where policy, not physics, decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SchedulerConfig {
@@ -83,6 +80,23 @@ pub struct Scheduler {
     queue: BTreeSet<(Reverse<PriorityClass>, u64, WorkloadId)>,
     seq: u64,
     scratch: Vec<(NodeIdx, Scored)>,
+    /// The largest node per data class, cached with the node count it was computed at.
+    largest: (usize, [Largest; 4]),
+}
+
+/// The most GPUs, CPU and memory one node offers (not necessarily the same node).
+type Largest = (u32, gigawatt_units::MilliCores, gigawatt_units::Mebibytes);
+
+fn largest_nodes(state: &ClusterState) -> [Largest; 4] {
+    let mut out = [(0, gigawatt_units::MilliCores::ZERO, gigawatt_units::Mebibytes::ZERO); 4];
+    for n in &state.nodes {
+        for (class, l) in out.iter_mut().enumerate() {
+            if state.sites[n.site as usize].allows[class] {
+                *l = (l.0.max(n.gpu_count()), l.1.max(n.cpu_total), l.2.max(n.mem_total));
+            }
+        }
+    }
+    out
 }
 
 impl Scheduler {
@@ -113,6 +127,10 @@ impl Scheduler {
             queue: BTreeSet::new(),
             seq: 0,
             scratch: Vec::new(),
+            largest: (
+                usize::MAX,
+                [(0, gigawatt_units::MilliCores::ZERO, gigawatt_units::Mebibytes::ZERO); 4],
+            ),
         }
     }
 
@@ -258,7 +276,7 @@ impl Scheduler {
     }
 
     /// Checks a workload against the fleet and resolves its demand.
-    fn resolve(&self, w: &Workload) -> Result<Need, RejectWhy> {
+    fn resolve(&mut self, w: &Workload) -> Result<Need, RejectWhy> {
         let d = &w.demand;
         if !d.gpu.is_valid() {
             return Err(RejectWhy::InvalidDemand {
@@ -291,20 +309,12 @@ impl Scheduler {
     /// Rejects a task larger than every node at the sites its data may use (more GPUs,
     /// CPU or memory than the largest node has in total), as Slurm rejects a job that
     /// can never run. A model the fleet lacks is not a reason: a node of it may join.
-    fn never_fits(&self, w: &Workload) -> Result<(), RejectWhy> {
+    fn never_fits(&mut self, w: &Workload) -> Result<(), RejectWhy> {
         let d = &w.demand;
-        let (mut gpus, mut cpu, mut mem) =
-            (0u32, gigawatt_units::MilliCores::ZERO, gigawatt_units::Mebibytes::ZERO);
-        for n in self
-            .state
-            .nodes
-            .iter()
-            .filter(|n| self.state.sites[n.site as usize].allows[w.data_class as usize])
-        {
-            gpus = gpus.max(n.gpu_count());
-            cpu = cpu.max(n.cpu_total);
-            mem = mem.max(n.mem_total);
+        if self.largest.0 != self.state.nodes.len() {
+            self.largest = (self.state.nodes.len(), largest_nodes(&self.state));
         }
+        let (gpus, cpu, mem) = self.largest.1[w.data_class as usize];
         if d.gpu.count > gpus || d.cpu > cpu || d.memory > mem {
             return Err(RejectWhy::NeverFits {
                 message: format!(
@@ -418,7 +428,7 @@ impl Scheduler {
     }
 
     /// Places one task: filter, score, pick the best node, pick GPUs, allocate.
-    /// `within` restricts the nodes considered (for gangs).
+    /// `within` restricts the nodes considered to a list in node order (for gangs).
     ///
     /// With [`SchedulerConfig::max_candidates`], candidates come from the fit index,
     /// tightest first, and only that many feasible nodes are scored. Ties go to the lowest
@@ -426,7 +436,7 @@ impl Scheduler {
     pub(crate) fn place_one(
         &mut self,
         need: &Need,
-        within: Option<&NodeFilter<'_>>,
+        within: Option<&[u32]>,
         rng: &mut CoreRng,
     ) -> Result<(TaskAlloc, TaskWhy), PendingWhy> {
         let mut why = PendingWhy::default();
@@ -459,13 +469,16 @@ impl Scheduler {
         if scored.is_empty() {
             // Exact: every node (also the explanation when the bounded search found none).
             why = PendingWhy::default();
-            for (i, node) in self.state.nodes.iter().enumerate() {
-                if within.is_some_and(|f| !f(i, node)) {
-                    continue;
-                }
+            let all = 0..self.state.nodes.len() as u32;
+            let nodes: Box<dyn Iterator<Item = u32>> = match within {
+                Some(list) => Box::new(list.iter().copied()),
+                None => Box::new(all),
+            };
+            for i in nodes {
+                let Some(node) = self.state.nodes.get(i as usize) else { continue };
                 why.nodes_total += 1;
                 match self.state.check(node, need) {
-                    Ok(()) => scored.push((NodeIdx(i as u32), Scored { score: 0.0, gpu: None })),
+                    Ok(()) => scored.push((NodeIdx(i), Scored { score: 0.0, gpu: None })),
                     Err(r) => why.count(r),
                 }
             }

@@ -30,6 +30,7 @@ struct Args {
     fill: f64,
     seed: u64,
     racks: usize,
+    max_candidates: Option<u32>,
     by_kind: bool,
 }
 
@@ -37,7 +38,7 @@ fn usage(problem: &str) -> ! {
     eprintln!("{problem}");
     eprintln!(
         "usage: placement_latency [--policies fgd,best-fit,...] [--decisions N] [--warmup N] \
-         [--fill 0.7] [--seed N] [--racks N] [--by-kind]"
+         [--fill 0.7] [--seed N] [--racks N] [--max-candidates K] [--by-kind]"
     );
     std::process::exit(2);
 }
@@ -64,6 +65,7 @@ fn parse_args() -> Args {
         fill: 0.70,
         seed: 42,
         racks: FleetSpec::GPUS_200K.racks,
+        max_candidates: None,
         by_kind: false,
     };
     let mut it = std::env::args().skip(1);
@@ -82,6 +84,7 @@ fn parse_args() -> Args {
             "--fill" => args.fill = parse(&flag, &value),
             "--seed" => args.seed = parse(&flag, &value),
             "--racks" => args.racks = parse(&flag, &value),
+            "--max-candidates" => args.max_candidates = Some(parse(&flag, &value)),
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
@@ -109,8 +112,18 @@ fn main() {
     let mut rows = Vec::new();
     for &policy in &args.policies {
         let t = Instant::now();
-        let mut s =
-            SteadyState::new(&fleet, policy, args.seed, args.fill).expect("the synthetic fleet loads");
+        let mut s = SteadyState::with_config(
+            &fleet,
+            policy,
+            args.seed,
+            args.fill,
+            gigawatt_core::SchedulerConfig {
+                drop_unschedulable: true,
+                max_candidates: args.max_candidates,
+                priority_preemption: false,
+            },
+        )
+        .expect("the synthetic fleet loads");
         let (filled_with, fill_core) = s.fill_to_target(1_000_000).expect("core accepts events");
         let fill_wall = t.elapsed();
         for _ in 0..args.warmup {

@@ -660,12 +660,25 @@ impl SteadyState {
     /// # Errors
     /// If the core cannot build its state from the fleet.
     pub fn new(fleet: &Fleet, policy: PolicyKind, seed: u64, target: f64) -> Result<SteadyState, CoreError> {
-        let scheduler = Scheduler::new(
-            fleet,
-            policy.build(&typical_pods(seed)),
-            SchedulerConfig { drop_unschedulable: true, ..SchedulerConfig::default() },
-            START,
-        )?;
+        let config =
+            SchedulerConfig { drop_unschedulable: true, max_candidates: None, priority_preemption: false };
+        SteadyState::with_config(fleet, policy, seed, target, config)
+    }
+
+    /// Like [`SteadyState::new`] with a chosen scheduler configuration (for example a
+    /// bounded candidate search). Keep `drop_unschedulable` on and preemption off: the
+    /// bookkeeping here follows placements and completions only.
+    ///
+    /// # Errors
+    /// If the core cannot build its state from the fleet.
+    pub fn with_config(
+        fleet: &Fleet,
+        policy: PolicyKind,
+        seed: u64,
+        target: f64,
+        config: SchedulerConfig,
+    ) -> Result<SteadyState, CoreError> {
+        let scheduler = Scheduler::new(fleet, policy.build(&typical_pods(seed)), config, START)?;
         let capacity = u64::from(scheduler.state().gpu_capacity().0);
         Ok(SteadyState {
             scheduler,

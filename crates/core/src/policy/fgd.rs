@@ -10,8 +10,7 @@
 //! Scoring is the hot path of the trace replay, so results are memoised by node state:
 //! two nodes with the same model, free CPU and free GPU shares get the same score.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use rustc_hash::FxHashMap;
 
 use gigawatt_units::GpuMilli;
 
@@ -30,14 +29,14 @@ pub struct Fgd {
     typical: TypicalPods,
     resolved: Option<ResolvedTypical>,
     /// (node-state hash, need hash) → (score, free share of the GPU to use).
-    memo: HashMap<(u64, u64), (i64, Option<GpuMilli>)>,
+    memo: FxHashMap<(u64, u64), (i64, Option<GpuMilli>)>,
 }
 
 impl Fgd {
     /// FGD against a typical workload.
     #[must_use]
     pub fn new(typical: TypicalPods) -> Fgd {
-        Fgd { typical, resolved: None, memo: HashMap::new() }
+        Fgd { typical, resolved: None, memo: FxHashMap::default() }
     }
 
     fn resolved(&mut self, state: &ClusterState) -> &ResolvedTypical {
@@ -99,9 +98,8 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 fn need_key(need: &Need) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (need.gpu_count, need.milli, need.cpu).hash(&mut h);
-    h.finish()
+    // What FGD's score depends on in a task: GPU count and share, and CPU.
+    (u64::from(need.gpu_count) << 48) ^ (u64::from(need.milli.0) << 32) ^ need.cpu.0
 }
 
 impl Policy for Fgd {
