@@ -69,7 +69,7 @@ pub use error::CoreError;
 pub use event::{Decision, Event, TaskPlacement};
 pub use explain::{PendingWhy, PlacedWhy, PreemptWhy, Reason, RejectWhy, ScoreTerm, TaskWhy};
 pub use policy::{Policy, PolicyKind, TypicalPod, TypicalPods, UnknownPolicy};
-pub use scheduler::{Scheduler, SchedulerConfig, WorkloadStatus};
+pub use scheduler::{DEFAULT_MAX_CANDIDATES, Scheduler, SchedulerConfig, WorkloadStatus};
 pub use state::{ClusterState, NodeIdx, NodeState};
 pub use workload::{
     DataClass, GpuDemand, PriorityClass, Shape, TaskDemand, TenantId, Topology, Workload, WorkloadId,

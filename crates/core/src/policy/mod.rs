@@ -55,6 +55,13 @@ pub trait Policy: Send {
     /// Scores a node that passed every filter for `need`.
     fn score(&mut self, state: &ClusterState, node: &NodeState, need: &Need, rng: &mut CoreRng) -> Scored;
 
+    /// Whether the policy may be given only the tightest feasible nodes on large fleets
+    /// ([`crate::SchedulerConfig::max_candidates`]). True for policies that prefer tight
+    /// fits anyway; random-fit says no, since it must choose uniformly among all nodes.
+    fn bounded_search(&self) -> bool {
+        true
+    }
+
     /// Chooses the GPU for a task on a share of one GPU on the node that won, when
     /// [`Scored::gpu`] left it open. The default (`None`) lets the scheduler take the
     /// tightest fitting GPU.

@@ -25,6 +25,10 @@ impl Policy for RandomFit {
         Scored { score: rng.random::<f64>(), gpu: None }
     }
 
+    fn bounded_search(&self) -> bool {
+        false
+    }
+
     fn pick_gpu(&mut self, node: &NodeState, need: &Need, rng: &mut CoreRng) -> Option<u16> {
         // Uniform among the GPUs that fit, drawn once for the chosen node only.
         let fitting = node.gpu_free.iter().filter(|f| **f >= need.milli).count();
