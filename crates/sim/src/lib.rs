@@ -5,6 +5,7 @@
 //! * [`openb`]: the Alibaba GPU-cluster 2023 pod lists.
 //! * [`azure`]: the Azure LLM inference 2023 request trace (arrivals).
 //! * [`fgd`]: the experiment of the FGD paper (Weng et al., ATC'23), reproduced.
+//! * [`replay`]: a production replay with real arrival and departure times and a queue.
 
 pub mod azure;
 pub mod engine;
@@ -12,6 +13,7 @@ pub mod fgd;
 pub mod inflate;
 pub mod openb;
 pub mod reference;
+pub mod replay;
 pub mod synthetic;
 
 use gigawatt_fleet::{Diagnostic, Diagnostics};
