@@ -68,7 +68,7 @@ mod workload;
 pub use error::CoreError;
 pub use event::{Decision, Event, TaskPlacement};
 pub use explain::{PendingWhy, PlacedWhy, PreemptWhy, Reason, RejectWhy, ScoreTerm, TaskWhy};
-pub use policy::{Policy, PolicyKind, TypicalPod, TypicalPods, UnknownPolicy};
+pub use policy::{BoundedSearch, Policy, PolicyKind, TypicalPod, TypicalPods, UnknownPolicy};
 pub use scheduler::{DEFAULT_MAX_CANDIDATES, Scheduler, SchedulerConfig, WorkloadStatus};
 pub use state::{ClusterState, NodeIdx, NodeState};
 pub use workload::{

@@ -10,10 +10,14 @@ use serde::Serialize;
 use crate::error::CoreError;
 use crate::event::{Decision, Event, TaskPlacement};
 use crate::explain::{PendingWhy, PlacedWhy, PreemptWhy, RejectWhy, TaskWhy};
-use crate::policy::{Policy, Scored, tightest_gpu};
+use crate::policy::{BoundedSearch, Policy, Scored, tightest_gpu};
 use crate::state::{ClusterState, GpuPick, ModelSet, Need, NodeIdx, NodeState, TaskAlloc};
 use crate::workload::{PriorityClass, Shape, Workload, WorkloadId};
 use crate::{CoreRng, gang, index};
+use rand::Rng;
+
+/// Draws a uniform bounded search makes before falling back to a full scan.
+const UNIFORM_DRAWS: usize = 512;
 
 /// Candidates scored per task by default: enough for FGD to keep its packing quality on
 /// the openb trace (95.41% at 128 against 95.42% exact; 95.12% at 64).
@@ -451,7 +455,23 @@ impl Scheduler {
         let mut why = PendingWhy::default();
         let mut scored = std::mem::take(&mut self.scratch);
         scored.clear();
-        if let (Some(limit), None, true) = (self.config.max_candidates, within, self.policy.bounded_search())
+        let search = self.policy.bounded_search();
+        if let (Some(_), None, BoundedSearch::Uniform) = (self.config.max_candidates, within, search) {
+            // Uniform over feasible nodes without a full scan: draw, accept the first that
+            // fits. The bound keeps a nearly full cluster from spinning; then the full
+            // scan below decides exactly.
+            let n = self.state.nodes.len();
+            for _ in 0..(4 * n).min(UNIFORM_DRAWS) {
+                let i = rng.random_range(0..n);
+                let node = &self.state.nodes[i];
+                if self.state.check(node, need).is_ok() {
+                    why.nodes_total += 1;
+                    scored.push((NodeIdx(i as u32), Scored { score: 0.0, gpu: None }));
+                    break;
+                }
+            }
+        } else if let (Some(limit), None, BoundedSearch::Tightest) =
+            (self.config.max_candidates, within, search)
         {
             // Bounded: the tightest feasible nodes from the fit index.
             let state = &self.state;

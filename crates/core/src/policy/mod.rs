@@ -34,6 +34,16 @@ use crate::CoreRng;
 use crate::explain::ScoreTerm;
 use crate::state::{ClusterState, Need, NodeState};
 
+/// How a bounded search picks the candidates a policy scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoundedSearch {
+    /// The tightest feasible nodes, from the fit index.
+    Tightest,
+    /// One feasible node drawn uniformly (rejection sampling: draw nodes uniformly until
+    /// one fits, which is uniform over the feasible ones).
+    Uniform,
+}
+
 /// A policy's verdict on one node.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
@@ -55,11 +65,11 @@ pub trait Policy: Send {
     /// Scores a node that passed every filter for `need`.
     fn score(&mut self, state: &ClusterState, node: &NodeState, need: &Need, rng: &mut CoreRng) -> Scored;
 
-    /// Whether the policy may be given only the tightest feasible nodes on large fleets
-    /// ([`crate::SchedulerConfig::max_candidates`]). True for policies that prefer tight
-    /// fits anyway; random-fit says no, since it must choose uniformly among all nodes.
-    fn bounded_search(&self) -> bool {
-        true
+    /// Which nodes the policy is shown when the search is bounded
+    /// ([`crate::SchedulerConfig::max_candidates`]). Policies that prefer tight fits take
+    /// the tightest feasible nodes; random-fit takes one uniform draw among the feasible.
+    fn bounded_search(&self) -> BoundedSearch {
+        BoundedSearch::Tightest
     }
 
     /// Chooses the GPU for a task on a share of one GPU on the node that won, when

@@ -25,8 +25,8 @@ impl Policy for RandomFit {
         Scored { score: rng.random::<f64>(), gpu: None }
     }
 
-    fn bounded_search(&self) -> bool {
-        false
+    fn bounded_search(&self) -> super::BoundedSearch {
+        super::BoundedSearch::Uniform
     }
 
     fn pick_gpu(&mut self, node: &NodeState, need: &Need, rng: &mut CoreRng) -> Option<u16> {
