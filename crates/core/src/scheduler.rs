@@ -75,6 +75,10 @@ pub(crate) struct Entry {
     /// How many GPU models the cluster had when `need.models` was resolved; a model that
     /// joins later (with a new node) means resolving again.
     models_known: usize,
+    /// Retry against every node next time (set when evicted: it has not failed anywhere).
+    full_retry: bool,
+    /// Power (rack or site) turned nodes away at some attempt: freed power may help.
+    power_blocked: bool,
 }
 
 impl Entry {
@@ -95,6 +99,13 @@ pub struct Scheduler {
     scratch: Vec<(NodeIdx, Scored)>,
     /// The largest node per data class, cached with the node count it was computed at.
     largest: (usize, [Largest; 4]),
+    /// Whether a failed bounded search scans every node to explain itself. Off while
+    /// retrying the queue: those explanations were given at arrival and are not repeated.
+    explain_failures: bool,
+    /// Nodes whose free capacity grew since the queue was last retried.
+    freed_nodes: BTreeSet<u32>,
+    /// Sites where rack or site power was freed (or the budget changed) since then.
+    freed_sites: BTreeSet<u32>,
 }
 
 /// The most GPUs, CPU and memory one node offers (not necessarily the same node).
@@ -144,6 +155,9 @@ impl Scheduler {
                 usize::MAX,
                 [(0, gigawatt_units::MilliCores::ZERO, gigawatt_units::Mebibytes::ZERO); 4],
             ),
+            explain_failures: true,
+            freed_nodes: BTreeSet::new(),
+            freed_sites: BTreeSet::new(),
         }
     }
 
@@ -203,12 +217,14 @@ impl Scheduler {
                 self.queue.remove(&(Reverse(entry.workload.priority), entry.seq, id));
                 for t in entry.tasks.iter().flatten() {
                     self.state.release(t);
+                    self.note_freed(t.node);
                 }
                 out.push(Decision::Released { workload: id });
                 self.retry_pending(rng, &mut out);
             }
             Event::NodeAdded(node) => {
-                self.state.add_node(node)?;
+                let idx = self.state.add_node(node)?;
+                self.freed_nodes.insert(idx.0);
                 self.retry_pending(rng, &mut out);
             }
             Event::NodeRemoved { node } => {
@@ -230,6 +246,7 @@ impl Scheduler {
                 let idx =
                     self.state.node_by_name(&node).ok_or_else(|| CoreError::UnknownNode(node.clone()))?;
                 self.state.set_up(idx, true);
+                self.freed_nodes.insert(idx.0);
                 self.retry_pending(rng, &mut out);
             }
             Event::BudgetChanged { site, budget } => {
@@ -238,6 +255,7 @@ impl Scheduler {
                     CoreError::UnknownSite(site.clone(), known.join(", "))
                 })?;
                 self.state.set_budget(s, budget);
+                self.freed_sites.insert(s as u32);
                 self.shed_site(s, budget, &mut out);
                 self.retry_pending(rng, &mut out);
             }
@@ -263,10 +281,22 @@ impl Scheduler {
         let tasks = vec![None; w.shape.tasks() as usize];
         let priority = w.priority;
         let models_known = self.state.models.len();
-        self.workloads
-            .insert(id, Entry { workload: w, need, tasks, seq: arrival, placed_seq: 0, models_known });
+        let entry = Entry {
+            workload: w,
+            need,
+            tasks,
+            seq: arrival,
+            placed_seq: 0,
+            models_known,
+            full_retry: false,
+            power_blocked: false,
+        };
+        self.workloads.insert(id, entry);
         let evicted_before = out.iter().filter(|d| matches!(d, Decision::Preempted { .. })).count();
-        let pending = self.try_place(id, rng, out);
+        let pending = self.try_place(id, None, rng, out);
+        if let (Some(why), Some(e)) = (&pending, self.workloads.get_mut(&id)) {
+            e.power_blocked = blocked_by_power(why);
+        }
         match pending {
             None => {}
             Some(why) if self.config.drop_unschedulable => {
@@ -364,6 +394,7 @@ impl Scheduler {
     fn try_place(
         &mut self,
         id: WorkloadId,
+        within: Option<&[u32]>,
         rng: &mut CoreRng,
         out: &mut Vec<Decision>,
     ) -> Option<PendingWhy> {
@@ -396,7 +427,7 @@ impl Scheduler {
                 let mut placed = Vec::new();
                 let mut pending = None;
                 for &task in &todo {
-                    let mut result = self.place_one(&need, None, rng);
+                    let mut result = self.place_one(&need, within, rng);
                     if result.is_err() && self.config.priority_preemption && self.preempt_for(id, &need, out)
                     {
                         result = self.place_one(&need, None, rng);
@@ -456,6 +487,7 @@ impl Scheduler {
         let mut scored = std::mem::take(&mut self.scratch);
         scored.clear();
         let search = self.policy.bounded_search();
+        let bounded = self.config.max_candidates.is_some() && within.is_none();
         if let (Some(_), None, BoundedSearch::Uniform) = (self.config.max_candidates, within, search) {
             // Uniform over feasible nodes without a full scan: draw, accept the first that
             // fits. The bound keeps a nearly full cluster from spinning; then the full
@@ -496,8 +528,12 @@ impl Scheduler {
             // Score in node order, so that ties go to the lowest index as in a full scan.
             scored.sort_by_key(|(i, _)| *i);
         }
-        if scored.is_empty() {
-            // Exact: every node (also the explanation when the bounded search found none).
+        // Exact: every node. Also after a bounded search that found none: sampling may
+        // have missed the few nodes that fit, and the explanation needs every node; the
+        // tightest-first search has seen every eligible node, so a retry of the queue
+        // (whose explanation nobody reads) skips it.
+        let exhaustive = bounded && search == BoundedSearch::Tightest;
+        if scored.is_empty() && (!exhaustive || self.explain_failures) {
             why = PendingWhy::default();
             let all = 0..self.state.nodes.len() as u32;
             let nodes: Box<dyn Iterator<Item = u32>> = match within {
@@ -626,12 +662,18 @@ impl Scheduler {
         let Some(entry) = self.workloads.get_mut(&id) else {
             return;
         };
+        entry.full_retry = true;
+        let mut freed = Vec::new();
         for t in entry.tasks.iter_mut() {
             if let Some(alloc) = t.take() {
                 self.state.release(&alloc);
+                freed.push(alloc.node);
             }
         }
         self.queue.insert((Reverse(entry.workload.priority), entry.seq, id));
+        for n in freed {
+            self.note_freed(n);
+        }
         out.push(Decision::Preempted { workload: id, why });
     }
 
@@ -658,29 +700,82 @@ impl Scheduler {
         }
     }
 
-    /// Tries every waiting workload again, in queue order, until a pass places nothing
-    /// (an eviction or a placement can change what fits for others). Only placements are
+    /// Records that a node's capacity (and its rack's and site's power) grew.
+    fn note_freed(&mut self, node: NodeIdx) {
+        self.freed_nodes.insert(node.0);
+        if let Some(n) = self.state.nodes.get(node.0 as usize) {
+            self.freed_sites.insert(n.site);
+        }
+    }
+
+    /// Tries waiting workloads again, in queue order, until a pass places nothing (an
+    /// eviction or a placement can change what fits for others). Only placements are
     /// reported: a workload that still waits was already reported pending.
+    ///
+    /// A waiting workload failed everywhere at its last attempt, and a node only turns
+    /// from unfit to fit when its own capacity grows, or, when power was what turned
+    /// nodes away, when power is freed in its rack or site. So a retry looks only at the
+    /// nodes freed since the last retry (plus the freed sites' nodes for power-blocked
+    /// work), as Kubernetes' queueing hints do. Gangs and evicted workloads, which need
+    /// groups or have not failed anywhere yet, retry against every node.
     fn retry_pending(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+        self.explain_failures = false;
         // Each productive pass places at least one task, so this ends; the bound is a
         // belt and braces against a policy bug.
         for _ in 0..=self.queue.len() {
             let before = out.len();
+            let dirty: Vec<u32> = std::mem::take(&mut self.freed_nodes).into_iter().collect();
+            let sites = std::mem::take(&mut self.freed_sites);
+            let mut powered: Vec<u32> = (0..self.state.nodes.len() as u32)
+                .filter(|i| sites.contains(&self.state.nodes[*i as usize].site))
+                .collect();
+            if !powered.is_empty() {
+                powered.extend(&dirty);
+                powered.sort_unstable();
+                powered.dedup();
+            }
             let waiting: Vec<(Reverse<PriorityClass>, u64, WorkloadId)> =
                 self.queue.iter().copied().collect();
             for key in waiting {
                 if !self.queue.contains(&key) {
                     continue;
                 }
-                if self.try_place(key.2, rng, out).is_none() {
-                    self.queue.remove(&key);
+                let Some(e) = self.workloads.get(&key.2) else { continue };
+                let full = e.full_retry || matches!(e.workload.shape, Shape::Gang { .. });
+                let within: Option<&[u32]> = if full {
+                    None
+                } else if e.power_blocked && !powered.is_empty() {
+                    Some(&powered)
+                } else {
+                    Some(&dirty)
+                };
+                if within.is_some_and(<[u32]>::is_empty) {
+                    continue;
+                }
+                match self.try_place(key.2, within, rng, out) {
+                    None => {
+                        self.queue.remove(&key);
+                    }
+                    Some(why) => {
+                        if let Some(e) = self.workloads.get_mut(&key.2) {
+                            e.full_retry = false;
+                            e.power_blocked |= blocked_by_power(&why);
+                        }
+                    }
                 }
             }
             if out.len() == before {
                 break;
             }
         }
+        self.explain_failures = true;
     }
+}
+
+/// Whether power limits turned any node away.
+fn blocked_by_power(why: &PendingWhy) -> bool {
+    why.rejected.contains_key(&crate::explain::Reason::RackPowerLimit)
+        || why.rejected.contains_key(&crate::explain::Reason::SitePowerBudget)
 }
 
 /// GPUs for a task on its chosen node: the policy's choice for a share of one GPU (or

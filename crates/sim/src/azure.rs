@@ -58,10 +58,11 @@ pub fn parse_requests(
     let mut raw = Vec::new();
     let mut errors = Vec::new();
     for (n, rec) in reader.records().enumerate() {
-        let line = match &rec {
-            Ok(r) => r.position().map_or(n + 2, |p| p.line() as usize),
-            Err(e) => e.position().map_or(n + 2, |p| p.line() as usize),
+        let byte = match &rec {
+            Ok(r) => r.position().map(|p| p.byte()),
+            Err(e) => e.position().map(|p| p.byte()),
         };
+        let line = byte.map_or(n + 2, |b| crate::line_at(text, b));
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {

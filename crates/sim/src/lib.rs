@@ -42,6 +42,18 @@ impl TraceError {
     }
 }
 
+/// The 1-based line of byte offset `byte` in `text`: what an editor shows, whatever blank
+/// lines or quoted line breaks came before.
+pub(crate) fn line_at(text: &str, byte: u64) -> usize {
+    let bytes = text.as_bytes();
+    let mut end = usize::try_from(byte).unwrap_or(usize::MAX).min(bytes.len());
+    // The reader reports where it resumed reading, before any blank lines it skipped.
+    while end < bytes.len() && (bytes[end] == b'\n' || bytes[end] == b'\r') {
+        end += 1;
+    }
+    bytes[..end].iter().filter(|b| **b == b'\n').count() + 1
+}
+
 /// A seeded RNG for one purpose of one run. Different `stream`s of the same seed are
 /// independent, so adding draws to one purpose never shifts another.
 #[must_use]

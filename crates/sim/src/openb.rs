@@ -101,10 +101,11 @@ pub fn parse_pods(text: &str, file: &str, skip_invalid: bool) -> Result<PodList,
     for (n, record) in reader.records().enumerate() {
         // The physical line where the record starts (blank lines and quoted newlines
         // make it differ from the record number).
-        let line = match &record {
-            Ok(r) => r.position().map_or(n + 2, |p| p.line() as usize),
-            Err(e) => e.position().map_or(n + 2, |p| p.line() as usize),
+        let byte = match &record {
+            Ok(r) => r.position().map(|p| p.byte()),
+            Err(e) => e.position().map(|p| p.byte()),
         };
+        let line = byte.map_or(n + 2, |b| crate::line_at(text, b));
         let record = match record {
             Ok(r) => r,
             Err(e) => {
