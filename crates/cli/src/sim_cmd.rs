@@ -74,7 +74,8 @@ pub struct OpenbArgs {
     /// Fleet file declaring the trace's GPU models (G1, G2, G3 are undisclosed).
     #[arg(long, default_value = "fleets/openb.toml")]
     fleet: PathBuf,
-    /// Policies, comma-separated: random, dot-product, gpu-packing, gpu-clustering, best-fit, fgd, or `all`.
+    /// Policies, comma-separated: random, dot-product, gpu-packing, gpu-clustering, best-fit,
+    /// fgd (the paper's six), cafgd (gigawatt's capacity-aware FGD), or `all`.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     policy: Vec<String>,
     /// Seeds: a range `42..51` (inclusive), a list `1,2,3`, or one seed.
@@ -173,7 +174,7 @@ fn parse_policies(list: &[String]) -> Result<Vec<PolicyKind>> {
     let mut out = Vec::new();
     for p in list {
         let add: Vec<PolicyKind> = if p.trim().eq_ignore_ascii_case("all") {
-            PolicyKind::ALL.to_vec()
+            PolicyKind::WITH_OURS.to_vec()
         } else {
             vec![p.parse::<PolicyKind>().map_err(|e| anyhow::anyhow!("--policy: {e}, or `all`"))?]
         };
@@ -378,6 +379,14 @@ fn print_table(summary: &[SummaryRow], runs: &[RunResult], bucket: u32) -> Resul
                 delta,
                 frag90,
                 failed
+            );
+        }
+        let at =
+            |p: &str| summary.iter().find(|r| r.workload == w && r.policy == p && r.arrived_pct == bucket);
+        if let (Some(ours), Some(fgd)) = (at("cafgd"), at("fgd")) {
+            crate::outln!(
+                "cafgd (gigawatt's capacity-aware FGD) vs the paper's FGD: {:+.2} points",
+                ours.alloc_pct_mean - fgd.alloc_pct_mean
             );
         }
     }

@@ -81,9 +81,16 @@ impl TypicalPods {
         self.pods.iter().map(|p| p.occurrences).sum::<u64>().max(1)
     }
 
-    /// Resolves model names against a cluster, for fast evaluation.
+    /// Resolves model names against a cluster, for fast evaluation, with the paper's
+    /// fragment definition.
     #[must_use]
     pub fn resolve(&self, state: &ClusterState) -> ResolvedTypical {
+        self.resolve_with(state, FragMeasure::Paper)
+    }
+
+    /// Like [`TypicalPods::resolve`], with a chosen fragment definition.
+    #[must_use]
+    pub fn resolve_with(&self, state: &ClusterState, measure: FragMeasure) -> ResolvedTypical {
         let pods = self
             .pods
             .iter()
@@ -102,8 +109,26 @@ impl TypicalPods {
                 ResolvedPod { cpu: p.cpu.0, milli: p.milli.0, count: p.count, models, weight: p.occurrences }
             })
             .collect();
-        ResolvedTypical { pods, total: self.total(), model_count: state.models.len() }
+        ResolvedTypical { pods, total: self.total(), model_count: state.models.len(), measure }
     }
+}
+
+/// Which GPU share of a node counts as fragment for a typical task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FragMeasure {
+    /// The FGD paper's: if one task fits (GPU and CPU), the free share on GPUs too small
+    /// for it; otherwise all free share.
+    #[default]
+    Paper,
+    /// gigawatt's capacity-aware measure: as the paper's, and beyond it the GPU share that
+    /// the node's free CPU could not feed. The free CPU feeds `cpu_free / task CPU` tasks;
+    /// GPU share past what those tasks use is stranded and counts as fragment. For tasks
+    /// on a share of one GPU the CPU is assumed to stretch by `share_slack_tenths / 10`
+    /// (shares are often co-located with lighter CPU use than their request).
+    CpuCapacity {
+        /// Slack for GPU-sharing tasks, in tenths (13 = 1.3×).
+        share_slack_tenths: u64,
+    },
 }
 
 /// A typical task resolved against a cluster.
@@ -123,6 +148,7 @@ pub struct ResolvedTypical {
     total: u64,
     /// Number of models in the cluster when resolved; a change means re-resolve.
     pub model_count: usize,
+    measure: FragMeasure,
 }
 
 impl ResolvedTypical {
@@ -149,7 +175,17 @@ impl ResolvedTypical {
             } else {
                 let fitting = gpu_free.iter().filter(|g| g.0 >= p.milli).count() as u32;
                 if fitting >= p.count && cpu_free >= p.cpu && model.is_some() {
-                    gpu_free.iter().filter(|g| g.0 < p.milli).map(|g| u64::from(g.0)).sum()
+                    let small: u64 = gpu_free.iter().filter(|g| g.0 < p.milli).map(|g| u64::from(g.0)).sum();
+                    match self.measure {
+                        FragMeasure::CpuCapacity { share_slack_tenths } if p.cpu > 0 => {
+                            let tasks = cpu_free / p.cpu;
+                            let slack = if p.milli >= 1000 { 10 } else { share_slack_tenths };
+                            let fed =
+                                tasks.saturating_mul(u64::from(p.milli) * u64::from(p.count) * slack) / 10;
+                            idle - (idle - small).min(fed)
+                        }
+                        _ => small,
+                    }
                 } else {
                     idle
                 }
@@ -199,11 +235,30 @@ mod tests {
             pods: vec![ResolvedPod { cpu: 1000, milli: 500, count: 1, models: ModelSet::ANY, weight: 1 }],
             total: t.total(),
             model_count: 1,
+            measure: FragMeasure::Paper,
         };
         let free = [GpuMilli(1000), GpuMilli(300), GpuMilli(0)];
         // The 300 left on GPU 1 cannot hold a 500 task: it is the fragment.
         assert_eq!(r.weighted(4000, Some(0), &free), 300);
         // Without CPU the task fits nowhere: all idle share is fragment.
         assert_eq!(r.weighted(500, Some(0), &free), 1300);
+    }
+
+    #[test]
+    fn capacity_aware_measure_counts_gpu_the_cpu_cannot_feed() {
+        let pod = ResolvedPod { cpu: 4000, milli: 1000, count: 1, models: ModelSet::ANY, weight: 1 };
+        let r = ResolvedTypical {
+            pods: vec![pod],
+            total: 1,
+            model_count: 1,
+            measure: FragMeasure::CpuCapacity { share_slack_tenths: 13 },
+        };
+        let free = [GpuMilli(1000), GpuMilli(1000), GpuMilli(1000)];
+        // 8 cores feed two 4-core tasks: one of the three free GPUs is stranded.
+        assert_eq!(r.weighted(8000, Some(0), &free), 1000);
+        // Enough CPU for all three: nothing is stranded, as in the paper's measure.
+        assert_eq!(r.weighted(12_000, Some(0), &free), 0);
+        let paper = ResolvedTypical { measure: FragMeasure::Paper, ..r.clone() };
+        assert_eq!(paper.weighted(8000, Some(0), &free), 0);
     }
 }

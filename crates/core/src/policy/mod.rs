@@ -25,8 +25,8 @@ use gigawatt_units::GpuMilli;
 pub use best_fit::BestFit;
 pub use clustering::GpuClustering;
 pub use dot_product::DotProduct;
-pub use fgd::Fgd;
-pub use frag::{TypicalPod, TypicalPods, node_fragmentation};
+pub use fgd::{CAFGD_SHARE_SLACK_TENTHS, Fgd};
+pub use frag::{FragMeasure, TypicalPod, TypicalPods, node_fragmentation};
 pub use packing::GpuPacking;
 pub use random::RandomFit;
 
@@ -108,10 +108,23 @@ pub enum PolicyKind {
     BestFit,
     /// Fragmentation gradient descent.
     Fgd,
+    /// gigawatt's capacity-aware FGD: also counts GPU share stranded behind exhausted CPU.
+    CaFgd,
 }
 
 impl PolicyKind {
-    /// Every policy, in the paper's order (weakest first).
+    /// The paper's six policies and ours, weakest first.
+    pub const WITH_OURS: [PolicyKind; 7] = [
+        PolicyKind::Random,
+        PolicyKind::DotProduct,
+        PolicyKind::GpuClustering,
+        PolicyKind::GpuPacking,
+        PolicyKind::BestFit,
+        PolicyKind::Fgd,
+        PolicyKind::CaFgd,
+    ];
+
+    /// The paper's six policies, in the paper's order (weakest first).
     pub const ALL: [PolicyKind; 6] = [
         PolicyKind::Random,
         PolicyKind::DotProduct,
@@ -131,6 +144,7 @@ impl PolicyKind {
             PolicyKind::GpuClustering => "gpu-clustering",
             PolicyKind::BestFit => "best-fit",
             PolicyKind::Fgd => "fgd",
+            PolicyKind::CaFgd => "cafgd",
         }
     }
 
@@ -145,6 +159,7 @@ impl PolicyKind {
             PolicyKind::GpuClustering => Box::new(GpuClustering),
             PolicyKind::BestFit => Box::new(BestFit),
             PolicyKind::Fgd => Box::new(Fgd::new(typical.clone())),
+            PolicyKind::CaFgd => Box::new(Fgd::capacity_aware(typical.clone())),
         }
     }
 }
@@ -158,7 +173,7 @@ impl fmt::Display for PolicyKind {
 /// An unknown policy name; the message lists the known ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown policy `{0}`; known policies: random, dot-product, gpu-packing, gpu-clustering, best-fit, fgd"
+    "unknown policy `{0}`; known policies: random, dot-product, gpu-packing, gpu-clustering, best-fit, fgd, cafgd"
 )]
 pub struct UnknownPolicy(pub String);
 
@@ -173,6 +188,7 @@ impl FromStr for PolicyKind {
             "gpu-clustering" | "clustering" => PolicyKind::GpuClustering,
             "best-fit" | "bestfit" => PolicyKind::BestFit,
             "fgd" => PolicyKind::Fgd,
+            "cafgd" | "ca-fgd" | "capacity-aware-fgd" => PolicyKind::CaFgd,
             _ => return Err(UnknownPolicy(s.to_string())),
         })
     }
