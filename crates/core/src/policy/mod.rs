@@ -125,14 +125,10 @@ impl PolicyKind {
     ];
 
     /// The paper's six policies, in the paper's order (weakest first).
-    pub const ALL: [PolicyKind; 6] = [
-        PolicyKind::Random,
-        PolicyKind::DotProduct,
-        PolicyKind::GpuClustering,
-        PolicyKind::GpuPacking,
-        PolicyKind::BestFit,
-        PolicyKind::Fgd,
-    ];
+    pub const ALL: [PolicyKind; 6] = {
+        let w = PolicyKind::WITH_OURS;
+        [w[0], w[1], w[2], w[3], w[4], w[5]]
+    };
 
     /// The command-line name.
     #[must_use]
