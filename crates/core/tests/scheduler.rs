@@ -591,14 +591,7 @@ fn partially_placed_service_is_listed_once_in_the_queue_after_eviction() {
 #[test]
 fn waiting_workload_takes_a_node_of_its_model_that_joins_later() {
     // Every check but work conservation panics at once; that one is asserted below.
-    let mut h = Harness::toml(ONE).only_fatal(&[
-        Kind::Budget,
-        Kind::Gang,
-        Kind::Residency,
-        Kind::Queue,
-        Kind::Unchanged,
-        Kind::Decisions,
-    ]);
+    let mut h = Harness::toml(ONE).fatal_except(Kind::Liveness);
     // No T4 in the fleet yet: the workload waits.
     let d = h.arrive(job(1).models(&["T4"]));
     assert_eq!(d[0].to_string(), "w-1 pending: 0/1 nodes fit: 1 GPU model not allowed");
@@ -638,14 +631,7 @@ fn lab_with_two_free_gpus_everywhere() -> Harness {
 
 #[test]
 fn higher_priority_work_preempts_the_least_important_work_and_says_why() {
-    let mut h = lab_with_two_free_gpus_everywhere().only_fatal(&[
-        Kind::Budget,
-        Kind::Gang,
-        Kind::Residency,
-        Kind::Queue,
-        Kind::Unchanged,
-        Kind::Decisions,
-    ]);
+    let mut h = lab_with_two_free_gpus_everywhere().fatal_except(Kind::Liveness);
     // Best effort never preempts. A standard job needing 6 GPUs would have to evict
     // standard work too, which it may not: evicting the best-effort job alone frees only 4.
     let d = h.arrive(job(7).gpus(4).prio(PriorityClass::BestEffort));
@@ -674,14 +660,7 @@ fn higher_priority_work_preempts_the_least_important_work_and_says_why() {
 #[test]
 fn preempted_workload_is_placed_again_where_it_still_fits() {
     // Every check but work conservation panics at once; that one is asserted below.
-    let mut h = lab_with_two_free_gpus_everywhere().only_fatal(&[
-        Kind::Budget,
-        Kind::Gang,
-        Kind::Residency,
-        Kind::Queue,
-        Kind::Unchanged,
-        Kind::Decisions,
-    ]);
+    let mut h = lab_with_two_free_gpus_everywhere().fatal_except(Kind::Liveness);
     let d = h.arrive(job(5).gpus(4).prio(PriorityClass::LatencyCritical));
     assert!(matches!(d[0], Decision::Preempted { workload, .. } if workload == id(4)), "{d:?}");
     // w-4 needs 2 GPUs; three nodes had 2 free each, and it takes one of them in the

@@ -42,14 +42,7 @@ use gigawatt_sim::synthetic::{self, FleetSpec, SteadyState, Summary};
 const SEED: u64 = 42;
 const FILL: f64 = 0.70;
 /// Production-relevant policies first.
-const POLICIES: [PolicyKind; 6] = [
-    PolicyKind::Fgd,
-    PolicyKind::BestFit,
-    PolicyKind::Random,
-    PolicyKind::DotProduct,
-    PolicyKind::GpuPacking,
-    PolicyKind::GpuClustering,
-];
+const POLICIES: [PolicyKind; 7] = synthetic::BENCH_POLICIES;
 
 /// Candidate search: the production configuration scores the 128 tightest feasible nodes
 /// from the fit index; "exact" scores every feasible node (what the trace experiments use).
@@ -88,7 +81,8 @@ fn main() {
     let mut table: Vec<(String, f64, Summary, Summary)> = Vec::new();
     let runs = CONFIGS.iter().flat_map(|(name, k)| {
         // Exact scoring of 25,000 nodes is slow; measure it for the two main policies.
-        let policies: &[PolicyKind] = if k.is_some() { &POLICIES } else { &POLICIES[..2] };
+        let policies: &[PolicyKind] =
+            if k.is_some() { &POLICIES } else { &[PolicyKind::Fgd, PolicyKind::BestFit] };
         policies.iter().map(move |p| (*name, *k, *p))
     });
     for (config, max_candidates, policy) in runs {

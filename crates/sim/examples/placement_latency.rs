@@ -52,14 +52,7 @@ where
 
 fn parse_args() -> Args {
     let mut args = Args {
-        policies: vec![
-            PolicyKind::Fgd,
-            PolicyKind::BestFit,
-            PolicyKind::Random,
-            PolicyKind::DotProduct,
-            PolicyKind::GpuPacking,
-            PolicyKind::GpuClustering,
-        ],
+        policies: synthetic::BENCH_POLICIES.to_vec(),
         decisions: 20_000,
         warmup: 2_000,
         fill: 0.70,

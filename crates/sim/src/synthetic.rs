@@ -89,6 +89,17 @@ impl FleetSpec {
 /// GPUs per server (HGX/DGX boards).
 pub const GPUS_PER_NODE: u32 = 8;
 
+/// The policies the placement benchmarks measure, production-relevant first.
+pub const BENCH_POLICIES: [PolicyKind; 7] = [
+    PolicyKind::Fgd,
+    PolicyKind::CaFgd,
+    PolicyKind::BestFit,
+    PolicyKind::Random,
+    PolicyKind::DotProduct,
+    PolicyKind::GpuPacking,
+    PolicyKind::GpuClustering,
+];
+
 /// A server type: catalog model plus the host around it.
 struct ServerType {
     model: &'static str,

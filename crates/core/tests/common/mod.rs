@@ -362,6 +362,12 @@ impl Harness {
         self
     }
 
+    /// Every check panics at once except `kind`, which the test asserts itself.
+    pub fn fatal_except(self, kind: Kind) -> Harness {
+        let rest: Vec<Kind> = Kind::ALL.into_iter().filter(|k| *k != kind).collect();
+        self.only_fatal(&rest)
+    }
+
     /// The IT budget the oracle expects for a site.
     pub fn budget(&self, site: &str) -> Watts {
         self.sites.iter().find(|s| s.id == site).map_or(Watts::ZERO, |s| s.budget)
