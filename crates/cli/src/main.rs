@@ -13,6 +13,7 @@ pub(crate) use outln;
 mod chart;
 mod fleet_cmd;
 mod paths;
+mod serve_cmd;
 mod sim_cmd;
 
 use std::process::ExitCode;
@@ -38,6 +39,11 @@ enum Command {
     Fleet(fleet_cmd::FleetCommand),
     /// List the GPU models gigawatt knows, with their public specifications.
     Catalog(fleet_cmd::CatalogArgs),
+    /// Run the control plane: the HTTP API on the event log (SQLite or PostgreSQL).
+    Serve(serve_cmd::ServeArgs),
+    /// Break-glass actions straight on the event log.
+    #[command(subcommand)]
+    Admin(serve_cmd::AdminCommand),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +52,8 @@ fn main() -> ExitCode {
         Command::Sim(cmd) => sim_cmd::run(cmd),
         Command::Fleet(cmd) => fleet_cmd::run(cmd),
         Command::Catalog(args) => fleet_cmd::catalog(&args),
+        Command::Serve(args) => serve_cmd::serve(&args),
+        Command::Admin(cmd) => serve_cmd::admin(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

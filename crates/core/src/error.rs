@@ -19,6 +19,10 @@ pub enum CoreError {
     /// An event names a site the core does not know.
     #[error("unknown site `{0}`; known sites: {1}")]
     UnknownSite(String, String),
+    /// A workload put back from the event log ([`crate::Scheduler::restore`]) does not
+    /// fit the fleet as the log says it did: the log and the fleet file disagree.
+    #[error("cannot restore {0}: {1}")]
+    Restore(WorkloadId, String),
     /// An internal consistency check failed; the operation was refused whole. Seeing
     /// this is a bug in gigawatt, never a user error.
     #[error("internal invariant violated: {0}")]

@@ -201,6 +201,87 @@ impl Scheduler {
         self.queue.iter().map(|(_, _, id)| *id)
     }
 
+    /// Puts a workload back as the event log recorded it, deciding nothing. The control
+    /// plane calls this when it rebuilds its state from the log (the log holds the
+    /// facts, placements included; policies may change between versions, facts do not).
+    ///
+    /// `tasks[i]` is where task `i` runs, or `None` if it waits. Workloads must be
+    /// restored in submission order (that order is the queue's FIFO order). Every hard
+    /// limit is checked again: a placement that would break one is refused with
+    /// [`CoreError::Restore`] and the state is left as it was.
+    pub fn restore(&mut self, workload: Workload, tasks: &[Option<TaskPlacement>]) -> Result<(), CoreError> {
+        let id = workload.id;
+        if self.workloads.contains_key(&id) {
+            return Err(CoreError::Restore(id, "restored twice".into()));
+        }
+        if tasks.len() != workload.shape.tasks() as usize {
+            return Err(CoreError::Restore(
+                id,
+                format!("{} task placements for {} tasks", tasks.len(), workload.shape.tasks()),
+            ));
+        }
+        let need = self.resolve(&workload).map_err(|why| CoreError::Restore(id, why.to_string()))?;
+        let mut allocs: Vec<Option<TaskAlloc>> = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let Some(p) = t else {
+                allocs.push(None);
+                continue;
+            };
+            let alloc = self.state.node_by_name(&p.node).map(|node| TaskAlloc {
+                node,
+                gpus: p.gpus.clone(),
+                cpu: need.cpu,
+                memory: need.memory,
+            });
+            let done = match alloc {
+                None => Err(format!("task {} is on unknown node `{}`", p.task, p.node)),
+                Some(alloc) => match self.state.allocate(&alloc) {
+                    Ok(_) => Ok(alloc),
+                    Err(e) => Err(format!("task {} on `{}`: {e}", p.task, p.node)),
+                },
+            };
+            match done {
+                Ok(alloc) => allocs.push(Some(alloc)),
+                Err(message) => {
+                    for a in allocs.iter().flatten() {
+                        self.state.release(a);
+                    }
+                    return Err(CoreError::Restore(id, message));
+                }
+            }
+        }
+        self.seq += 1;
+        let all_placed = allocs.iter().all(Option::is_some);
+        let any_placed = allocs.iter().any(Option::is_some);
+        let priority = workload.priority;
+        let entry = Entry {
+            workload,
+            need,
+            tasks: allocs,
+            seq: self.seq,
+            placed_seq: if any_placed { self.seq } else { 0 },
+            models_known: self.state.models.len(),
+            full_retry: true,
+            power_blocked: false,
+        };
+        self.workloads.insert(id, entry);
+        if !all_placed {
+            self.queue.insert((Reverse(priority), self.seq, id));
+        }
+        Ok(())
+    }
+
+    /// Tries every waiting workload again against the whole fleet. The control plane
+    /// calls this once after [`Scheduler::restore`]-ing its state: capacity may have
+    /// changed while it was down (a new fleet file, a node back).
+    pub fn retry_all(&mut self, rng: &mut CoreRng) -> Vec<Decision> {
+        let mut out = Vec::new();
+        self.freed_nodes.extend(0..self.state.nodes.len() as u32);
+        self.freed_sites.extend(0..self.state.sites.len() as u32);
+        self.retry_pending(rng, &mut out);
+        out
+    }
+
     /// Applies one event. On `Err` the state is unchanged.
     pub fn handle(
         &mut self,

@@ -58,7 +58,7 @@ pub struct Scored {
 
 /// A placement policy. Implementations may keep caches (hence `&mut self`), but their
 /// answers must depend only on the state, the task and the RNG.
-pub trait Policy: Send {
+pub trait Policy: Send + Sync {
     /// The name used on the command line and in explanations.
     fn name(&self) -> &str;
 

@@ -1,0 +1,118 @@
+//! Tenants, API tokens and roles.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Everything, including tenants and tokens.
+    Admin,
+    /// The SREs: sees the fleet and every workload, takes nodes down, sets budgets,
+    /// cancels any workload.
+    Operator,
+    /// A customer: submits, sees and cancels only its own tenant's workloads.
+    Tenant,
+    /// Read-only access to everything, including the event log.
+    Auditor,
+}
+
+impl Role {
+    /// The API spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Tenant => "tenant",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Parses the API spelling.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Role> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+/// Creates a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Identity: 1..=63 lowercase letters, digits and `-`, starting with a letter.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TenantInfo {
+    /// Identity.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+}
+
+/// Issues a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A label for people (who or what uses it).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The tenant, for (and only for) the `tenant` role.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// A token just issued. The secret is shown once and never stored: only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    /// Token id (not secret), for listing and revoking.
+    pub id: String,
+    /// The secret bearer token: `gw_` and 43 base64url characters (256 random bits).
+    pub token: String,
+    /// Label.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Tenant, for tenant tokens.
+    pub tenant: Option<String>,
+}
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    /// Token id.
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Tenant, for tenant tokens.
+    pub tenant: Option<String>,
+    /// When it was issued (RFC 3339).
+    pub created_at: String,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// Who the caller is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// Token id.
+    pub token_id: String,
+    /// Token label.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Tenant, for tenant tokens.
+    pub tenant: Option<String>,
+}

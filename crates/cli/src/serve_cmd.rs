@@ -1,0 +1,264 @@
+//! `gigawatt serve` (the control plane) and `gigawatt admin …` (break-glass actions
+//! straight on the event log).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use gigawatt_api::Role;
+use gigawatt_core::PolicyKind;
+use gigawatt_server::engine::EngineConfig;
+use gigawatt_server::{Server, ServerConfig};
+use gigawatt_store::{Durability, LogEvent, Record, Store, StoreError};
+
+use crate::paths::bundled;
+
+/// Options of `gigawatt serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The fleet file.
+    #[arg(long, default_value = "fleets/france.toml")]
+    pub fleet: PathBuf,
+    /// The event log: `sqlite://FILE` or `postgres://USER@HOST:PORT/DB`. Default: an
+    /// embedded SQLite file in the data directory.
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Where the embedded database lives when `--db` is not given. Default:
+    /// `$XDG_DATA_HOME/gigawatt` or `~/.local/share/gigawatt`.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Placement policy (`gigawatt sim openb --help` lists them).
+    #[arg(long, default_value = "fgd")]
+    pub policy: String,
+    /// Seed of the scheduling core's random stream.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Snapshot the state after this many new log records.
+    #[arg(long, default_value_t = 50_000)]
+    pub snapshot_every: u64,
+    /// SQLite commit durability: `full` (fsync each commit; survives power loss) or
+    /// `normal` (survives a crash of the process, not of the machine).
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
+    pub durability: String,
+}
+
+/// `gigawatt admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Issue an API token by writing it straight into the event log (works with the
+    /// server stopped, or running: it picks the token up on first use).
+    CreateToken(CreateTokenArgs),
+    /// Fold the event log from scratch and print its state digest (compare it with
+    /// `GET /v1/state/digest`).
+    Replay(ReplayArgs),
+}
+
+/// Options of `gigawatt admin create-token`.
+#[derive(Debug, Args)]
+pub struct CreateTokenArgs {
+    /// The event log (as for `serve`).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Data directory (as for `serve`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Role: admin, operator, tenant or auditor.
+    #[arg(long, default_value = "admin")]
+    pub role: String,
+    /// The tenant, for a tenant token.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// A label for the token.
+    #[arg(long, default_value = "created with gigawatt admin create-token")]
+    pub name: String,
+}
+
+/// Options of `gigawatt admin replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The event log (as for `serve`).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Data directory (as for `serve`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Start from the newest snapshot instead of the first record.
+    #[arg(long)]
+    pub use_snapshot: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("gigawatt");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/gigawatt"),
+        None => PathBuf::from(".gigawatt"),
+    }
+}
+
+fn db_url(db: Option<&str>, data_dir: Option<&Path>) -> anyhow::Result<String> {
+    if let Some(url) = db {
+        return Ok(url.to_string());
+    }
+    let dir = data_dir.map_or_else(default_data_dir, Path::to_path_buf);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    Ok(format!("sqlite://{}", dir.join("gigawatt.db").display()))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GIGAWATT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,gigawatt_server=info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs the control plane until SIGINT or SIGTERM.
+pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let fleet_path = bundled(&args.fleet.to_string_lossy());
+    let fleet = gigawatt_fleet::load(&fleet_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy: PolicyKind = args.policy.parse().map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    let url = db_url(args.db.as_deref(), args.data_dir.as_deref())?;
+    let durability = if args.durability == "normal" { Durability::Normal } else { Durability::Full };
+    let rt = runtime()?;
+    rt.block_on(async {
+        let store = Store::open_with(&url, durability).await.with_context(|| format!("opening the event log {url}"))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        let started = std::time::Instant::now();
+        let config = ServerConfig {
+            engine: EngineConfig { fleet: fleet.clone(), policy, seed: args.seed },
+            snapshot_every: args.snapshot_every,
+        };
+        let server = Server::start(store, config).await?;
+        let r = &server.report;
+        let gpus: u64 = fleet.sites.iter().flat_map(|s| &s.racks).flat_map(|r| &r.nodes).map(|n| u64::from(n.gpu_count)).sum();
+        eprintln!(
+            "gigawatt control plane on http://{addr}\n  fleet   {} ({} sites, {gpus} GPUs), policy {}\n  log     {url}: {} records{}, {} live workloads, loaded in {:.2} s",
+            fleet_path.display(),
+            fleet.sites.len(),
+            policy.as_str(),
+            server.state.engine.read().await.view.seq,
+            r.snapshot_seq.map(|s| format!(" (snapshot at {s} + {} replayed)", r.replayed)).unwrap_or_default(),
+            r.restored,
+            started.elapsed().as_secs_f64(),
+        );
+        match &server.first_admin_token {
+            Some(token) => {
+                eprintln!("admin token: {token}");
+                eprintln!("  (shown once; only its hash is stored)\n");
+                eprintln!("  export GIGAWATT_SERVER=http://{addr}");
+                eprintln!("  export GIGAWATT_TOKEN={token}");
+                eprintln!("  gigawatt submit examples/jobs/training-gang.toml && gigawatt ls");
+            }
+            None => eprintln!(
+                "  lost the admin token? gigawatt admin create-token --db {url}"
+            ),
+        }
+        server.serve(listener, shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    eprintln!("shutting down: finishing requests in flight");
+}
+
+/// Runs an admin command.
+pub fn admin(cmd: &AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::CreateToken(a) => create_token(a),
+        AdminCommand::Replay(a) => replay(a),
+    }
+}
+
+fn create_token(a: &CreateTokenArgs) -> anyhow::Result<()> {
+    let role = Role::parse(&a.role)
+        .with_context(|| format!("--role `{}`: use admin, operator, tenant or auditor", a.role))?;
+    match (role, &a.tenant) {
+        (Role::Tenant, None) => bail!("--tenant: a tenant token needs its tenant"),
+        (Role::Tenant, Some(_)) => {}
+        (_, Some(_)) => bail!("--tenant: only a tenant token belongs to a tenant; leave it out"),
+        (_, None) => {}
+    }
+    let url = db_url(a.db.as_deref(), a.data_dir.as_deref())?;
+    runtime()?.block_on(async {
+        let store = Store::open(&url).await.with_context(|| format!("opening the event log {url}"))?;
+        for _ in 0..20 {
+            let (view, _) = gigawatt_store::fold(&store, true).await?;
+            if view.seq == 0 {
+                bail!("the event log {url} is empty: start `gigawatt serve` once first; it prints the first admin token");
+            }
+            if let Some(t) = &a.tenant
+                && !view.tenants.contains_key(t) {
+                    bail!("--tenant: there is no tenant `{t}`");
+                }
+            let (secret, event) = gigawatt_server::auth::issue(role, &a.name, a.tenant.clone())
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let record = Record { seq: view.seq + 1, at_ms: gigawatt_server::now_ms(), tenant: a.tenant.clone(), event };
+            let LogEvent::TokenIssued { token_id, .. } = &record.event else { bail!("internal: not a token event") };
+            let token_id = token_id.clone();
+            match store.append(std::slice::from_ref(&record)).await {
+                Ok(()) => {
+                    crate::outln!("token id: {token_id}");
+                    crate::outln!("{} token: {secret}", role.as_str());
+                    return Ok(());
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!("the event log kept moving; try again")
+    })
+}
+
+fn replay(a: &ReplayArgs) -> anyhow::Result<()> {
+    let url = db_url(a.db.as_deref(), a.data_dir.as_deref())?;
+    runtime()?.block_on(async {
+        let store = Store::open(&url).await.with_context(|| format!("opening the event log {url}"))?;
+        let started = std::time::Instant::now();
+        let (view, report) = gigawatt_store::fold(&store, a.use_snapshot).await?;
+        let took = started.elapsed().as_secs_f64();
+        crate::outln!("log position: {}", view.seq);
+        crate::outln!("digest: {}", view.digest());
+        eprintln!(
+            "folded {} records{} in {took:.2} s: {} workloads ({} live), {} tenants, {} tokens",
+            report.replayed,
+            report.snapshot_seq.map(|s| format!(" after the snapshot at {s}")).unwrap_or_default(),
+            view.workloads.len(),
+            view.live(),
+            view.tenants.len(),
+            view.tokens.len()
+        );
+        Ok(())
+    })
+}

@@ -1,0 +1,421 @@
+//! The engine: the folded [`View`] of the log plus the scheduling core, rebuilt from the
+//! log at start-up and changed only by the writer (see `writer.rs`).
+//!
+//! Every command turns into log records. The engine applies them to its view at once, so
+//! later commands in the same batch see them; the writer then commits the batch and only
+//! afterwards answers anyone. If the commit fails, the engine is thrown away and rebuilt
+//! from the log, so memory never holds what the log does not.
+
+use std::collections::BTreeSet;
+
+use gigawatt_api::{CreateTenant, CreateToken, JobSpec, Role, WorkloadState};
+use gigawatt_core::{
+    CoreRng, Decision, Event, PolicyKind, PreemptWhy, Scheduler, SchedulerConfig, TypicalPods, WorkloadId,
+};
+use gigawatt_fleet::Fleet;
+use gigawatt_store::{LogEvent, Record, Store, StoreError, View};
+use gigawatt_units::{Timestamp, Watts};
+use rand::SeedableRng;
+
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+
+/// What the engine needs besides the log.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// The fleet.
+    pub fleet: Fleet,
+    /// The placement policy.
+    pub policy: PolicyKind,
+    /// Seed of the core's RNG (mixed with the log position at each start).
+    pub seed: u64,
+}
+
+/// The folded log and the core.
+pub struct Engine {
+    /// Everything the log says.
+    pub view: View,
+    /// The scheduling core, rebuilt from the view.
+    pub scheduler: Scheduler,
+    /// The fleet (names, countries, certifications the core does not keep).
+    pub fleet: Fleet,
+    rng: CoreRng,
+    /// Time limits: (deadline ms, workload), checked lazily against the view.
+    timers: BTreeSet<(i64, WorkloadId)>,
+    /// Records produced since the last commit.
+    staged: Vec<Record>,
+}
+
+/// What start-up found.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Log position of the snapshot used, if any.
+    pub snapshot_seq: Option<u64>,
+    /// Records replayed after it.
+    pub replayed: u64,
+    /// Workloads put back into the core.
+    pub restored: usize,
+}
+
+impl Engine {
+    /// Rebuilds the engine from the newest snapshot and the log after it. Records it had to
+    /// add (workloads whose node left the fleet, placements after a restart) are staged:
+    /// the caller commits them with [`Engine::take_staged`].
+    pub async fn load(
+        store: &Store,
+        config: &EngineConfig,
+        now_ms: i64,
+    ) -> Result<(Engine, LoadReport), anyhow::Error> {
+        let (view, folded) = gigawatt_store::fold(store, true).await?;
+        let mut report =
+            LoadReport { snapshot_seq: folded.snapshot_seq, replayed: folded.replayed, restored: 0 };
+        let engine = Engine::from_view(view, config, now_ms)?;
+        report.restored = engine.view.live();
+        Ok((engine, report))
+    }
+
+    /// Builds the core from a folded view.
+    pub fn from_view(view: View, config: &EngineConfig, now_ms: i64) -> Result<Engine, anyhow::Error> {
+        let now = Timestamp(now_ms);
+        let policy = config.policy.build(&TypicalPods::default());
+        let mut scheduler = Scheduler::new(&config.fleet, policy, SchedulerConfig::default(), now)?;
+        let mut rng = CoreRng::seed_from_u64(config.seed ^ view.seq.rotate_left(17));
+        // Operator overrides first (no workloads yet, so they decide nothing).
+        for node in view.nodes_down.keys() {
+            if let Err(e) = scheduler.handle(now, Event::NodeRemoved { node: node.clone() }, &mut rng) {
+                tracing::warn!("node {node} is down in the log but {e}; ignored");
+            }
+        }
+        for (site, budget) in &view.budgets {
+            if let Err(e) =
+                scheduler.handle(now, Event::BudgetChanged { site: site.clone(), budget: *budget }, &mut rng)
+            {
+                tracing::warn!("site {site} has a budget in the log but {e}; ignored");
+            }
+        }
+        let mut engine = Engine {
+            view,
+            scheduler,
+            fleet: config.fleet.clone(),
+            rng,
+            timers: BTreeSet::new(),
+            staged: Vec::new(),
+        };
+        let live: Vec<WorkloadId> =
+            engine.view.workloads_after(0).filter(|w| !w.state.is_final()).map(|w| w.workload.id).collect();
+        for id in live {
+            let Some(w) = engine.view.workloads.get(&id) else { continue };
+            let (workload, tasks) = (w.workload.clone(), w.tasks.clone());
+            if let Err(e) = engine.scheduler.restore(workload.clone(), &tasks) {
+                // The fleet changed under the log (a node or rack left the file, a limit
+                // shrank): requeue the workload whole and say so.
+                let node = tasks.iter().flatten().next().map(|t| t.node.clone()).unwrap_or_default();
+                tracing::warn!("{e}; requeued");
+                let waiting = vec![None; tasks.len()];
+                engine.scheduler.restore(workload.clone(), &waiting)?;
+                engine.stage(
+                    now_ms,
+                    LogEvent::WorkloadPreempted { workload: id, why: PreemptWhy::NodeLost { node } },
+                )?;
+            }
+        }
+        let decisions = engine.scheduler.retry_all(&mut engine.rng);
+        engine.stage_decisions(now_ms, decisions)?;
+        engine.timers_from_view();
+        Ok(engine)
+    }
+
+    fn timers_from_view(&mut self) {
+        self.timers = self
+            .view
+            .workloads
+            .values()
+            .filter_map(|w| Some((w.running_since? + w.run.time_limit_s? as i64 * 1000, w.workload.id)))
+            .collect();
+    }
+
+    /// Applies a new record to the view and stages it for the next commit.
+    fn stage(&mut self, at_ms: i64, event: LogEvent) -> Result<(), ApiError> {
+        let tenant = match &event {
+            LogEvent::TenantCreated { tenant, .. } => Some(tenant.clone()),
+            LogEvent::TokenIssued { tenant, .. } => tenant.clone(),
+            LogEvent::WorkloadSubmitted { workload, .. } => Some(workload.tenant.0.clone()),
+            e => {
+                e.workload().and_then(|id| self.view.workloads.get(&id)).map(|w| w.workload.tenant.0.clone())
+            }
+        };
+        let record = Record { seq: self.view.seq + 1, at_ms, tenant, event };
+        self.view.apply(&record).map_err(|e| ApiError::internal(format!("{e}")))?;
+        if let LogEvent::WorkloadPlaced { workload, .. } = &record.event
+            && let Some(w) = self.view.workloads.get(workload)
+            && let (Some(since), Some(limit)) = (w.running_since, w.run.time_limit_s)
+        {
+            self.timers.insert((since + limit as i64 * 1000, *workload));
+        }
+        self.staged.push(record);
+        Ok(())
+    }
+
+    fn stage_decisions(&mut self, at_ms: i64, decisions: Vec<Decision>) -> Result<(), ApiError> {
+        for d in decisions {
+            let event = match d {
+                Decision::Placed { workload, tasks, why } => {
+                    LogEvent::WorkloadPlaced { workload, tasks, why }
+                }
+                Decision::Pending { workload, why } => LogEvent::WorkloadPending { workload, why },
+                Decision::Rejected { workload, why } => LogEvent::WorkloadRejected { workload, why },
+                Decision::Preempted { workload, why } => LogEvent::WorkloadPreempted { workload, why },
+                Decision::Released { .. } => continue,
+            };
+            self.stage(at_ms, event)?;
+        }
+        Ok(())
+    }
+
+    /// The records produced since the last call, for the writer to commit.
+    pub fn take_staged(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.staged)
+    }
+
+    /// Whether records wait to be committed.
+    #[must_use]
+    pub fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    fn core(&mut self, now_ms: i64, event: Event) -> Result<(), ApiError> {
+        let decisions = self
+            .scheduler
+            .handle(Timestamp(now_ms), event, &mut self.rng)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        self.stage_decisions(now_ms, decisions)
+    }
+
+    /// Writes the first records of a new log: the id key and the first admin token.
+    /// Returns the admin token's secret, to print once.
+    pub fn initialize(&mut self, now_ms: i64) -> Result<String, ApiError> {
+        let id_key = auth::random_u64()? & ((1 << 52) - 1);
+        self.stage(now_ms, LogEvent::Initialized { id_key })?;
+        let (secret, event) = auth::issue(Role::Admin, "first admin (printed at first start)", None)?;
+        self.stage(now_ms, event)?;
+        Ok(secret)
+    }
+
+    /// Submits a job. Returns the workload id and whether it is new (`false` when the
+    /// idempotency key was seen before: nothing was created).
+    pub fn submit(
+        &mut self,
+        now_ms: i64,
+        caller: &Caller,
+        spec: &JobSpec,
+        idempotency_key: Option<String>,
+    ) -> Result<(WorkloadId, bool), ApiError> {
+        let tenant = match (caller.role, &caller.tenant, &spec.tenant) {
+            (Role::Tenant, Some(own), None) => own.clone(),
+            (Role::Tenant, Some(own), Some(t)) if t == own => own.clone(),
+            (Role::Tenant, _, Some(t)) => {
+                return Err(ApiError::field(
+                    "tenant",
+                    format!(
+                        "this token belongs to another tenant and may not submit for `{t}`; leave `tenant` out"
+                    ),
+                ));
+            }
+            (Role::Admin | Role::Operator, _, Some(t)) => t.clone(),
+            (Role::Admin | Role::Operator, _, None) => {
+                return Err(ApiError::field(
+                    "tenant",
+                    "an admin or operator must say which tenant the job is for",
+                ));
+            }
+            (Role::Auditor, _, _) => return Err(ApiError::forbidden("an auditor token is read-only")),
+            (Role::Tenant, None, _) => {
+                return Err(ApiError::internal("tenant token without a tenant".into()));
+            }
+        };
+        if !self.view.tenants.contains_key(&tenant) {
+            return Err(ApiError::field("tenant", format!("there is no tenant `{tenant}`")));
+        }
+        if let Some(key) = &idempotency_key
+            && let Some(id) = self.view.by_idempotency_key(&tenant, key)
+        {
+            return Ok((id, false));
+        }
+        let id = self.view.id_for(self.view.submitted);
+        let job = spec.validate(id, &tenant).map_err(ApiError::from)?;
+        let workload = job.workload.clone();
+        self.stage(
+            now_ms,
+            LogEvent::WorkloadSubmitted {
+                workload: job.workload,
+                kind: job.kind,
+                run: job.run,
+                idempotency_key,
+                by: caller.token_id.clone(),
+            },
+        )?;
+        self.core(now_ms, Event::Arrival(workload))?;
+        Ok((id, true))
+    }
+
+    /// Ends a live workload: cancelled by a caller, completed or failed with an exit
+    /// code, or timed out. Ending an ended workload is a conflict, so two concurrent
+    /// ends resolve to exactly one final state.
+    pub fn finish(
+        &mut self,
+        now_ms: i64,
+        id: WorkloadId,
+        state: WorkloadState,
+        exit_code: Option<i32>,
+        by: Option<String>,
+    ) -> Result<(), ApiError> {
+        let w =
+            self.view.workloads.get(&id).ok_or_else(|| ApiError::not_found("workload", &id.to_string()))?;
+        if w.state.is_final() {
+            return Err(ApiError::conflict(format!("{id} already ended: {}", w.state.as_str())));
+        }
+        if state != WorkloadState::Cancelled && w.state != WorkloadState::Running {
+            return Err(ApiError::conflict(format!(
+                "{id} is {}, not running: only cancel ends it",
+                w.state.as_str()
+            )));
+        }
+        self.stage(now_ms, LogEvent::WorkloadFinished { workload: id, state, exit_code, by })?;
+        self.core(now_ms, Event::Cancel(id))
+    }
+
+    /// Ends every running workload past its time limit.
+    pub fn expire(&mut self, now_ms: i64) -> Result<(), ApiError> {
+        while let Some(&(deadline, id)) = self.timers.first() {
+            if deadline > now_ms {
+                break;
+            }
+            self.timers.pop_first();
+            let due = self.view.workloads.get(&id).is_some_and(|w| {
+                w.state == WorkloadState::Running
+                    && matches!((w.running_since, w.run.time_limit_s), (Some(s), Some(l)) if s + l as i64 * 1000 <= now_ms)
+            });
+            if due {
+                self.finish(now_ms, id, WorkloadState::TimedOut, None, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When the next time limit falls due.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.timers.first().map(|(d, _)| *d)
+    }
+
+    /// Creates a tenant.
+    pub fn create_tenant(&mut self, now_ms: i64, req: &CreateTenant) -> Result<(), ApiError> {
+        let id = &req.id;
+        let ok = (1..=63).contains(&id.len())
+            && id.starts_with(|c: char| c.is_ascii_lowercase())
+            && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(ApiError::field(
+                "id",
+                "1..=63 lowercase letters, digits and `-`, starting with a letter",
+            ));
+        }
+        if self.view.tenants.contains_key(id) {
+            return Err(ApiError::conflict(format!("tenant `{id}` exists")));
+        }
+        let name = req.name.clone().unwrap_or_else(|| id.clone());
+        if name.chars().count() > 128 || name.chars().any(char::is_control) {
+            return Err(ApiError::field("name", "at most 128 characters, no control characters"));
+        }
+        self.stage(now_ms, LogEvent::TenantCreated { tenant: id.clone(), name })
+    }
+
+    /// Issues a token; returns its id and secret.
+    pub fn issue_token(&mut self, now_ms: i64, req: &CreateToken) -> Result<(String, String), ApiError> {
+        if req.name.is_empty() || req.name.chars().count() > 128 || req.name.chars().any(char::is_control) {
+            return Err(ApiError::field("name", "give a label of 1..=128 characters"));
+        }
+        match (req.role, &req.tenant) {
+            (Role::Tenant, None) => return Err(ApiError::field("tenant", "a tenant token needs its tenant")),
+            (Role::Tenant, Some(t)) if !self.view.tenants.contains_key(t) => {
+                return Err(ApiError::field("tenant", format!("there is no tenant `{t}`")));
+            }
+            (Role::Admin | Role::Operator | Role::Auditor, Some(_)) => {
+                return Err(ApiError::field(
+                    "tenant",
+                    "only a tenant token belongs to a tenant; leave it out",
+                ));
+            }
+            _ => {}
+        }
+        let (secret, event) = auth::issue(req.role, &req.name, req.tenant.clone())?;
+        let LogEvent::TokenIssued { token_id, .. } = &event else {
+            return Err(ApiError::internal("token event".into()));
+        };
+        let token_id = token_id.clone();
+        self.stage(now_ms, event)?;
+        Ok((token_id, secret))
+    }
+
+    /// Revokes a token.
+    pub fn revoke_token(&mut self, now_ms: i64, token_id: &str) -> Result<(), ApiError> {
+        match self.view.tokens.get(token_id) {
+            None => Err(ApiError::not_found("token", token_id)),
+            Some(t) if t.revoked => Err(ApiError::conflict(format!("token {token_id} is already revoked"))),
+            Some(_) => self.stage(now_ms, LogEvent::TokenRevoked { token_id: token_id.to_string() }),
+        }
+    }
+
+    /// Takes a node down (its work is requeued) or brings it back.
+    pub fn set_node(&mut self, now_ms: i64, node: &str, up: bool, reason: String) -> Result<(), ApiError> {
+        if self.scheduler.state().node_by_name(node).is_none() {
+            return Err(ApiError::not_found("node", node));
+        }
+        let down = self.view.nodes_down.contains_key(node);
+        match (up, down) {
+            (true, false) => Err(ApiError::conflict(format!("node {node} is already up"))),
+            (false, true) => Err(ApiError::conflict(format!("node {node} is already down"))),
+            (true, true) => {
+                self.stage(now_ms, LogEvent::NodeUp { node: node.to_string(), reason })?;
+                self.core(now_ms, Event::NodeRestored { node: node.to_string() })
+            }
+            (false, false) => {
+                self.stage(now_ms, LogEvent::NodeDown { node: node.to_string(), reason })?;
+                self.core(now_ms, Event::NodeRemoved { node: node.to_string() })
+            }
+        }
+    }
+
+    /// Sets a site's IT power budget; work over it is preempted, lowest priority first.
+    pub fn set_budget(&mut self, now_ms: i64, site: &str, budget: Watts, by: &str) -> Result<(), ApiError> {
+        if !self.scheduler.state().sites.iter().any(|s| s.id == site) {
+            return Err(ApiError::not_found("site", site));
+        }
+        self.stage(now_ms, LogEvent::BudgetChanged { site: site.to_string(), budget, by: by.to_string() })?;
+        self.core(now_ms, Event::BudgetChanged { site: site.to_string(), budget })
+    }
+}
+
+/// Opens the store and loads the engine, initialising an empty log. Returns the engine,
+/// what loading found, and the first admin token when the log was new.
+pub async fn open(
+    store: &Store,
+    config: &EngineConfig,
+    now_ms: i64,
+) -> Result<(Engine, LoadReport, Option<String>), anyhow::Error> {
+    let (mut engine, report) = Engine::load(store, config, now_ms).await?;
+    let mut first_token = None;
+    if engine.view.seq == 0 {
+        first_token = Some(engine.initialize(now_ms).map_err(|e| anyhow::anyhow!("{}", e.message))?);
+    }
+    let staged = engine.take_staged();
+    match store.append(&staged).await {
+        Ok(()) => Ok((engine, report, first_token)),
+        Err(StoreError::Conflict(_)) => {
+            // Another process initialised the log at the same moment: load what it wrote.
+            let (engine, report) = Engine::load(store, config, now_ms).await?;
+            Ok((engine, report, None))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,104 @@
+//! The API's errors: every one a status and a JSON body `{code, message, field}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gigawatt_api::{ApiErrorBody, FieldError};
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code.
+    pub code: &'static str,
+    /// For a person.
+    pub message: String,
+    /// The field at fault.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// 422: a field is wrong.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid-field",
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// 400: the request itself is malformed.
+    pub fn bad_request(code: &'static str, message: impl Into<String>, field: Option<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into(), field }
+    }
+
+    /// 404: no such thing, or not one the caller may see (the same answer, so that a
+    /// tenant cannot learn what other tenants have).
+    pub fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not-found",
+            message: format!("no {what} `{id}`"),
+            field: None,
+        }
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+            field: Some("header:Authorization".into()),
+        }
+    }
+
+    /// 403: the caller is known but its role may not do this.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::FORBIDDEN, code: "forbidden", message: message.into(), field: None }
+    }
+
+    /// 409: the request conflicts with the current state.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::CONFLICT, code: "conflict", message: message.into(), field: None }
+    }
+
+    /// 503: the control plane cannot serve the request now (the log is unreachable).
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// 500: a bug in gigawatt.
+    pub fn internal(message: String) -> ApiError {
+        tracing::error!("internal error: {message}");
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message, field: None }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> ApiError {
+        ApiError::field(e.field, e.message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ApiErrorBody { code: self.code.to_string(), message: self.message, field: self.field };
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,172 @@
+#![allow(unused_qualifications)] // utoipa's `params(...)` expansion names types by full path
+//! The HTTP API: routes, extractors that answer bad input with the JSON error shape, and
+//! the middleware (body limit, panic guard).
+
+pub mod admin;
+pub mod events;
+pub mod fleet;
+pub mod ops;
+pub mod workloads;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The largest request body accepted (a job spec is a few KiB).
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// The API's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route("/v1/whoami", get(admin::whoami))
+        .route("/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))
+        .route("/v1/tokens", post(admin::create_token).get(admin::list_tokens))
+        .route("/v1/tokens/{id}", axum::routing::delete(admin::revoke_token))
+        .route("/v1/log", get(admin::read_log))
+        .route("/v1/state/digest", get(admin::digest))
+        .route("/v1/workloads", post(workloads::submit).get(workloads::list))
+        .route("/v1/workloads/{id}", get(workloads::get_one))
+        .route("/v1/workloads/{id}/cancel", post(workloads::cancel))
+        .route("/v1/workloads/{id}/complete", post(workloads::complete))
+        .route("/v1/workloads/{id}/explain", get(workloads::explain))
+        .route("/v1/events", get(events::stream))
+        .route("/v1/sites", get(fleet::list_sites))
+        .route("/v1/sites/{id}", get(fleet::get_site))
+        .route("/v1/sites/{id}/budget", put(fleet::set_budget))
+        .route("/v1/racks", get(fleet::list_racks))
+        .route("/v1/nodes", get(fleet::list_nodes))
+        .route("/v1/nodes/{name}", get(fleet::get_node))
+        .route("/v1/nodes/{name}/state", put(fleet::set_node_state))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "no-route",
+        message: format!("no route {}; see GET /v1/openapi.json", uri.path()),
+        field: None,
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method-not-allowed",
+        message: format!("{method} is not allowed on {}; see GET /v1/openapi.json", uri.path()),
+        field: None,
+    }
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("the request handler panicked; this is a bug in gigawatt".into()).into_response()
+}
+
+/// A JSON body whose errors are answered in the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_error(rejection)),
+        }
+    }
+}
+
+fn json_error(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => {
+            // serde's message names the path, e.g. "resources.gpus: invalid type ...".
+            let text = e.body_text();
+            let detail = text
+                .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+                .unwrap_or(&text);
+            let field = detail.split_once(": ").map(|(f, _)| f.to_string()).filter(|f| !f.contains(' '));
+            ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid-field",
+                message: detail.to_string(),
+                field,
+            }
+        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
+            "invalid-json",
+            format!("the body is not valid JSON: {}", e.body_text()),
+            None,
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported-media-type",
+            message: "send the body as JSON with `Content-Type: application/json`".into(),
+            field: Some("header:Content-Type".into()),
+        },
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "body-too-large",
+            message: format!("the body is larger than the {MAX_BODY} bytes accepted"),
+            field: None,
+        },
+        other => ApiError::bad_request("invalid-body", other.body_text(), None),
+    }
+}
+
+/// Query parameters whose errors are answered in the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(query_error(e)),
+        }
+    }
+}
+
+fn query_error(e: QueryRejection) -> ApiError {
+    let text = e.body_text();
+    let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_string();
+    let field = detail.split_once(':').map(|(f, _)| f.trim().to_string()).filter(|f| !f.contains(' '));
+    ApiError { status: StatusCode::BAD_REQUEST, code: "invalid-query", message: detail, field }
+}
+
+/// Checks a page size.
+pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default as usize),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ApiError::field("limit", format!("{n} is out of range; give 1..={max}"))),
+    }
+}
+
+/// Parses a cursor (a position, as returned in `next_cursor`).
+pub fn parse_cursor(cursor: Option<&str>) -> Result<u64, ApiError> {
+    match cursor {
+        None | Some("") => Ok(0),
+        Some(c) => {
+            c.parse().map_err(|_| ApiError::field("cursor", "pass back a `next_cursor` from a previous page"))
+        }
+    }
+}

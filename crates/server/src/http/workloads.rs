@@ -1,0 +1,295 @@
+//! `/v1/workloads`: submit, list, get, cancel, complete, explain.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use gigawatt_api::{
+    ApiErrorBody, CompleteRequest, Explain, JobSpec, Page, Role, WorkloadInfo, WorkloadKind, WorkloadState,
+    parse_workload_id,
+};
+use gigawatt_core::WorkloadId;
+use gigawatt_store::WorkloadRecord;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiJson, ApiQuery, page_limit, parse_cursor};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::convert::{decision_info, workload_info};
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::writer::execute;
+
+/// Finds a workload the caller may see; anything else is the same 404, so that a tenant
+/// cannot tell another tenant's workload from one that does not exist.
+pub fn visible<'a>(engine: &'a Engine, caller: &Caller, id: &str) -> Result<&'a WorkloadRecord, ApiError> {
+    parse_workload_id(id)
+        .and_then(|wid| engine.view.workloads.get(&wid))
+        .filter(|w| caller.sees_tenant(&w.workload.tenant.0))
+        .ok_or_else(|| ApiError::not_found("workload", id))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let bad = || {
+        ApiError::bad_request(
+            "invalid-header",
+            "Idempotency-Key must be 1..=255 printable ASCII characters (a UUID is a good choice)",
+            Some("header:Idempotency-Key".into()),
+        )
+    };
+    let s = v.to_str().map_err(|_| bad())?;
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(bad());
+    }
+    Ok(Some(s.to_string()))
+}
+
+/// Submit a training job, gang or inference service.
+///
+/// With an `Idempotency-Key` header, a retry returns the workload the first request
+/// created (status 200) instead of creating another.
+#[utoipa::path(
+    post, path = "/v1/workloads", tag = "workloads",
+    request_body = JobSpec,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key returns the same workload")),
+    responses(
+        (status = 201, description = "Created", body = WorkloadInfo),
+        (status = 200, description = "Already submitted under this Idempotency-Key", body = WorkloadInfo),
+        (status = 400, description = "Malformed request", body = ApiErrorBody),
+        (status = 401, description = "No valid token", body = ApiErrorBody),
+        (status = 403, description = "The token's role may not submit", body = ApiErrorBody),
+        (status = 413, description = "Body too large", body = ApiErrorBody),
+        (status = 415, description = "Not JSON", body = ApiErrorBody),
+        (status = 422, description = "A field is wrong", body = ApiErrorBody),
+        (status = 503, description = "The event log is unavailable; retry", body = ApiErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn submit(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(spec): ApiJson<JobSpec>,
+) -> Result<(StatusCode, Json<WorkloadInfo>), ApiError> {
+    caller.require(&[Role::Admin, Role::Operator, Role::Tenant], "submitting work")?;
+    let key = idempotency_key(&headers)?;
+    let (info, created) = execute(&state, move |engine, now| {
+        let (id, created) = engine.submit(now, &caller, &spec, key)?;
+        let w = engine.view.workloads.get(&id).ok_or_else(|| ApiError::internal(format!("{id} vanished")))?;
+        Ok((workload_info(engine, w), created))
+    })
+    .await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(info)))
+}
+
+/// Filters and paging for the workload list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only these states, comma-separated (`pending,running`).
+    pub state: Option<String>,
+    /// Only this tenant (a tenant token sees only its own anyway).
+    pub tenant: Option<String>,
+    /// Only this kind.
+    pub kind: Option<WorkloadKind>,
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List workloads, oldest first, with filters and cursor pagination.
+#[utoipa::path(
+    get, path = "/v1/workloads", tag = "workloads",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of workloads", body = Page<WorkloadInfo>),
+        (status = 400, description = "Malformed query", body = ApiErrorBody),
+        (status = 401, description = "No valid token", body = ApiErrorBody),
+        (status = 422, description = "A parameter is out of range", body = ApiErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Page<WorkloadInfo>>, ApiError> {
+    let limit = page_limit(q.limit, 100, 1000)?;
+    let after = parse_cursor(q.cursor.as_deref())?;
+    let states: Option<Vec<WorkloadState>> = match &q.state {
+        None => None,
+        Some(s) => Some(
+            s.split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    WorkloadState::parse(p.trim()).ok_or_else(|| {
+                        ApiError::field(
+                            "state",
+                            format!("`{p}` is not a state; use pending, running, completed, failed, cancelled, rejected or timed-out"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let engine = state.engine.read().await;
+    let mut items = Vec::with_capacity(limit.min(256));
+    let mut next_cursor = None;
+    for w in engine.view.workloads_after(after) {
+        let tenant = &w.workload.tenant.0;
+        if !caller.sees_tenant(tenant)
+            || q.tenant.as_ref().is_some_and(|t| t != tenant)
+            || q.kind.is_some_and(|k| k != w.kind)
+            || states.as_ref().is_some_and(|s| !s.contains(&w.state))
+        {
+            continue;
+        }
+        if items.len() == limit {
+            next_cursor = items.last().map(|(seq, _): &(u64, WorkloadInfo)| seq.to_string());
+            break;
+        }
+        items.push((w.submitted_seq, workload_info(&engine, w)));
+    }
+    Ok(Json(Page { items: items.into_iter().map(|(_, w)| w).collect(), next_cursor }))
+}
+
+/// Get one workload.
+#[utoipa::path(
+    get, path = "/v1/workloads/{id}", tag = "workloads",
+    params(("id" = String, Path, description = "Workload id, `w-` and a number")),
+    responses(
+        (status = 200, description = "The workload", body = WorkloadInfo),
+        (status = 401, description = "No valid token", body = ApiErrorBody),
+        (status = 404, description = "No such workload (or not yours)", body = ApiErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_one(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WorkloadInfo>, ApiError> {
+    let engine = state.engine.read().await;
+    let w = visible(&engine, &caller, &id)?;
+    Ok(Json(workload_info(&engine, w)))
+}
+
+fn end(
+    engine: &mut Engine,
+    now: i64,
+    caller: &Caller,
+    id: &str,
+    to: WorkloadState,
+    exit_code: Option<i32>,
+) -> Result<WorkloadInfo, ApiError> {
+    let wid: WorkloadId = visible(engine, caller, id)?.workload.id;
+    if to != WorkloadState::Cancelled {
+        caller.require(&[Role::Admin, Role::Operator], "reporting a workload's end")?;
+    }
+    engine.finish(now, wid, to, exit_code, Some(caller.token_id.clone()))?;
+    let w = engine.view.workloads.get(&wid).ok_or_else(|| ApiError::internal(format!("{wid} vanished")))?;
+    Ok(workload_info(engine, w))
+}
+
+/// Cancel a workload, pending or running. Cancelling an ended workload is a conflict.
+#[utoipa::path(
+    post, path = "/v1/workloads/{id}/cancel", tag = "workloads",
+    params(("id" = String, Path, description = "Workload id")),
+    responses(
+        (status = 200, description = "Cancelled", body = WorkloadInfo),
+        (status = 401, description = "No valid token", body = ApiErrorBody),
+        (status = 403, description = "The token's role may not cancel", body = ApiErrorBody),
+        (status = 404, description = "No such workload (or not yours)", body = ApiErrorBody),
+        (status = 409, description = "It already ended", body = ApiErrorBody),
+        (status = 503, description = "The event log is unavailable; retry", body = ApiErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WorkloadInfo>, ApiError> {
+    {
+        let engine = state.engine.read().await;
+        visible(&engine, &caller, &id)?;
+    }
+    caller.require(&[Role::Admin, Role::Operator, Role::Tenant], "cancelling")?;
+    let info =
+        execute(&state, move |engine, now| end(engine, now, &caller, &id, WorkloadState::Cancelled, None))
+            .await?;
+    Ok(Json(info))
+}
+
+/// Report that a running workload ended (node agents and operators): exit code 0 is
+/// `completed`, anything else `failed`.
+#[utoipa::path(
+    post, path = "/v1/workloads/{id}/complete", tag = "workloads",
+    params(("id" = String, Path, description = "Workload id")),
+    request_body = CompleteRequest,
+    responses(
+        (status = 200, description = "Ended", body = WorkloadInfo),
+        (status = 400, description = "Malformed request", body = ApiErrorBody),
+        (status = 401, description = "No valid token", body = ApiErrorBody),
+        (status = 403, description = "Only admins and operators report ends", body = ApiErrorBody),
+        (status = 404, description = "No such workload (or not yours)", body = ApiErrorBody),
+        (status = 409, description = "It already ended, or is not running", body = ApiErrorBody),
+        (status = 415, description = "Not JSON", body = ApiErrorBody),
+        (status = 422, description = "A field is wrong", body = ApiErrorBody),
+        (status = 503, description = "The event log is unavailable; retry", body = ApiErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn complete(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CompleteRequest>,
+) -> Result<Json<WorkloadInfo>, ApiError> {
+    {
+        let engine = state.engine.read().await;
+        visible(&engine, &caller, &id)?;
+    }
+    caller.require(&[Role::Admin, Role::Operator], "reporting a workload's end")?;
+    let to = if req.exit_code == 0 { WorkloadState::Completed } else { WorkloadState::Failed };
+    let info =
+        execute(&state, move |engine, now| end(engine, now, &caller, &id, to, Some(req.exit_code))).await?;
+    Ok(Json(info))
+}
+
+/// Why a workload is where it is: its latest decision and its whole history from the
+/// event log, each with a machine-readable reason.
+#[utoipa::path(
+    get, path = "/v1/workloads/{id}/explain", tag = "workloads",
+    params(("id" = String, Path, description = "Workload id")),
+    responses(
+        (status = 200, description = "Its decisions", body = Explain),
+        (status = 401, description = "No valid token", body = ApiErrorBody),
+        (status = 404, description = "No such workload (or not yours)", body = ApiErrorBody),
+        (status = 503, description = "The event log is unavailable; retry", body = ApiErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn explain(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Explain>, ApiError> {
+    let (wid, wstate, summary, upto) = {
+        let engine = state.engine.read().await;
+        let w = visible(&engine, &caller, &id)?;
+        (w.workload.id, w.state, w.reason.clone(), engine.view.seq)
+    };
+    let records = state
+        .store
+        .workload_history(wid)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the event log could not be read: {e}")))?;
+    let history = records.iter().filter(|r| r.seq <= upto).map(decision_info).collect();
+    Ok(Json(Explain { id: wid.to_string(), state: wstate, summary, history }))
+}

@@ -1,0 +1,218 @@
+//! The control plane: the scheduling core on the wall clock, behind a multi-tenant HTTP
+//! API, on the event log.
+//!
+//! ```text
+//!  HTTP (axum) ──► handlers ──► writer (one task) ──► Engine { View, Scheduler }
+//!      ▲              │            │  group commit          ▲
+//!      │              │            ▼                        │ rebuilt at start
+//!      └── answers ◄──┴──── Store (SQLite WAL | PostgreSQL) ─┘ (snapshot + tail)
+//! ```
+//!
+//! Reads take the engine's read lock; every change goes through the writer
+//! ([`writer::execute`]), which commits before anyone is answered. See ARCHITECTURE.md.
+
+pub mod auth;
+pub mod convert;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gigawatt_store::{Record, Store};
+use tokio::sync::{RwLock, broadcast, mpsc, oneshot};
+
+use crate::auth::Caller;
+use crate::engine::{Engine, EngineConfig};
+
+pub use engine::LoadReport;
+
+/// Unix milliseconds on the wall clock: the only clock the control plane reads.
+#[must_use]
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// How the server runs.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Take a snapshot after this many new log records.
+    pub snapshot_every: u64,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The engine. Read it freely; change it only through [`writer::execute`].
+    pub engine: RwLock<Engine>,
+    /// The log.
+    pub store: Store,
+    /// Engine settings (for reloads).
+    pub config: EngineConfig,
+    /// Committed records, for event streams.
+    pub events: broadcast::Sender<Arc<Record>>,
+    /// Counters and histograms.
+    pub metrics: metrics::Metrics,
+    writer: mpsc::Sender<writer::Msg>,
+    /// Live tokens by hash, refreshed after each commit, so that authentication never
+    /// waits for a commit in flight.
+    tokens: std::sync::RwLock<HashMap<String, Caller>>,
+    last_catch_up: Mutex<Option<Instant>>,
+    ready: AtomicBool,
+    snapshot_every: u64,
+    last_snapshot: AtomicU64,
+}
+
+impl AppState {
+    /// The caller a token hash belongs to.
+    pub async fn lookup_token(&self, sha256: &str) -> Option<Caller> {
+        self.tokens.read().ok()?.get(sha256).cloned()
+    }
+
+    /// Asks the writer to load records other processes appended, at most once a second.
+    /// Returns whether anything new was loaded.
+    pub async fn catch_up(&self) -> bool {
+        {
+            let Ok(mut last) = self.last_catch_up.lock() else { return false };
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(writer::Msg::CatchUp(tx)).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    fn refresh_tokens(&self, engine: &Engine) {
+        let map = engine
+            .view
+            .tokens
+            .iter()
+            .filter(|(_, t)| !t.revoked)
+            .map(|(id, t)| {
+                let caller = Caller {
+                    token_id: id.clone(),
+                    name: t.name.clone(),
+                    role: t.role,
+                    tenant: t.tenant.clone(),
+                };
+                (t.sha256.clone(), caller)
+            })
+            .collect();
+        if let Ok(mut tokens) = self.tokens.write() {
+            *tokens = map;
+        }
+    }
+
+    fn after_commit(&self, engine: &Engine, records: &[Record]) {
+        if records.iter().any(|r| matches!(r.event.kind(), "token-issued" | "token-revoked")) {
+            self.refresh_tokens(engine);
+        }
+    }
+
+    fn snapshot_due(&self, engine: &Engine) -> Option<u64> {
+        let seq = engine.view.seq;
+        (seq >= self.last_snapshot.load(Ordering::Relaxed) + self.snapshot_every).then_some(seq)
+    }
+
+    async fn snapshot(&self, engine: &Engine, seq: u64) {
+        let started = Instant::now();
+        match serde_json::to_vec(&engine.view) {
+            Ok(bytes) => {
+                let size = bytes.len();
+                match self.store.save_snapshot(seq, now_ms(), &bytes).await {
+                    Ok(()) => {
+                        self.last_snapshot.store(seq, Ordering::Relaxed);
+                        tracing::info!(
+                            seq,
+                            bytes = size,
+                            ms = started.elapsed().as_millis() as u64,
+                            "snapshot saved"
+                        );
+                    }
+                    Err(e) => tracing::warn!("snapshot at {seq} not saved: {e}"),
+                }
+            }
+            Err(e) => tracing::warn!("snapshot at {seq} not serialised: {e}"),
+        }
+    }
+
+    /// Whether the server is ready for traffic (its state is loaded and the log writable).
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+}
+
+/// A control plane that has loaded its state and is ready to serve.
+pub struct Server {
+    /// Shared state (handlers, tests).
+    pub state: Arc<AppState>,
+    /// What loading found.
+    pub report: LoadReport,
+    /// The first admin token, when the log was new.
+    pub first_admin_token: Option<String>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the log, rebuilds the state and starts the writer.
+    pub async fn start(store: Store, config: ServerConfig) -> anyhow::Result<Server> {
+        let (engine, report, first_admin_token) = engine::open(&store, &config.engine, now_ms()).await?;
+        let (tx, rx) = mpsc::channel(8 * writer::MAX_BATCH);
+        let (events, _) = broadcast::channel(16_384);
+        let seq = engine.view.seq;
+        let state = Arc::new(AppState {
+            engine: RwLock::new(engine),
+            store,
+            config: config.engine,
+            events,
+            metrics: metrics::Metrics::default(),
+            writer: tx,
+            tokens: std::sync::RwLock::new(HashMap::new()),
+            last_catch_up: Mutex::new(None),
+            ready: AtomicBool::new(true),
+            snapshot_every: config.snapshot_every.max(1),
+            last_snapshot: AtomicU64::new(report.snapshot_seq.unwrap_or(0)),
+        });
+        state.refresh_tokens(&*state.engine.read().await);
+        if seq >= report.snapshot_seq.unwrap_or(0) + state.snapshot_every {
+            state.snapshot(&*state.engine.read().await, seq).await;
+        }
+        let writer = tokio::spawn(writer::run(state.clone(), rx));
+        Ok(Server { state, report, first_admin_token, writer })
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = http::router(self.state.clone());
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        // Graceful shutdown waited for every request, so every command was answered:
+        // nothing is left in the writer's queue.
+        self.writer.abort();
+        Ok(())
+    }
+}

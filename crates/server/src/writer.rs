@@ -1,0 +1,159 @@
+//! The single writer: it batches commands, applies them to the engine, commits the
+//! resulting records in one transaction (group commit), and only then answers.
+//!
+//! One writer keeps the log dense and the core single-threaded, as it must be; batching
+//! makes one fsync serve every request that arrived while the previous one ran.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gigawatt_store::{Record, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::AppState;
+use crate::engine::Engine;
+use crate::error::ApiError;
+
+/// The most commands one commit carries.
+pub const MAX_BATCH: usize = 2048;
+
+/// Work for the engine: runs under the engine's write lock and returns what to answer
+/// once the commit is known.
+pub type Job = Box<dyn FnOnce(&mut Engine, i64) -> Reply + Send>;
+/// Sends the answer, given how the commit went.
+pub type Reply = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
+
+/// What the writer receives.
+pub enum Msg {
+    /// A command.
+    Job(Job),
+    /// Check whether another process appended to the log and, if so, load it. Answers
+    /// whether anything was loaded.
+    CatchUp(oneshot::Sender<bool>),
+}
+
+/// Runs `f` on the engine through the writer and waits until its records are durable.
+pub async fn execute<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut Engine, i64) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |engine, now| {
+        let result = f(engine, now);
+        Box::new(move |commit: Result<(), ApiError>| {
+            let _ = tx.send(commit.and(result));
+        })
+    });
+    let gone = || ApiError::unavailable("the control plane is shutting down");
+    state.writer.send(Msg::Job(job)).await.map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())?
+}
+
+/// The writer loop. Ends when every sender is gone.
+pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
+    let mut msgs = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let deadline = state.engine.read().await.next_deadline();
+        let sleep = deadline.map(|d| Duration::from_millis(u64::try_from(d - crate::now_ms()).unwrap_or(0)));
+        tokio::select! {
+            n = rx.recv_many(&mut msgs, MAX_BATCH) => if n == 0 { break },
+            () = tokio::time::sleep(sleep.unwrap_or(Duration::from_secs(3600))), if sleep.is_some() => {}
+        }
+        let mut catch_ups = Vec::new();
+        let mut jobs = Vec::with_capacity(msgs.len());
+        for m in msgs.drain(..) {
+            match m {
+                Msg::Job(j) => jobs.push(j),
+                Msg::CatchUp(tx) => catch_ups.push(tx),
+            }
+        }
+        let started = Instant::now();
+        let mut engine = state.engine.write().await;
+        let now = crate::now_ms();
+        let replies: Vec<Reply> = jobs.into_iter().map(|job| job(&mut engine, now)).collect();
+        let mut result = engine.expire(now);
+        let records = engine.take_staged();
+        if result.is_ok() {
+            result = match state.store.append(&records).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let answer = match &e {
+                        StoreError::Conflict(_) => ApiError::unavailable(
+                            "another process wrote to the event log at the same moment; retry (with the same Idempotency-Key)",
+                        ),
+                        _ => ApiError::unavailable(format!("the event log could not be written: {e}")),
+                    };
+                    tracing::error!(
+                        "commit of {} records failed: {e}; reloading from the log",
+                        records.len()
+                    );
+                    reload(&state, &mut engine).await;
+                    Err(answer)
+                }
+            };
+        } else {
+            reload(&state, &mut engine).await;
+        }
+        if result.is_ok() {
+            state.metrics.observe_commit(records.len(), replies.len(), started.elapsed());
+            state.after_commit(&engine, &records);
+        }
+        let mut caught_up = false;
+        if !catch_ups.is_empty() {
+            caught_up = match state.store.last_seq().await {
+                Ok(seq) if seq > engine.view.seq => {
+                    reload(&state, &mut engine).await;
+                    true
+                }
+                _ => false,
+            };
+        }
+        let snapshot = state.snapshot_due(&engine);
+        let engine = engine.downgrade();
+        if let Some(seq) = snapshot {
+            state.snapshot(&engine, seq).await;
+        }
+        drop(engine);
+        for reply in replies {
+            reply(result.clone());
+        }
+        for tx in catch_ups {
+            let _ = tx.send(caught_up);
+        }
+        broadcast(&state, records, result.is_ok());
+    }
+}
+
+fn broadcast(state: &AppState, records: Vec<Record>, committed: bool) {
+    if !committed {
+        return;
+    }
+    for r in records {
+        let _ = state.events.send(Arc::new(r));
+    }
+}
+
+/// Throws the engine away and loads it again from the log, retrying until the log can
+/// be read (the server answers 503 on /readyz meanwhile).
+async fn reload(state: &AppState, engine: &mut Engine) {
+    state.set_ready(false);
+    loop {
+        match crate::engine::open(&state.store, &state.config, crate::now_ms()).await {
+            Ok((fresh, report, _)) => {
+                tracing::info!(
+                    seq = fresh.view.seq,
+                    replayed = report.replayed,
+                    "state reloaded from the event log"
+                );
+                *engine = fresh;
+                state.refresh_tokens(engine);
+                state.set_ready(true);
+                return;
+            }
+            Err(e) => {
+                tracing::error!("cannot reload from the event log: {e:#}; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

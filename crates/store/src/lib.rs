@@ -1,0 +1,24 @@
+//! The event log, gigawatt's source of truth, and the state it folds into.
+//!
+//! Every change to the control plane is a [`LogEvent`], appended to the log (SQLite or
+//! PostgreSQL, see [`Store`]) before anyone is told about it. The control plane's state
+//! is [`View::apply`] folded over the log; snapshots of the view make start-up replay
+//! only the tail. The same log is the audit trail (`GET /v1/workloads/{id}/explain`
+//! reads a workload's history from it) and, later, the simulator's input for what-ifs.
+//!
+//! ```
+//! use gigawatt_store::{LogEvent, Record, View};
+//!
+//! let mut view = View::default();
+//! let event = LogEvent::TenantCreated { tenant: "acme".into(), name: "ACME Health".into() };
+//! view.apply(&Record { seq: 1, at_ms: 0, tenant: Some("acme".into()), event }).expect("applies");
+//! assert!(view.tenants.contains_key("acme"));
+//! ```
+
+mod backend;
+mod event;
+mod view;
+
+pub use backend::{Durability, FoldError, FoldReport, Store, StoreError, fold};
+pub use event::{LogEvent, Record};
+pub use view::{Tenant, Token, View, ViewError, WorkloadRecord, hex};
