@@ -90,7 +90,8 @@ pub struct NodeInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetBudget {
-    /// The new budget in watts (for example 8000000 for 8 MW).
+    /// The new budget in watts (for example 8000000 for 8 MW), at most 10 GW.
+    #[schema(maximum = 10_000_000_000_u64)]
     pub budget_w: u64,
 }
 
@@ -100,7 +101,8 @@ pub struct SetBudget {
 pub struct SetNodeState {
     /// `false` takes it down (its work is requeued), `true` brings it back.
     pub up: bool,
-    /// Why, for the log.
+    /// Why, for the log (at most 512 characters).
     #[serde(default)]
+    #[schema(max_length = 512)]
     pub reason: Option<String>,
 }

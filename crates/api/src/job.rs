@@ -54,10 +54,12 @@ impl WorkloadKind {
 pub struct Resources {
     /// Whole GPUs per task (0 for a CPU-only task). Default 1.
     #[serde(default = "one")]
+    #[schema(maximum = 64)]
     pub gpus: u32,
     /// A share of one GPU in thousandths (1..=1000), instead of whole GPUs; needs
     /// `gpus = 1`.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub gpu_milli: Option<u32>,
     /// Allowed GPU models (catalog ids or aliases, see `gigawatt catalog`); empty
     /// means any.
@@ -65,9 +67,11 @@ pub struct Resources {
     pub gpu_models: Vec<String>,
     /// CPU per task in millicores (1000 = one core). Default 1000.
     #[serde(default = "thousand")]
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub cpu_millicores: u64,
     /// Memory per task in MiB. Default 4096.
     #[serde(default = "four_gib")]
+    #[schema(minimum = 1, maximum = 4_294_967_296_u64)]
     pub memory_mib: u64,
 }
 
@@ -92,6 +96,7 @@ impl Default for Resources {
 #[serde(deny_unknown_fields)]
 pub struct GangSpec {
     /// Number of tasks (ranks), 1..=4096.
+    #[schema(minimum = 1, maximum = 4096)]
     pub tasks: u32,
     /// Where they must sit relative to each other: `same-node`, `same-rack`,
     /// `same-domain` or `any`. Default `same-domain`.
@@ -109,6 +114,7 @@ fn same_domain() -> Topology {
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     /// Number of replicas, 1..=4096.
+    #[schema(minimum = 1, maximum = 4096)]
     pub replicas: u32,
 }
 
@@ -116,7 +122,8 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    /// A name for people: 1..=128 characters, no control characters.
+    /// A name for people: 1..=128 characters, not only blanks, no control characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub name: String,
     /// The tenant it belongs to. A tenant token may omit it (or must give its own);
     /// an admin must give it.
@@ -254,10 +261,10 @@ impl JobSpec {
             }
             (None, None) => Shape::Single,
         };
-        if self.command.len() > MAX_ARGS || self.command.iter().any(|a| a.len() > MAX_ARG_LEN) {
+        if self.command.len() > MAX_ARGS || self.command.iter().any(|a| a.chars().count() > MAX_ARG_LEN) {
             return Err(FieldError::new(
                 "command",
-                format!("give at most {MAX_ARGS} arguments of at most {MAX_ARG_LEN} bytes"),
+                format!("give at most {MAX_ARGS} arguments of at most {MAX_ARG_LEN} characters"),
             ));
         }
         if self.env.len() > MAX_ENV {

@@ -42,9 +42,11 @@ impl Role {
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Identity: 1..=63 lowercase letters, digits and `-`, starting with a letter.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
     pub id: String,
-    /// Display name.
+    /// Display name (at most 128 characters, no control characters; default: the id).
     #[serde(default)]
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub name: Option<String>,
 }
 
@@ -63,7 +65,9 @@ pub struct TenantInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// A label for people (who or what uses it).
+    /// A label for people (who or what uses it): 1..=128 characters, no control
+    /// characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")]
     pub name: String,
     /// Its role.
     pub role: Role,

@@ -10,7 +10,9 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
+mod bench_cmd;
 mod chart;
+mod client;
 mod fleet_cmd;
 mod paths;
 mod serve_cmd;
@@ -44,6 +46,12 @@ enum Command {
     /// Break-glass actions straight on the event log.
     #[command(subcommand)]
     Admin(serve_cmd::AdminCommand),
+    /// The client verbs: submit, ls, get, cancel, explain, nodes, sites, top.
+    #[command(flatten)]
+    Client(client::ClientCommand),
+    /// Measure the control plane: submissions/s over HTTP, cold start, memory.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +62,8 @@ fn main() -> ExitCode {
         Command::Catalog(args) => fleet_cmd::catalog(&args),
         Command::Serve(args) => serve_cmd::serve(&args),
         Command::Admin(cmd) => serve_cmd::admin(&cmd),
+        Command::Client(cmd) => client::run(cmd),
+        Command::Bench(cmd) => bench_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -204,6 +204,8 @@ impl Store {
 
     /// Up to `limit` records after position `after`, in order.
     pub async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<Record>, StoreError> {
+        // Positions are stored as BIGINT: anything past i64::MAX is past the end.
+        let after = after.min(i64::MAX as u64);
         let sql = "SELECT seq, at_ms, tenant, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
         let rows: Vec<(i64, i64, Option<String>, String)> = match &self.backend {
             Backend::Sqlite(p) => {

@@ -171,8 +171,10 @@ pub async fn revoke_token(
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Records after this position (default 0, the start).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub after: Option<u64>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -215,10 +217,11 @@ pub async fn read_log(
 ) -> Result<Json<Vec<LogEntry>>, ApiError> {
     caller.require(&[Role::Admin, Role::Operator, Role::Auditor], "reading the event log")?;
     let limit = page_limit(q.limit, 100, 1000)?;
+    let after = super::log_position(q.after)?;
     let upto = state.engine.read().await.view.seq;
     let records = state
         .store
-        .read_after(q.after.unwrap_or(0), limit as u32)
+        .read_after(after, limit as u32)
         .await
         .map_err(|e| ApiError::unavailable(format!("the event log could not be read: {e}")))?;
     Ok(Json(

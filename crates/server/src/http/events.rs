@@ -28,6 +28,7 @@ use crate::error::ApiError;
 pub struct EventsQuery {
     /// Replay events after this log position first (the `Last-Event-ID` header wins).
     /// Default: only new events.
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub after: Option<u64>,
 }
 
@@ -60,8 +61,9 @@ pub async fn stream(
             )
         })?),
     };
+    let after_query = super::log_position(q.after)?;
     let head = state.engine.read().await.view.seq;
-    let after = from_header.or(q.after).unwrap_or(head).min(head);
+    let after = from_header.or(q.after.map(|_| after_query)).unwrap_or(head).min(head);
     let follow = Follow {
         store: state.store.clone(),
         rx,

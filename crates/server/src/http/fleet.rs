@@ -142,8 +142,10 @@ pub struct NodeQuery {
     /// Only nodes up (`true`) or down (`false`).
     pub up: Option<bool>,
     /// Page size, 1..=5000 (default 500).
+    #[param(minimum = 1, maximum = 5000)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
+    #[param(pattern = "^[0-9]{0,19}$")]
     pub cursor: Option<String>,
 }
 

@@ -161,6 +161,15 @@ pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<usize, A
     }
 }
 
+/// Checks a log position given as `after` (positions are 63-bit, as stored).
+pub fn log_position(after: Option<u64>) -> Result<u64, ApiError> {
+    match after {
+        None => Ok(0),
+        Some(a) if a <= i64::MAX as u64 => Ok(a),
+        Some(a) => Err(ApiError::field("after", format!("{a} is past any log position; give 0..=9223372036854775807"))),
+    }
+}
+
 /// Parses a cursor (a position, as returned in `next_cursor`).
 pub fn parse_cursor(cursor: Option<&str>) -> Result<u64, ApiError> {
     match cursor {

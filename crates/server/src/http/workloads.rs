@@ -54,7 +54,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 #[utoipa::path(
     post, path = "/v1/workloads", tag = "workloads",
     request_body = JobSpec,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key returns the same workload")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes retries safe: the same key returns the same workload (1..=255 printable ASCII characters)")),
     responses(
         (status = 201, description = "Created", body = WorkloadInfo),
         (status = 200, description = "Already submitted under this Idempotency-Key", body = WorkloadInfo),
@@ -90,15 +90,19 @@ pub async fn submit(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only these states, comma-separated (`pending,running`).
+    /// Only these states, comma-separated (`pending,running`): pending, running,
+    /// completed, failed, cancelled, rejected, timed-out.
+    #[param(pattern = "^(pending|running|completed|failed|cancelled|rejected|timed-out)(,(pending|running|completed|failed|cancelled|rejected|timed-out))*$")]
     pub state: Option<String>,
     /// Only this tenant (a tenant token sees only its own anyway).
     pub tenant: Option<String>,
     /// Only this kind.
     pub kind: Option<WorkloadKind>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
+    #[param(pattern = "^[0-9]{0,19}$")]
     pub cursor: Option<String>,
 }
 
@@ -125,7 +129,6 @@ pub async fn list(
         None => None,
         Some(s) => Some(
             s.split(',')
-                .filter(|p| !p.is_empty())
                 .map(|p| {
                     WorkloadState::parse(p.trim()).ok_or_else(|| {
                         ApiError::field(
