@@ -421,3 +421,34 @@ fn mistakes_end_in_one_clear_error_without_a_server() {
         assert!(body["name"].is_string(), "{name}");
     }
 }
+
+#[test]
+fn an_admin_creates_tenants_and_tokens_from_the_cli() {
+    let server = Server::start();
+    let admin = server.admin.clone();
+    server.cli(&admin, &["tenant", "create", "clinic", "--name", "Clinique"]).ok().stdout_has(&["tenant clinic created"]);
+    server.cli(&admin, &["tenant", "create", "clinic"]).fails().stderr_has(&["exists"]);
+    let listed = server.cli(&admin, &["tenant", "ls", "-o", "json"]).ok().json();
+    assert_eq!(listed[0]["id"], "clinic");
+
+    let made = server
+        .cli(&admin, &["token", "create", "--role", "tenant", "--tenant", "clinic", "--name", "ci", "-o", "json"])
+        .ok()
+        .json();
+    let secret = str_of(&made, "token").to_string();
+    let token_id = str_of(&made, "id").to_string();
+    assert!(secret.starts_with("gw_") && secret.len() >= 46, "{secret}");
+    // The new token works, for its own tenant, without --tenant.
+    let w = server.cli(&secret, &["submit", &example("shared-gpu"), "-o", "json"]).ok().json();
+    assert_eq!(w["tenant"], "clinic");
+    // Listing never shows secrets; a tenant may not list tokens or create tenants.
+    let tokens = server.cli(&admin, &["token", "ls"]);
+    assert!(!tokens.ok().stdout.contains(&secret));
+    tokens.stdout_has(&[&token_id, "clinic"]);
+    server.cli(&secret, &["token", "ls"]).fails().stderr_has(&["admin or auditor"]);
+    server.cli(&secret, &["tenant", "create", "other"]).fails().stderr_has(&["admin"]);
+    server.cli(&admin, &["token", "create", "--role", "wizard", "--name", "x"]).fails().stderr_has(&["--role"]);
+    // Revoked: it stops working at once.
+    server.cli(&admin, &["token", "revoke", &token_id]).ok().stdout_has(&["revoked"]);
+    server.cli(&secret, &["ls"]).fails().stderr_has(&["unknown or revoked token"]);
+}

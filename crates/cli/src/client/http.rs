@@ -82,6 +82,12 @@ impl Api {
         })
     }
 
+    /// `DELETE path`, retried only when the connection was never made.
+    pub fn delete(&self, path: &str) -> anyhow::Result<Answer> {
+        let url = self.url(path);
+        self.send(Retry::ConnectOnly, || self.http.delete(&url))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.settings.server)
     }

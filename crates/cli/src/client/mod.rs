@@ -7,6 +7,7 @@
 //! `http://127.0.0.1:7070`. Tables are for people; `-o json` prints the API's own JSON
 //! (an object for one workload, an array for lists, all pages joined) for scripts.
 
+pub mod admin;
 pub mod config;
 pub mod http;
 pub mod table;
@@ -155,6 +156,12 @@ pub enum ClientCommand {
     Sites(SitesArgs),
     /// Live power and GPU allocation per site, refreshed until Ctrl-C.
     Top(TopArgs),
+    /// Create and list tenants (admin).
+    #[command(subcommand)]
+    Tenant(admin::TenantCommand),
+    /// Issue, list and revoke API tokens (admin).
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
 }
 
 /// Runs a client verb.
@@ -168,6 +175,8 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Nodes(a) => verbs::nodes(&a),
         ClientCommand::Sites(a) => verbs::sites(&a),
         ClientCommand::Top(a) => top::top(&a),
+        ClientCommand::Tenant(c) => admin::tenant(&c),
+        ClientCommand::Token(c) => admin::token(&c),
     }
 }
 
