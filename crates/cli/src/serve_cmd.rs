@@ -132,16 +132,17 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let store = Store::open_with(&url, durability).await.with_context(|| format!("opening the event log {url}"))?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let addr = listener.local_addr()?;
         let started = std::time::Instant::now();
         let config = ServerConfig {
             engine: EngineConfig { fleet: fleet.clone(), policy, seed: args.seed },
             snapshot_every: args.snapshot_every,
         };
+        // Lead the log (a standby waits here, not listening) before taking traffic.
         let server = Server::start(store, config).await?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
         let r = &server.report;
         let gpus: u64 = fleet.sites.iter().flat_map(|s| &s.racks).flat_map(|r| &r.nodes).map(|n| u64::from(n.gpu_count)).sum();
         eprintln!(

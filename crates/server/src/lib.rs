@@ -170,11 +170,17 @@ pub struct Server {
     /// The first admin token, when the log was new.
     pub first_admin_token: Option<String>,
     writer: tokio::task::JoinHandle<()>,
+    leadership: gigawatt_store::Leadership,
 }
 
 impl Server {
-    /// Opens the log, rebuilds the state and starts the writer.
+    /// Becomes the log's leader (waiting while another server leads it: see
+    /// [`gigawatt_store::Leadership`]), rebuilds the state from the log and starts the
+    /// writer.
     pub async fn start(store: Store, config: ServerConfig) -> anyhow::Result<Server> {
+        let leadership = store
+            .lead(|why| tracing::warn!("standby: {why}"))
+            .await?;
         let (engine, report, first_admin_token) = engine::open(&store, &config.engine, now_ms()).await?;
         let (tx, rx) = mpsc::channel(8 * writer::MAX_BATCH);
         let (events, _) = broadcast::channel(16_384);
@@ -197,7 +203,7 @@ impl Server {
             state.snapshot(&*state.engine.read().await, seq).await;
         }
         let writer = tokio::spawn(writer::run(state.clone(), rx));
-        Ok(Server { state, report, first_admin_token, writer })
+        Ok(Server { state, report, first_admin_token, writer, leadership })
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves.
@@ -207,9 +213,38 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = http::router(self.state.clone());
+        // Stop serving, and fail, if leadership is lost (the PostgreSQL connection holding
+        // the lock died): another server may be writing the log by now.
+        let mut leadership = self.leadership;
+        let (lost_tx, lost_rx) = oneshot::channel::<()>();
+        let watchdog = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                if !leadership.holds().await {
+                    let _ = lost_tx.send(());
+                    return;
+                }
+            }
+        });
+        let lost = Arc::new(AtomicBool::new(false));
+        let lost_flag = lost.clone();
+        let stop = async move {
+            tokio::select! {
+                () = shutdown => {}
+                Ok(()) = lost_rx => {
+                    lost_flag.store(true, Ordering::Relaxed);
+                    tracing::error!("lost the leadership of the event log; stopping");
+                }
+            }
+        };
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stop)
             .await?;
+        watchdog.abort();
+        if lost.load(Ordering::Relaxed) {
+            self.writer.abort();
+            anyhow::bail!("lost the leadership of the event log (its database connection died); another server may lead it now");
+        }
         // Graceful shutdown waited for every request, so every command was answered:
         // nothing is left in the writer's queue.
         self.writer.abort();

@@ -17,8 +17,10 @@
 
 mod backend;
 mod event;
+mod leader;
 mod view;
 
 pub use backend::{Durability, FoldError, FoldReport, Store, StoreError, fold};
 pub use event::{LogEvent, Record};
+pub use leader::Leadership;
 pub use view::{Tenant, Token, View, ViewError, WorkloadRecord, hex};
