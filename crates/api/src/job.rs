@@ -123,7 +123,11 @@ pub struct ServiceSpec {
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// A name for people: 1..=128 characters, not only blanks, no control characters.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     /// The tenant it belongs to. A tenant token may omit it (or must give its own);
     /// an admin must give it.

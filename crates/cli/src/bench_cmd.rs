@@ -320,16 +320,40 @@ fn spawn_with_tenant(
     Ok((server, token))
 }
 
-/// Workloads by state, from the server's `/metrics`.
-async fn workload_counts(url: &str) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+/// What the server's `/metrics` says: workloads by state, and its group commits.
+#[derive(Debug, Default, Serialize)]
+struct ServerMetrics {
+    /// Workloads by state.
+    workloads: std::collections::BTreeMap<String, u64>,
+    /// Group commits so far.
+    commits: u64,
+    /// Mean commands per commit.
+    mean_batch: f64,
+    /// Mean time to apply and commit one batch, ms.
+    mean_commit_ms: f64,
+}
+
+async fn server_metrics(url: &str) -> anyhow::Result<ServerMetrics> {
     let text = reqwest::get(format!("{url}/metrics")).await?.text().await?;
-    let mut out = std::collections::BTreeMap::new();
+    let mut out = ServerMetrics::default();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("gigawatt_workloads{state=\"")
             && let Some((state, n)) = rest.split_once("\"} ")
         {
-            out.insert(state.to_string(), n.trim().parse().unwrap_or(0));
+            out.workloads.insert(state.to_string(), n.trim().parse().unwrap_or(0));
         }
+    }
+    let commits = value("gigawatt_commit_seconds_count");
+    out.commits = commits as u64;
+    if commits > 0.0 {
+        out.mean_commit_ms = 1000.0 * value("gigawatt_commit_seconds_sum") / commits;
+        out.mean_batch = value("gigawatt_commit_batch_commands_sum") / commits;
     }
     Ok(out)
 }
@@ -345,10 +369,14 @@ struct SubmitReport {
     load: load::LoadReport,
     /// CPU time the server used during the window, s (spawned servers only).
     server_cpu_s: Option<f64>,
+    /// CPU time every process on the machine used during the window, s: what is not the
+    /// server's or the load generator's is other programs' (the machine is shared).
+    machine_cpu_s: Option<f64>,
     /// The server's memory at the end (spawned servers only).
     server_memory: Option<procfs::Memory>,
-    /// Workloads by state at the end (from `/metrics`).
-    workloads: std::collections::BTreeMap<String, u64>,
+    /// Workloads by state and group commits at the end (from `/metrics`; the commits
+    /// count the whole run).
+    metrics: ServerMetrics,
 }
 
 fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
@@ -381,6 +409,7 @@ fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
     };
     let pid = server.as_ref().map(|(s, _)| s.pid());
     let mut server_cpu = (None, None);
+    let mut machine_cpu = (None, None);
     if !a.json {
         eprintln!(
             "loading {url}: {} connections, {}, {} warm-up + {}",
@@ -392,9 +421,14 @@ fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
     }
     let report = rt.block_on(load::run(&spec, |open| {
         let cpu = pid.and_then(procfs::cpu_seconds);
-        if open { server_cpu.0 = cpu } else { server_cpu.1 = cpu }
+        let all = procfs::machine_busy_seconds();
+        if open {
+            (server_cpu.0, machine_cpu.0) = (cpu, all);
+        } else {
+            (server_cpu.1, machine_cpu.1) = (cpu, all);
+        }
     }))?;
-    let workloads = rt.block_on(workload_counts(&url)).unwrap_or_default();
+    let metrics = rt.block_on(server_metrics(&url)).unwrap_or_default();
     let backend = rt.block_on(async {
         let v: serde_json::Value = reqwest::get(format!("{url}/healthz")).await.ok()?.json().await.ok()?;
         v["backend"].as_str().map(str::to_string)
@@ -409,8 +443,9 @@ fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
         fleet: server.as_ref().map(|(_, o)| o.fleet.display().to_string()),
         load: report,
         server_cpu_s: server_cpu.1.zip(server_cpu.0).map(|(b, a)| b - a),
+        machine_cpu_s: machine_cpu.1.zip(machine_cpu.0).map(|(b, a)| b - a),
         server_memory: pid.and_then(procfs::memory),
-        workloads,
+        metrics,
     };
     if let Some((s, _)) = server {
         s.stop();
@@ -464,13 +499,31 @@ fn print_submit(r: &SubmitReport) -> anyhow::Result<()> {
     let cpu = |c: Option<f64>| {
         c.map_or("?".into(), |c| format!("{c:.1} s ({:.0}% of one core)", 100.0 * c / l.window_s))
     };
-    outln!("CPU          server {}, load generator {}", cpu(r.server_cpu_s), cpu(l.client_cpu_s));
+    let others = match (r.machine_cpu_s, r.server_cpu_s, l.client_cpu_s) {
+        (Some(m), Some(s), Some(c)) => Some((m - s - c).max(0.0)),
+        _ => None,
+    };
+    outln!(
+        "CPU          server {}, load generator {}, other programs {}",
+        cpu(r.server_cpu_s),
+        cpu(l.client_cpu_s),
+        cpu(others)
+    );
     if let Some(m) = r.server_memory {
         outln!("server RSS   {:.0} MiB now, {:.0} MiB peak", m.rss_mib, m.peak_rss_mib);
     }
-    if !r.workloads.is_empty() {
-        let w: Vec<String> = r.workloads.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let m = &r.metrics;
+    if !m.workloads.is_empty() {
+        let w: Vec<String> = m.workloads.iter().map(|(s, n)| format!("{s} {n}")).collect();
         outln!("workloads    {}", w.join(", "));
+    }
+    if m.commits > 0 {
+        outln!(
+            "commits      {} in all, {:.1} commands and {:.2} ms each on average",
+            m.commits,
+            m.mean_batch,
+            m.mean_commit_ms
+        );
     }
     Ok(())
 }
@@ -522,7 +575,7 @@ fn memory(a: &MemoryArgs) -> anyhow::Result<()> {
             load.created, a.workloads, load.errors
         );
     }
-    let workloads = rt.block_on(workload_counts(&server.url())).unwrap_or_default();
+    let workloads = rt.block_on(server_metrics(&server.url())).unwrap_or_default().workloads;
     let after_fill = procfs::memory(server.pid());
     server.stop();
     let (mut after_restart, mut restart_ready_s, mut restart_load_line) = (None, None, None);

@@ -426,13 +426,19 @@ fn mistakes_end_in_one_clear_error_without_a_server() {
 fn an_admin_creates_tenants_and_tokens_from_the_cli() {
     let server = Server::start();
     let admin = server.admin.clone();
-    server.cli(&admin, &["tenant", "create", "clinic", "--name", "Clinique"]).ok().stdout_has(&["tenant clinic created"]);
+    server
+        .cli(&admin, &["tenant", "create", "clinic", "--name", "Clinique"])
+        .ok()
+        .stdout_has(&["tenant clinic created"]);
     server.cli(&admin, &["tenant", "create", "clinic"]).fails().stderr_has(&["exists"]);
     let listed = server.cli(&admin, &["tenant", "ls", "-o", "json"]).ok().json();
     assert_eq!(listed[0]["id"], "clinic");
 
     let made = server
-        .cli(&admin, &["token", "create", "--role", "tenant", "--tenant", "clinic", "--name", "ci", "-o", "json"])
+        .cli(
+            &admin,
+            &["token", "create", "--role", "tenant", "--tenant", "clinic", "--name", "ci", "-o", "json"],
+        )
         .ok()
         .json();
     let secret = str_of(&made, "token").to_string();
@@ -447,7 +453,10 @@ fn an_admin_creates_tenants_and_tokens_from_the_cli() {
     tokens.stdout_has(&[&token_id, "clinic"]);
     server.cli(&secret, &["token", "ls"]).fails().stderr_has(&["admin or auditor"]);
     server.cli(&secret, &["tenant", "create", "other"]).fails().stderr_has(&["admin"]);
-    server.cli(&admin, &["token", "create", "--role", "wizard", "--name", "x"]).fails().stderr_has(&["--role"]);
+    server
+        .cli(&admin, &["token", "create", "--role", "wizard", "--name", "x"])
+        .fails()
+        .stderr_has(&["--role"]);
     // Revoked: it stops working at once.
     server.cli(&admin, &["token", "revoke", &token_id]).ok().stdout_has(&["revoked"]);
     server.cli(&secret, &["ls"]).fails().stderr_has(&["unknown or revoked token"]);

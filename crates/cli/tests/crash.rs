@@ -1,7 +1,7 @@
 //! Crash safety of the control plane, on both backends: `gigawatt serve` is killed with
-//! SIGKILL in the middle of a burst of concurrent submissions, again and again, and
-//! restarted on the same log each time. Whatever it acknowledged must survive exactly
-//! once, retries with the same `Idempotency-Key` must find it instead of duplicating it,
+//! SIGKILL in the middle of a burst of concurrent submissions (and cancels and completes),
+//! again and again, and restarted on the same log each time. Whatever it acknowledged must
+//! survive exactly once, retries with the same `Idempotency-Key` must find it instead of duplicating it,
 //! and the restarted server's state must be exactly a fresh replay of its log.
 
 mod server_harness;
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use server_harness::{Api, Backend, Server, SplitMix, TestDb, assert_unique, ids, job, run_on};
 
 /// Kill-and-restart cycles per backend.
@@ -20,39 +21,50 @@ const THREADS: usize = 4;
 /// Submissions per thread per burst.
 const PER_THREAD: usize = 20;
 
-/// What one client thread saw: the keys it sent, and the ids acknowledged for them.
+/// What one client thread saw: the keys it sent, the ids acknowledged for them, and the
+/// workloads whose end it had acknowledged (with the state they must now be in).
 #[derive(Default)]
 struct Seen {
     sent: Vec<String>,
     acked: Vec<(String, String)>,
+    ended: Vec<(String, &'static str)>,
+    already_ended: Vec<String>,
     other: Vec<String>,
 }
 
-/// One burst: `THREADS` clients submit with their own keys until the server dies.
+/// The tokens a burst uses.
+#[derive(Clone)]
+struct Tokens {
+    tenant: String,
+    admin: String,
+}
+
+/// One burst until the server dies: `THREADS` clients submit with their own keys (every
+/// fourth job with a one-second time limit, so that time-outs land across restarts), and
+/// one more ends workloads from earlier bursts (cancel, complete, fail in turn).
 fn burst(
     base: &str,
-    token: &str,
+    tokens: &Tokens,
     cycle: usize,
+    live: Vec<String>,
     acks: &Arc<AtomicUsize>,
 ) -> Vec<std::thread::JoinHandle<Seen>> {
-    (0..THREADS)
+    let mut threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let api = Api::new(base);
-            let token = token.to_string();
+            let token = tokens.tenant.clone();
             let acks = acks.clone();
             std::thread::spawn(move || {
                 let mut seen = Seen::default();
                 for i in 0..PER_THREAD {
                     let key = format!("crash-c{cycle}-t{t}-{i}");
                     seen.sent.push(key.clone());
-                    let body = job(&format!("burst {cycle}/{t}/{i}"), None);
-                    match api.try_send(
-                        "POST",
-                        "/v1/workloads",
-                        Some(&token),
-                        Some(&body),
-                        &[("Idempotency-Key", &key)],
-                    ) {
+                    let mut body = job(&format!("burst {cycle}/{t}/{i}"), None);
+                    if i % 4 == 3 {
+                        body["time_limit"] = "1s".into();
+                    }
+                    let headers = [("Idempotency-Key", key.as_str())];
+                    match api.try_send("POST", "/v1/workloads", Some(&token), Some(&body), &headers) {
                         Ok(r) if r.status == 201 || r.status == 200 => {
                             seen.acked.push((key, r.str("id")));
                             acks.fetch_add(1, Ordering::SeqCst);
@@ -65,7 +77,29 @@ fn burst(
                 seen
             })
         })
-        .collect()
+        .collect();
+    let api = Api::new(base);
+    let tokens = tokens.clone();
+    threads.push(std::thread::spawn(move || {
+        let mut seen = Seen::default();
+        for (n, id) in live.into_iter().enumerate() {
+            let (path, token, body, state) = match n % 3 {
+                0 => ("cancel", &tokens.tenant, json!({}), "cancelled"),
+                1 => ("complete", &tokens.admin, json!({"exit_code": 0}), "completed"),
+                _ => ("complete", &tokens.admin, json!({"exit_code": 1}), "failed"),
+            };
+            let path = format!("/v1/workloads/{id}/{path}");
+            match api.try_send("POST", &path, Some(token), Some(&body), &[]) {
+                Ok(r) if r.status == 200 => seen.ended.push((id, state)),
+                // It timed out first.
+                Ok(r) if r.status == 409 => seen.already_ended.push(id),
+                Ok(r) => seen.other.push(format!("{path}: {} {}", r.status, r.body)),
+                Err(_) => break,
+            }
+        }
+        seen
+    }));
+    threads
 }
 
 fn crash_cycles(db: &TestDb) {
@@ -78,6 +112,11 @@ fn crash_cycles(db: &TestDb) {
     let api = Api::new(&server.base);
     api.create_tenant(&admin, "acme");
     let (_, tenant) = api.issue_token(&admin, "tenant", Some("acme"));
+    let (revoked_id, revoked) = api.issue_token(&admin, "tenant", Some("acme"));
+    api.send("DELETE", &format!("/v1/tokens/{revoked_id}"), Some(&admin), None).expect_status(200);
+    let tokens = Tokens { tenant: tenant.clone(), admin: admin.clone() };
+    let mut ended_ever: BTreeMap<String, &'static str> = BTreeMap::new(); // id -> final state
+    let mut timed_out: BTreeSet<String> = BTreeSet::new();
 
     let mut acked_ever: BTreeMap<String, String> = BTreeMap::new(); // key -> id
     let mut keys_ever: BTreeSet<String> = BTreeSet::new();
@@ -91,7 +130,14 @@ fn crash_cycles(db: &TestDb) {
         let acks = Arc::new(AtomicUsize::new(0));
         let kill_after = 1 + rng.below((THREADS * PER_THREAD / 2) as u64) as usize;
         let delay = Duration::from_micros(rng.below(4000));
-        let threads = burst(&server.base, &tenant, cycle, &acks);
+        // Up to 8 workloads of earlier bursts that this test has not ended yet.
+        let live: Vec<String> = acked_ever
+            .values()
+            .filter(|id| !ended_ever.contains_key(*id) && !timed_out.contains(*id))
+            .take(8)
+            .cloned()
+            .collect();
+        let threads = burst(&server.base, &tokens, cycle, live, &acks);
         let wait_until = Instant::now() + Duration::from_secs(30);
         while acks.load(Ordering::SeqCst) < kill_after && Instant::now() < wait_until {
             std::thread::sleep(Duration::from_micros(100));
@@ -111,6 +157,10 @@ fn crash_cycles(db: &TestDb) {
         acked_total += acked.len();
         for (key, id) in &acked {
             assert!(acked_ever.insert(key.clone(), id.clone()).is_none(), "key {key} acknowledged twice");
+        }
+        timed_out.extend(seen.iter().flat_map(|s| s.already_ended.clone()));
+        for (id, state) in seen.iter().flat_map(|s| s.ended.clone()) {
+            assert!(ended_ever.insert(id.clone(), state).is_none(), "{id} ended twice");
         }
         keys_ever.extend(sent.iter().cloned());
 
@@ -139,6 +189,16 @@ fn crash_cycles(db: &TestDb) {
                 r.body
             );
         }
+        // Every acknowledged end stuck, with its state; the revoked token stays revoked.
+        for (id, state) in &ended_ever {
+            let r = api.get(&format!("/v1/workloads/{id}"), &tenant);
+            assert_eq!(
+                r.body["state"], *state,
+                "cycle {cycle}: the acknowledged end of {id} is lost: {}",
+                r.body
+            );
+        }
+        api.get("/v1/whoami", &revoked).expect_error(401, "unauthorized");
         // ... and exactly once in the list, with nothing listed twice.
         let listed = ids(&api.list_all(&admin, ""));
         assert_unique(&listed, &format!("cycle {cycle}"));
@@ -190,6 +250,10 @@ fn crash_cycles(db: &TestDb) {
         db.backend.name(),
         started.elapsed().as_secs_f64()
     );
+    let timed_out = Api::new(&server.base).list_all(&admin, "state=timed-out&").len();
+    eprintln!("  {} ends acknowledged; {timed_out} workloads timed out", ended_ever.len());
+    assert!(timed_out > 0, "no time limit fell due across the restarts: that path went untested");
+    assert!(!ended_ever.is_empty(), "no end was acknowledged before a kill");
     assert!(from_snapshot > 0, "no restart loaded a snapshot: the snapshot path went untested");
     assert!(
         partial * 2 >= CYCLES,

@@ -75,7 +75,9 @@ fn standby_takes_over(db: &TestDb) {
     };
     let api = Api::new(&base);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && !api.try_send("GET", "/readyz", None, None, &[]).is_ok_and(|r| r.status == 200) {
+    while Instant::now() < deadline
+        && !api.try_send("GET", "/readyz", None, None, &[]).is_ok_and(|r| r.status == 200)
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(api.get("/v1/state/digest", &admin).body, before, "the new leader holds the same state");

@@ -67,6 +67,8 @@ pub struct AppState {
     /// Live tokens by hash, refreshed after each commit, so that authentication never
     /// waits for a commit in flight.
     tokens: std::sync::RwLock<HashMap<String, Caller>>,
+    /// Ids of the live tokens, so that long-lived streams can stop when theirs is revoked.
+    live_token_ids: std::sync::RwLock<std::collections::HashSet<String>>,
     last_catch_up: Mutex<Option<Instant>>,
     ready: AtomicBool,
     snapshot_every: u64,
@@ -77,6 +79,12 @@ impl AppState {
     /// The caller a token hash belongs to.
     pub async fn lookup_token(&self, sha256: &str) -> Option<Caller> {
         self.tokens.read().ok()?.get(sha256).cloned()
+    }
+
+    /// Whether the token with this id is still live (not revoked).
+    #[must_use]
+    pub fn token_is_live(&self, token_id: &str) -> bool {
+        self.live_token_ids.read().is_ok_and(|ids| ids.contains(token_id))
     }
 
     /// Asks the writer to load records other processes appended, at most once a second.
@@ -112,8 +120,12 @@ impl AppState {
                 (t.sha256.clone(), caller)
             })
             .collect();
+        let ids = engine.view.tokens.iter().filter(|(_, t)| !t.revoked).map(|(id, _)| id.clone()).collect();
         if let Ok(mut tokens) = self.tokens.write() {
             *tokens = map;
+        }
+        if let Ok(mut live) = self.live_token_ids.write() {
+            *live = ids;
         }
     }
 
@@ -178,9 +190,7 @@ impl Server {
     /// [`gigawatt_store::Leadership`]), rebuilds the state from the log and starts the
     /// writer.
     pub async fn start(store: Store, config: ServerConfig) -> anyhow::Result<Server> {
-        let leadership = store
-            .lead(|why| tracing::warn!("standby: {why}"))
-            .await?;
+        let leadership = store.lead(|why| tracing::warn!("standby: {why}")).await?;
         let (engine, report, first_admin_token) = engine::open(&store, &config.engine, now_ms()).await?;
         let (tx, rx) = mpsc::channel(8 * writer::MAX_BATCH);
         let (events, _) = broadcast::channel(16_384);
@@ -193,6 +203,7 @@ impl Server {
             metrics: metrics::Metrics::default(),
             writer: tx,
             tokens: std::sync::RwLock::new(HashMap::new()),
+            live_token_ids: std::sync::RwLock::new(std::collections::HashSet::new()),
             last_catch_up: Mutex::new(None),
             ready: AtomicBool::new(true),
             snapshot_every: config.snapshot_every.max(1),
@@ -243,7 +254,9 @@ impl Server {
         watchdog.abort();
         if lost.load(Ordering::Relaxed) {
             self.writer.abort();
-            anyhow::bail!("lost the leadership of the event log (its database connection died); another server may lead it now");
+            anyhow::bail!(
+                "lost the leadership of the event log (its database connection died); another server may lead it now"
+            );
         }
         // Graceful shutdown waited for every request, so every command was answered:
         // nothing is left in the writer's queue.

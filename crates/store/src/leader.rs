@@ -71,8 +71,10 @@ impl Store {
             let opts = PgConnectOptions::from_str(&url).map_err(|e| bad(e.to_string()))?;
             let mut conn = PgConnection::connect_with(&opts).await?;
             loop {
-                let got: bool =
-                    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LOCK_KEY).fetch_one(&mut conn).await?;
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(LOCK_KEY)
+                    .fetch_one(&mut conn)
+                    .await?;
                 if got {
                     return Ok(Leadership { guard: Guard::Postgres(conn) });
                 }
@@ -90,12 +92,10 @@ impl Store {
         }
         let mut lock_path = file.as_os_str().to_owned();
         lock_path.push(".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| bad(format!("cannot open the lock file {}: {e}", lock_path.to_string_lossy())))?;
+        let lock =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(
+                |e| bad(format!("cannot open the lock file {}: {e}", lock_path.to_string_lossy())),
+            )?;
         loop {
             match lock.try_lock() {
                 Ok(()) => return Ok(Leadership { guard: Guard::File(lock) }),

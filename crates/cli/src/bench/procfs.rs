@@ -44,3 +44,17 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / CLK_TCK)
 }
+
+/// CPU time every process on the machine used so far (all CPUs, user + system + the
+/// rest but idle and I/O wait), in seconds, from `/proc/stat`: with the server's and the
+/// load generator's own, it tells how much other programs took during a benchmark.
+#[must_use]
+pub fn machine_busy_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is
+    // already counted in user.
+    let busy: f64 = v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
+    Some(busy / CLK_TCK)
+}

@@ -97,8 +97,9 @@ pub fn tenant(cmd: &TenantCommand) -> anyhow::Result<()> {
 pub fn token(cmd: &TokenCommand) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Create(a) => {
-            let role = Role::parse(&a.role)
-                .ok_or_else(|| anyhow::anyhow!("--role `{}`: use admin, operator, tenant or auditor", a.role))?;
+            let role = Role::parse(&a.role).ok_or_else(|| {
+                anyhow::anyhow!("--role `{}`: use admin, operator, tenant or auditor", a.role)
+            })?;
             let api = connect(&a.conn)?;
             let body =
                 serde_json::to_value(CreateToken { name: a.name.clone(), role, tenant: a.tenant.clone() })?;

@@ -65,6 +65,7 @@ pub async fn stream(
     let head = state.engine.read().await.view.seq;
     let after = from_header.or(q.after.map(|_| after_query)).unwrap_or(head).min(head);
     let follow = Follow {
+        state: state.clone(),
         store: state.store.clone(),
         rx,
         caller,
@@ -93,6 +94,7 @@ fn to_sse(r: &Record) -> Event {
 }
 
 struct Follow {
+    state: Arc<AppState>,
     store: Store,
     rx: broadcast::Receiver<Arc<Record>>,
     caller: Caller,
@@ -106,9 +108,13 @@ impl Follow {
         r.event.workload().is_some() && r.tenant.as_deref().is_some_and(|t| self.caller.sees_tenant(t))
     }
 
-    /// The next visible record, or `None` when the stream ends.
+    /// The next visible record, or `None` when the stream ends (also when the caller's
+    /// token is revoked: a stream never outlives the right to read it).
     async fn next(&mut self) -> Option<Record> {
         loop {
+            if !self.state.token_is_live(&self.caller.token_id) {
+                return None;
+            }
             while let Some(r) = self.backlog.pop_front() {
                 if r.seq > self.last {
                     self.last = r.seq;

@@ -166,7 +166,10 @@ pub fn log_position(after: Option<u64>) -> Result<u64, ApiError> {
     match after {
         None => Ok(0),
         Some(a) if a <= i64::MAX as u64 => Ok(a),
-        Some(a) => Err(ApiError::field("after", format!("{a} is past any log position; give 0..=9223372036854775807"))),
+        Some(a) => Err(ApiError::field(
+            "after",
+            format!("{a} is past any log position; give 0..=9223372036854775807"),
+        )),
     }
 }
 

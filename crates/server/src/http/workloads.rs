@@ -92,7 +92,9 @@ pub async fn submit(
 pub struct ListQuery {
     /// Only these states, comma-separated (`pending,running`): pending, running,
     /// completed, failed, cancelled, rejected, timed-out.
-    #[param(pattern = "^(pending|running|completed|failed|cancelled|rejected|timed-out)(,(pending|running|completed|failed|cancelled|rejected|timed-out))*$")]
+    #[param(
+        pattern = "^(pending|running|completed|failed|cancelled|rejected|timed-out)(,(pending|running|completed|failed|cancelled|rejected|timed-out))*$"
+    )]
     pub state: Option<String>,
     /// Only this tenant (a tenant token sees only its own anyway).
     pub tenant: Option<String>,
