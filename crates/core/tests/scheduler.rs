@@ -992,3 +992,76 @@ fn french_fleet_with_european_sites_dark_runs_only_public_data_abroad() {
     assert_eq!(h.site_of(h.placement(2)[0].as_deref().expect("placed")), "paris-sud");
     assert_eq!(h.sched.pending().collect::<Vec<_>>(), vec![id(4)]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Restoring the state the control plane's event log recorded
+// ---------------------------------------------------------------------------------------
+
+fn lab_scheduler(fleet: &gigawatt_fleet::Fleet) -> Scheduler {
+    Scheduler::new(
+        fleet,
+        PolicyKind::Fgd.build(&common::typical_pods()),
+        SchedulerConfig::default(),
+        common::NOW,
+    )
+    .expect("scheduler")
+}
+
+#[test]
+fn restore_puts_back_exactly_what_was_placed_and_queues_the_rest() {
+    let fleet = common::fleet(LAB);
+    let now = common::NOW;
+    let mut rng = CoreRng::seed_from_u64(5);
+    // Decide on one scheduler...
+    let mut live = lab_scheduler(&fleet);
+    let gang = job(1).gpus(8).gang(2, Topology::SameDomain).build();
+    let share = job(2).share(500).build();
+    let big = job(3).gpus(8).gang(3, Topology::SameRack).build();
+    let mut placed = Vec::new();
+    for w in [gang.clone(), share.clone(), big.clone()] {
+        let d = live.handle(now, Event::Arrival(w.clone()), &mut rng).expect("arrival");
+        let mut tasks = vec![None; w.shape.tasks() as usize];
+        for p in d.iter().filter(|d| d.workload() == w.id).flat_map(|d| match d {
+            Decision::Placed { tasks, .. } => tasks.clone(),
+            _ => vec![],
+        }) {
+            let i = p.task as usize;
+            tasks[i] = Some(p);
+        }
+        placed.push((w, tasks));
+    }
+    // ...and restore the facts on another: the same allocations, power and queue.
+    let mut restored = lab_scheduler(&fleet);
+    for (w, tasks) in &placed {
+        restored.restore(w.clone(), tasks).expect("restores");
+    }
+    assert_eq!(usage(restored.state()), usage(live.state()));
+    assert_eq!(restored.state().sites[0].power, live.state().sites[0].power);
+    assert_eq!(restored.status(id(1)), Some(WorkloadStatus::Running));
+    assert_eq!(
+        restored.status(id(3)),
+        Some(WorkloadStatus::Pending),
+        "a 3-node gang cannot fit one 2-node rack"
+    );
+    assert_eq!(restored.pending().collect::<Vec<_>>(), vec![id(3)]);
+    let allocs: Vec<_> = restored.all_allocations().map(|(_, a)| a.clone()).collect();
+    assert_eq!(restored.state().audit(allocs.iter()), Ok(()));
+    // Restoring twice, or onto an unknown node, or past a limit, is refused whole.
+    let before = usage(restored.state());
+    assert!(matches!(restored.restore(gang.clone(), &placed[0].1), Err(CoreError::Restore(..))));
+    let mut elsewhere = placed[0].1.clone();
+    if let Some(Some(t)) = elsewhere.get_mut(1) {
+        t.node = "nowhere".into();
+    }
+    let mut other = gang.clone();
+    other.id = id(9);
+    assert!(matches!(restored.restore(other.clone(), &elsewhere), Err(CoreError::Restore(..))));
+    // The same GPUs a second time: over-allocation.
+    assert!(matches!(restored.restore(other, &placed[0].1), Err(CoreError::Restore(..))));
+    assert_eq!(usage(restored.state()), before, "a refused restore leaves the state as it was");
+    // Once restored, the core goes on deciding: freeing the gang lets nothing else in
+    // (the big gang still needs 3 nodes of one rack), and completing works.
+    let d = restored.handle(now, Event::Completion(id(1)), &mut rng).expect("completion");
+    assert!(d.iter().any(|d| matches!(d, Decision::Released { workload } if *workload == id(1))));
+    assert!(restored.retry_all(&mut rng).is_empty());
+}
