@@ -71,8 +71,8 @@ pub struct SpawnArgs {
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     /// Start a server (`gigawatt serve` on a free port, on `--db`) instead of using
-    /// `--server`; it creates a tenant and token itself.
-    #[arg(long, conflicts_with_all = ["server", "token"])]
+    /// `--server` (ignored then, as is `--token`); it creates a tenant and token itself.
+    #[arg(long)]
     pub spawn: bool,
     /// The server to load (with `--token`).
     #[arg(long, env = "GIGAWATT_SERVER", required_unless_present = "spawn")]
@@ -118,6 +118,9 @@ pub struct LoadArgs {
     /// Threads of the load generator (it shares the machine with the server).
     #[arg(long, default_value_t = 1)]
     pub client_threads: usize,
+    /// Write every request (`sent_ms,latency_ms,status`) to this CSV file, to plot.
+    #[arg(long)]
+    pub samples: Option<PathBuf>,
 }
 
 /// Options of `gigawatt bench memory`.
@@ -406,6 +409,7 @@ fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
         requests: a.load.requests,
         gpus: a.load.gpus,
         run_id,
+        samples_csv: a.load.samples.clone(),
     };
     let pid = server.as_ref().map(|(s, _)| s.pid());
     let mut server_cpu = (None, None);
@@ -562,6 +566,7 @@ fn memory(a: &MemoryArgs) -> anyhow::Result<()> {
         requests: Some(a.workloads),
         gpus: a.gpus,
         run_id: format!("{:x}", unique()),
+        samples_csv: None,
     };
     if !a.json {
         eprintln!("submitting {} workloads to {} ({})", a.workloads, server.url(), opts.fleet.display());

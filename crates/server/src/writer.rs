@@ -115,7 +115,11 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
         let snapshot = state
             .snapshot_due(&engine)
             .filter(|_| snapshot_task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished))
-            .map(|seq| (seq, engine.view.clone()));
+            .map(|seq| {
+                let copying = Instant::now();
+                let view = engine.view.snapshot_copy();
+                (seq, view, copying.elapsed())
+            });
         drop(engine);
         for reply in replies {
             reply(result.clone());
@@ -124,15 +128,15 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
             let _ = tx.send(caught_up);
         }
         broadcast(&state, records, result.is_ok());
-        if let Some((seq, view)) = snapshot {
-            snapshot_task = Some(tokio::spawn(save_snapshot(state.clone(), view, seq)));
+        if let Some((seq, view, copy)) = snapshot {
+            snapshot_task = Some(tokio::spawn(save_snapshot(state.clone(), view, seq, copy)));
         }
     }
 }
 
 /// Serialises `view` (the state as of log position `seq`) off the async workers and
 /// saves it as a snapshot.
-async fn save_snapshot(state: Arc<AppState>, view: gigawatt_store::View, seq: u64) {
+async fn save_snapshot(state: Arc<AppState>, view: gigawatt_store::View, seq: u64, copy: Duration) {
     let started = Instant::now();
     let bytes = match tokio::task::spawn_blocking(move || serde_json::to_vec(&view)).await {
         Ok(Ok(bytes)) => bytes,
@@ -145,6 +149,7 @@ async fn save_snapshot(state: Arc<AppState>, view: gigawatt_store::View, seq: u6
             tracing::info!(
                 seq,
                 bytes = bytes.len(),
+                copy_ms = copy.as_millis() as u64,
                 ms = started.elapsed().as_millis() as u64,
                 "snapshot saved"
             );

@@ -235,10 +235,7 @@ impl Store {
         let prune =
             "DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 2)";
         match &self.backend {
-            Backend::Sqlite(p) => {
-                sqlx::query(insert).bind(seq as i64).bind(at_ms).bind(body).execute(p).await?;
-                sqlx::query(prune).execute(p).await?;
-            }
+            Backend::Sqlite(p) => sqlite_save_snapshot(p, seq, at_ms, body).await?,
             Backend::Postgres(p) => {
                 sqlx::query(insert).bind(seq as i64).bind(at_ms).bind(body).execute(p).await?;
                 sqlx::query(prune).execute(p).await?;
@@ -251,10 +248,16 @@ impl Store {
     pub async fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let sql = "SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1";
         let row = match &self.backend {
-            Backend::Sqlite(p) => sqlx::query(sql)
-                .fetch_optional(p)
-                .await?
-                .map(|r| (r.get::<i64, _>(0), r.get::<Vec<u8>, _>(1))),
+            Backend::Sqlite(p) => {
+                match sqlx::query(sql)
+                    .fetch_optional(p)
+                    .await?
+                    .map(|r| (r.get::<i64, _>(0), r.get::<Vec<u8>, _>(1)))
+                {
+                    Some((seq, body)) => Some((seq, sqlite_join_parts(p, seq, body).await?)),
+                    None => None,
+                }
+            }
             Backend::Postgres(p) => sqlx::query(sql)
                 .fetch_optional(p)
                 .await?
@@ -269,6 +272,7 @@ impl Store {
             Backend::Sqlite(p) => {
                 sqlx::query("DELETE FROM events").execute(p).await?;
                 sqlx::query("DELETE FROM snapshots").execute(p).await?;
+                sqlx::query("DELETE FROM snapshot_parts").execute(p).await?;
             }
             Backend::Postgres(p) => {
                 sqlx::query("TRUNCATE events, snapshots").execute(p).await?;
@@ -284,6 +288,117 @@ impl Store {
             Backend::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.is_ok(),
         }
     }
+}
+
+/// Size of one part of a large SQLite snapshot: each part is one short transaction, so
+/// appends wait a few milliseconds at most behind a snapshot being saved.
+const SNAPSHOT_PART: usize = 1 << 20;
+
+/// Starts the `snapshots` body of a snapshot saved in parts; `PARTS LENGTH` follow. No
+/// snapshot body starts with a NUL byte (they are JSON).
+const PARTS_MARK: &[u8] = b"\0gigawatt-snapshot-parts\0";
+
+/// Saves a SQLite snapshot and prunes old ones. A large one is saved in parts, each in its
+/// own transaction, then the `snapshots` row naming them, so that it is whole or absent.
+///
+/// Parts are written and deleted with `synchronous=NORMAL` (no fsync each; WAL mode stays
+/// consistent, and checkpoints still sync), and the `snapshots` rows with the store's own
+/// setting: with `FULL`, the row's fsync makes the parts before it durable too. An fsync
+/// per part would queue with the writer's commits.
+async fn sqlite_save_snapshot(p: &SqlitePool, seq: u64, at_ms: i64, body: &[u8]) -> Result<(), StoreError> {
+    let insert = "INSERT INTO snapshots (seq, at_ms, body) VALUES ($1, $2, $3) ON CONFLICT (seq) DO NOTHING";
+    let prune =
+        "DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 2)";
+    let mut conn = p.acquire().await?;
+    let result = async {
+        let exists = sqlx::query("SELECT 1 FROM snapshots WHERE seq = $1")
+            .bind(seq as i64)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *conn).await?;
+        let relaxed = "PRAGMA synchronous = NORMAL";
+        let restore = format!("PRAGMA synchronous = {sync}");
+        if exists.is_none() {
+            let mut row = body;
+            let mark;
+            if body.len() > SNAPSHOT_PART {
+                sqlx::query(relaxed).execute(&mut *conn).await?;
+                // Leftovers of an interrupted save at this position.
+                sqlx::query("DELETE FROM snapshot_parts WHERE seq = $1")
+                    .bind(seq as i64)
+                    .execute(&mut *conn)
+                    .await?;
+                let mut parts = 0i64;
+                for chunk in body.chunks(SNAPSHOT_PART) {
+                    sqlx::query("INSERT INTO snapshot_parts (seq, part, body) VALUES ($1, $2, $3)")
+                        .bind(seq as i64)
+                        .bind(parts)
+                        .bind(chunk)
+                        .execute(&mut *conn)
+                        .await?;
+                    parts += 1;
+                }
+                sqlx::query(&restore).execute(&mut *conn).await?;
+                mark = [PARTS_MARK, format!("{parts} {}", body.len()).as_bytes()].concat();
+                row = &mark;
+            }
+            sqlx::query(insert).bind(seq as i64).bind(at_ms).bind(row).execute(&mut *conn).await?;
+        }
+        sqlx::query(prune).execute(&mut *conn).await?;
+        // The parts of snapshots no longer kept, and of interrupted saves older than the
+        // newest snapshot, one part per transaction.
+        let orphans: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT seq, part FROM snapshot_parts WHERE seq NOT IN (SELECT seq FROM snapshots) \
+             AND seq < (SELECT COALESCE(MAX(seq), 0) FROM snapshots)",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        if !orphans.is_empty() {
+            sqlx::query(relaxed).execute(&mut *conn).await?;
+            for (seq, part) in orphans {
+                sqlx::query("DELETE FROM snapshot_parts WHERE seq = $1 AND part = $2")
+                    .bind(seq)
+                    .bind(part)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            sqlx::query(&restore).execute(&mut *conn).await?;
+        }
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    if result.is_err() {
+        // It may be left committing without fsync: never give it back to the pool.
+        drop(conn.detach());
+    }
+    result
+}
+
+/// The bytes of the SQLite snapshot at `seq` whose `snapshots` body is `body`: the body
+/// itself, or its parts joined. Missing parts give empty bytes, which do not parse: the
+/// snapshot is then ignored and the log replayed, as for any unreadable snapshot.
+async fn sqlite_join_parts(p: &SqlitePool, seq: i64, body: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    let Some(rest) = body.strip_prefix(PARTS_MARK) else { return Ok(body) };
+    let text = String::from_utf8_lossy(rest);
+    let mut it = text.split(' ').map(str::parse::<usize>);
+    let (Some(Ok(parts)), Some(Ok(len))) = (it.next(), it.next()) else { return Ok(Vec::new()) };
+    let mut out = Vec::with_capacity(len);
+    for part in 0..parts {
+        let chunk: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT body FROM snapshot_parts WHERE seq = $1 AND part = $2")
+                .bind(seq)
+                .bind(part as i64)
+                .fetch_optional(p)
+                .await?;
+        match chunk {
+            Some(c) => out.extend_from_slice(&c),
+            None => return Ok(Vec::new()),
+        }
+    }
+    if out.len() != len {
+        return Ok(Vec::new());
+    }
+    Ok(out)
 }
 
 fn parse_row((seq, at_ms, tenant, body): (i64, i64, Option<String>, String)) -> Result<Record, StoreError> {
@@ -338,4 +453,43 @@ pub async fn fold(store: &Store, use_snapshot: bool) -> Result<(crate::View, Fol
         report.replayed += records.len() as u64;
     }
     Ok((view, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot larger than a part is saved in parts, read back whole, and its parts go
+    /// when it is pruned.
+    #[tokio::test]
+    async fn large_sqlite_snapshots_round_trip_in_parts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("log.db").display());
+        let store = Store::open(&url).await.expect("opens");
+        let Backend::Sqlite(pool) = &store.backend else { panic!("sqlite") };
+        let big = |n: u8| -> Vec<u8> { (0..SNAPSHOT_PART * 5 / 2).map(|i| (i % 251) as u8 ^ n).collect() };
+        let parts = || async {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM snapshot_parts")
+                .fetch_one(pool)
+                .await
+                .expect("count");
+            n
+        };
+        store.save_snapshot(10, 1, &big(1)).await.expect("save");
+        assert_eq!(parts().await, 3, "2.5 MiB in 1 MiB parts");
+        assert_eq!(store.latest_snapshot().await.expect("latest"), Some((10, big(1))));
+        // Saving the same position again keeps the first.
+        store.save_snapshot(10, 2, &big(2)).await.expect("save again");
+        assert_eq!(store.latest_snapshot().await.expect("latest"), Some((10, big(1))));
+        store.save_snapshot(20, 3, b"small").await.expect("save small");
+        store.save_snapshot(30, 4, &big(3)).await.expect("save");
+        assert_eq!(store.latest_snapshot().await.expect("latest"), Some((30, big(3))));
+        assert_eq!(parts().await, 3, "the parts of the pruned snapshot at 10 are gone");
+        // A snapshot row whose parts are missing reads as unreadable (empty), not an error.
+        sqlx::query("DELETE FROM snapshot_parts WHERE seq = 30 AND part = 1")
+            .execute(pool)
+            .await
+            .expect("delete");
+        assert_eq!(store.latest_snapshot().await.expect("latest"), Some((30, Vec::new())));
+    }
 }

@@ -3,6 +3,7 @@
 //! (see the server's `engine`), so this is everything a restart needs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use gigawatt_api::{Role, RunSpec, WorkloadKind, WorkloadState};
 use gigawatt_core::{TaskPlacement, Workload, WorkloadId};
@@ -100,8 +101,10 @@ pub struct View {
     pub tenants: BTreeMap<String, Tenant>,
     /// Tokens by id.
     pub tokens: BTreeMap<String, Token>,
-    /// Workloads by id.
-    pub workloads: BTreeMap<WorkloadId, WorkloadRecord>,
+    /// Workloads by id. Each record is shared (`Arc`), so that a copy of the view for a
+    /// snapshot copies the map, not every record; a change clones only the record it
+    /// touches, and only while a copy still holds it.
+    pub workloads: BTreeMap<WorkloadId, Arc<WorkloadRecord>>,
     /// Nodes taken down by an operator, with why.
     pub nodes_down: BTreeMap<String, String>,
     /// Site budgets set through the API (they override the fleet file's phases).
@@ -189,7 +192,7 @@ impl View {
                 self.live += 1;
                 self.workloads.insert(
                     id,
-                    WorkloadRecord {
+                    Arc::new(WorkloadRecord {
                         workload: workload.clone(),
                         kind: *kind,
                         run: run.clone(),
@@ -202,7 +205,7 @@ impl View {
                         running_since: None,
                         exit_code: None,
                         idempotency_key: idempotency_key.clone(),
-                    },
+                    }),
                 );
             }
             LogEvent::WorkloadPlaced { workload, tasks, .. } => {
@@ -264,7 +267,7 @@ impl View {
         match self.workloads.get_mut(&id) {
             None => Err(format!("unknown workload {id}")),
             Some(w) if w.state.is_final() => Err(format!("{id} already ended ({})", w.state.as_str())),
-            Some(w) => Ok(w),
+            Some(w) => Ok(Arc::make_mut(w)),
         }
     }
 
@@ -284,6 +287,24 @@ impl View {
         w.updated_at = r.at_ms;
         self.live -= 1;
         Ok(())
+    }
+
+    /// A copy of what a snapshot holds, for serialising it while the view moves on.
+    /// Cheap: workload records are shared, and the indexes are left out
+    /// ([`View::reindex`] rebuilds them when the snapshot is loaded).
+    #[must_use]
+    pub fn snapshot_copy(&self) -> View {
+        View {
+            seq: self.seq,
+            id_key: self.id_key,
+            submitted: self.submitted,
+            tenants: self.tenants.clone(),
+            tokens: self.tokens.clone(),
+            workloads: self.workloads.clone(),
+            nodes_down: self.nodes_down.clone(),
+            budgets: self.budgets.clone(),
+            ..View::default()
+        }
     }
 
     /// Rebuilds the indexes a snapshot does not carry. Call after deserialising one.
@@ -323,7 +344,7 @@ impl View {
 
     /// Workloads in submission order, starting after submission position `after`.
     pub fn workloads_after(&self, after: u64) -> impl Iterator<Item = &WorkloadRecord> + '_ {
-        self.by_seq.range(after + 1..).filter_map(|(_, id)| self.workloads.get(id))
+        self.by_seq.range(after + 1..).filter_map(|(_, id)| self.workloads.get(id).map(Arc::as_ref))
     }
 
     /// Workloads pending or running.

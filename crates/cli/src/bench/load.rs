@@ -39,6 +39,8 @@ pub struct LoadSpec {
     pub gpus: u32,
     /// Makes idempotency keys unique across runs against the same log.
     pub run_id: String,
+    /// Write every request (`sent_ms,latency_ms,status`) to this CSV file.
+    pub samples_csv: Option<std::path::PathBuf>,
 }
 
 /// One request.
@@ -149,7 +151,20 @@ pub async fn run(spec: &LoadSpec, mut on_window: impl FnMut(bool)) -> anyhow::Re
         on_window(false);
     }
     let finished = Instant::now();
-    let samples = std::mem::take(&mut *samples.lock().await);
+    let mut samples = std::mem::take(&mut *samples.lock().await);
+    if let Some(path) = &spec.samples_csv {
+        samples.sort_unstable_by_key(|s| s.at_us);
+        let mut csv = String::from("sent_ms,latency_ms,status\n");
+        for s in &samples {
+            csv.push_str(&format!(
+                "{:.3},{:.3},{}\n",
+                s.at_us as f64 / 1e3,
+                s.latency_us as f64 / 1e3,
+                s.status
+            ));
+        }
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
     let total_requests = sent.load(Ordering::Relaxed).min(max_requests);
     Ok(summarise(spec, &samples, start, window_start, end.unwrap_or(finished), total_requests, client_cpu))
 }

@@ -26,7 +26,7 @@ use crate::writer::execute;
 /// cannot tell another tenant's workload from one that does not exist.
 pub fn visible<'a>(engine: &'a Engine, caller: &Caller, id: &str) -> Result<&'a WorkloadRecord, ApiError> {
     parse_workload_id(id)
-        .and_then(|wid| engine.view.workloads.get(&wid))
+        .and_then(|wid| engine.view.workloads.get(&wid).map(Arc::as_ref))
         .filter(|w| caller.sees_tenant(&w.workload.tenant.0))
         .ok_or_else(|| ApiError::not_found("workload", id))
 }
