@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// Seed of the scheduling core's random stream.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// How long ended workloads stay in memory, in lists and in snapshots: `24h`, `30m`,
+    /// `0s`, or `forever`. Afterwards they are archived: `gigawatt get` still finds them
+    /// in the event log, but their idempotency keys are forgotten.
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub keep_ended: String,
     /// Snapshot the state after this many new log records.
     #[arg(long, default_value_t = 50_000)]
     pub snapshot_every: u64,
@@ -129,12 +134,20 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let policy: PolicyKind = args.policy.parse().map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
     let url = db_url(args.db.as_deref(), args.data_dir.as_deref())?;
     let durability = if args.durability == "normal" { Durability::Normal } else { Durability::Full };
+    let keep_ended_ms = match args.keep_ended.as_str() {
+        "forever" => None,
+        d => Some(
+            humantime::parse_duration(d).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).map_err(
+                |e| anyhow::anyhow!("--keep-ended `{d}`: {e}; write a duration such as 24h, or `forever`"),
+            )?,
+        ),
+    };
     let rt = runtime()?;
     rt.block_on(async {
         let store = Store::open_with(&url, durability).await.with_context(|| format!("opening the event log {url}"))?;
         let started = std::time::Instant::now();
         let config = ServerConfig {
-            engine: EngineConfig { fleet: fleet.clone(), policy, seed: args.seed },
+            engine: EngineConfig { fleet: fleet.clone(), policy, seed: args.seed, keep_ended_ms },
             snapshot_every: args.snapshot_every,
         };
         // Lead the log (a standby waits here, not listening) before taking traffic.

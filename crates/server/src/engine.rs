@@ -29,7 +29,18 @@ pub struct EngineConfig {
     pub policy: PolicyKind,
     /// Seed of the core's RNG (mixed with the log position at each start).
     pub seed: u64,
+    /// How long an ended workload stays in memory (and in snapshots) before it is
+    /// archived: its entries stay in the log, where `GET` still finds it. `None` keeps
+    /// everything.
+    pub keep_ended_ms: Option<i64>,
 }
+
+/// The default retention of ended workloads: a day, as long as idempotency keys are
+/// commonly honoured (Stripe keeps them 24 h).
+pub const DEFAULT_KEEP_ENDED_MS: i64 = 24 * 3600 * 1000;
+
+/// The most workloads one `workloads-archived` entry names.
+const ARCHIVE_BATCH: usize = 1000;
 
 /// The folded log and the core.
 pub struct Engine {
@@ -42,6 +53,9 @@ pub struct Engine {
     rng: CoreRng,
     /// Time limits: (deadline ms, workload), checked lazily against the view.
     timers: BTreeSet<(i64, WorkloadId)>,
+    /// Ended workloads by when they ended, for archiving.
+    ended: BTreeSet<(i64, WorkloadId)>,
+    keep_ended_ms: Option<i64>,
     /// Records produced since the last commit.
     staged: Vec<Record>,
 }
@@ -99,6 +113,8 @@ impl Engine {
             fleet: config.fleet.clone(),
             rng,
             timers: BTreeSet::new(),
+            ended: BTreeSet::new(),
+            keep_ended_ms: config.keep_ended_ms,
             staged: Vec::new(),
         };
         let live: Vec<WorkloadId> =
@@ -126,6 +142,13 @@ impl Engine {
     }
 
     fn timers_from_view(&mut self) {
+        self.ended = self
+            .view
+            .workloads
+            .values()
+            .filter(|w| w.state.is_final())
+            .map(|w| (w.updated_at, w.workload.id))
+            .collect();
         self.timers = self
             .view
             .workloads
@@ -146,6 +169,11 @@ impl Engine {
         };
         let record = Record { seq: self.view.seq + 1, at_ms, tenant, event };
         self.view.apply(&record).map_err(|e| ApiError::internal(format!("{e}")))?;
+        if let Some(id) = record.event.workload()
+            && let Some(w) = self.view.workloads.get(&id).filter(|w| w.state.is_final())
+        {
+            self.ended.insert((w.updated_at, id));
+        }
         if let LogEvent::WorkloadPlaced { workload, .. } = &record.event
             && let Some(w) = self.view.workloads.get(workload)
             && let (Some(since), Some(limit)) = (w.running_since, w.run.time_limit_s)
@@ -302,10 +330,39 @@ impl Engine {
         Ok(())
     }
 
-    /// When the next time limit falls due.
+    /// Archives ended workloads past the retention period (at most a few thousand per
+    /// call, so that one batch never grows large).
+    pub fn archive(&mut self, now_ms: i64) -> Result<(), ApiError> {
+        let Some(keep) = self.keep_ended_ms else { return Ok(()) };
+        for _ in 0..4 {
+            let mut due = Vec::new();
+            while let Some(&(at, id)) = self.ended.first() {
+                if at > now_ms.saturating_sub(keep) || due.len() == ARCHIVE_BATCH {
+                    break;
+                }
+                self.ended.pop_first();
+                if self.view.workloads.get(&id).is_some_and(|w| w.state.is_final()) {
+                    due.push(id);
+                }
+            }
+            if due.is_empty() {
+                break;
+            }
+            self.stage(now_ms, LogEvent::WorkloadsArchived { workloads: due })?;
+        }
+        Ok(())
+    }
+
+    /// When the next time limit or archival falls due.
     #[must_use]
     pub fn next_deadline(&self) -> Option<i64> {
-        self.timers.first().map(|(d, _)| *d)
+        let limit = self.timers.first().map(|(d, _)| *d);
+        let archive =
+            self.keep_ended_ms.and_then(|keep| self.ended.first().map(|(at, _)| at.saturating_add(keep)));
+        match (limit, archive) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Creates a tenant.

@@ -72,7 +72,7 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
         let mut engine = state.engine.write().await;
         let now = crate::now_ms();
         let replies: Vec<Reply> = jobs.into_iter().map(|job| job(&mut engine, now)).collect();
-        let mut result = engine.expire(now);
+        let mut result = engine.expire(now).and_then(|()| engine.archive(now));
         let records = engine.take_staged();
         if result.is_ok() {
             result = match state.store.append(&records).await {

@@ -108,6 +108,13 @@ pub enum LogEvent {
         /// Who ended it (a token id), or `None` for the control plane itself.
         by: Option<String>,
     },
+    /// Ended workloads left the control plane's memory (and its snapshots) after the
+    /// retention period. Their entries stay in the log, where `GET /v1/workloads/{id}`
+    /// still finds them; their idempotency keys are forgotten.
+    WorkloadsArchived {
+        /// The workloads, all ended.
+        workloads: Vec<WorkloadId>,
+    },
     /// A node stopped taking work; its work was requeued.
     NodeDown {
         /// Node name.
@@ -148,6 +155,7 @@ impl LogEvent {
             LogEvent::WorkloadRejected { .. } => "workload-rejected",
             LogEvent::WorkloadPreempted { .. } => "workload-preempted",
             LogEvent::WorkloadFinished { .. } => "workload-finished",
+            LogEvent::WorkloadsArchived { .. } => "workloads-archived",
             LogEvent::NodeDown { .. } => "node-down",
             LogEvent::NodeUp { .. } => "node-up",
             LogEvent::BudgetChanged { .. } => "budget-changed",
@@ -203,6 +211,9 @@ impl LogEvent {
                     s.push_str(&format!(" by token {b}"));
                 }
                 s
+            }
+            LogEvent::WorkloadsArchived { workloads } => {
+                format!("{} ended workloads archived out of memory (still in the log)", workloads.len())
             }
             LogEvent::NodeDown { node, reason } => format!("node {node} down: {reason}"),
             LogEvent::NodeUp { node, reason } => format!("node {node} up: {reason}"),

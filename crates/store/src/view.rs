@@ -81,6 +81,93 @@ pub struct WorkloadRecord {
 }
 
 impl WorkloadRecord {
+    /// The record a `workload-submitted` entry creates, or `None` for any other entry.
+    #[must_use]
+    pub fn submitted(r: &Record) -> Option<WorkloadRecord> {
+        let LogEvent::WorkloadSubmitted { workload, kind, run, idempotency_key, .. } = &r.event else {
+            return None;
+        };
+        Some(WorkloadRecord {
+            workload: workload.clone(),
+            kind: *kind,
+            run: run.clone(),
+            state: WorkloadState::Pending,
+            tasks: vec![None; workload.shape.tasks() as usize],
+            reason: "submitted".into(),
+            submitted_seq: r.seq,
+            submitted_at: r.at_ms,
+            updated_at: r.at_ms,
+            running_since: None,
+            exit_code: None,
+            idempotency_key: idempotency_key.clone(),
+        })
+    }
+
+    /// Applies an entry about this (live) workload: placed, pending, preempted,
+    /// rejected or finished. Other entries change nothing.
+    pub fn apply(&mut self, r: &Record) -> Result<(), String> {
+        let id = self.workload.id;
+        if self.state.is_final() {
+            return Err(format!("{id} already ended ({})", self.state.as_str()));
+        }
+        let ended = |w: &mut WorkloadRecord, state: WorkloadState, exit_code: Option<i32>| {
+            w.state = state;
+            w.tasks.iter_mut().for_each(|t| *t = None);
+            w.running_since = None;
+            w.exit_code = exit_code;
+        };
+        match &r.event {
+            LogEvent::WorkloadPlaced { tasks, .. } => {
+                for t in tasks {
+                    let slot = self
+                        .tasks
+                        .get_mut(t.task as usize)
+                        .ok_or_else(|| format!("{id} has no task {}", t.task))?;
+                    if slot.is_some() {
+                        return Err(format!("{id} task {} placed twice", t.task));
+                    }
+                    *slot = Some(t.clone());
+                }
+                if self.tasks.iter().all(Option::is_some) {
+                    self.state = WorkloadState::Running;
+                    self.running_since = Some(r.at_ms);
+                }
+            }
+            LogEvent::WorkloadPending { .. } => {}
+            LogEvent::WorkloadPreempted { .. } => {
+                self.tasks.iter_mut().for_each(|t| *t = None);
+                self.state = WorkloadState::Pending;
+                self.running_since = None;
+            }
+            LogEvent::WorkloadRejected { .. } => ended(self, WorkloadState::Rejected, None),
+            LogEvent::WorkloadFinished { state, exit_code, .. } => {
+                if !state.is_final() {
+                    return Err(format!("{} is not a final state", state.as_str()));
+                }
+                ended(self, *state, *exit_code);
+            }
+            _ => return Ok(()),
+        }
+        self.reason = r.event.describe();
+        self.updated_at = r.at_ms;
+        Ok(())
+    }
+
+    /// Rebuilds a workload from its own entries of the log (oldest first), for one that
+    /// was archived out of the view. `None` if they do not start with its submission.
+    #[must_use]
+    pub fn from_history(records: &[Record]) -> Option<WorkloadRecord> {
+        let (first, rest) = records.split_first()?;
+        let mut w = WorkloadRecord::submitted(first)?;
+        for r in rest {
+            if w.state.is_final() {
+                break;
+            }
+            w.apply(r).ok()?;
+        }
+        Some(w)
+    }
+
     /// Tasks placed now.
     #[must_use]
     pub fn placed(&self) -> u32 {
@@ -175,7 +262,7 @@ impl View {
                 t.revoked = true;
                 self.token_by_hash.remove(&t.sha256);
             }
-            LogEvent::WorkloadSubmitted { workload, kind, run, idempotency_key, .. } => {
+            LogEvent::WorkloadSubmitted { workload, idempotency_key, .. } => {
                 let id = workload.id;
                 if self.workloads.contains_key(&id) {
                     return Err(fail(format!("{id} submitted twice")));
@@ -184,70 +271,40 @@ impl View {
                     return Err(fail(format!("{id} is not the id of submission {}", self.submitted)));
                 }
                 self.submitted += 1;
-                let tasks = vec![None; workload.shape.tasks() as usize];
                 if let Some(k) = idempotency_key {
                     self.idempotency.insert((workload.tenant.0.clone(), k.clone()), id);
                 }
                 self.by_seq.insert(r.seq, id);
                 self.live += 1;
-                self.workloads.insert(
-                    id,
-                    Arc::new(WorkloadRecord {
-                        workload: workload.clone(),
-                        kind: *kind,
-                        run: run.clone(),
-                        state: WorkloadState::Pending,
-                        tasks,
-                        reason: "submitted".into(),
-                        submitted_seq: r.seq,
-                        submitted_at: at,
-                        updated_at: at,
-                        running_since: None,
-                        exit_code: None,
-                        idempotency_key: idempotency_key.clone(),
-                    }),
-                );
+                let record = WorkloadRecord::submitted(r).ok_or_else(|| fail("not a submission".into()))?;
+                self.workloads.insert(id, Arc::new(record));
             }
-            LogEvent::WorkloadPlaced { workload, tasks, .. } => {
+            LogEvent::WorkloadPlaced { workload, .. }
+            | LogEvent::WorkloadPending { workload, .. }
+            | LogEvent::WorkloadPreempted { workload, .. }
+            | LogEvent::WorkloadRejected { workload, .. }
+            | LogEvent::WorkloadFinished { workload, .. } => {
                 let w = self.live_workload(*workload).map_err(fail)?;
-                for t in tasks {
-                    let slot = w
-                        .tasks
-                        .get_mut(t.task as usize)
-                        .ok_or_else(|| fail(format!("{workload} has no task {}", t.task)))?;
-                    if slot.is_some() {
-                        return Err(fail(format!("{workload} task {} placed twice", t.task)));
+                w.apply(r).map_err(fail)?;
+                if w.state.is_final() {
+                    self.live -= 1;
+                }
+            }
+            LogEvent::WorkloadsArchived { workloads } => {
+                for id in workloads {
+                    let w = self.workloads.get(id).ok_or_else(|| fail(format!("unknown workload {id}")))?;
+                    if !w.state.is_final() {
+                        return Err(fail(format!(
+                            "{id} is {}, only ended workloads are archived",
+                            w.state.as_str()
+                        )));
                     }
-                    *slot = Some(t.clone());
+                    if let Some(k) = &w.idempotency_key {
+                        self.idempotency.remove(&(w.workload.tenant.0.clone(), k.clone()));
+                    }
+                    self.by_seq.remove(&w.submitted_seq);
+                    self.workloads.remove(id);
                 }
-                w.reason = r.event.describe();
-                w.updated_at = at;
-                if w.tasks.iter().all(Option::is_some) {
-                    w.state = WorkloadState::Running;
-                    w.running_since = Some(at);
-                }
-            }
-            LogEvent::WorkloadPending { workload, .. } => {
-                let w = self.live_workload(*workload).map_err(fail)?;
-                w.reason = r.event.describe();
-                w.updated_at = at;
-            }
-            LogEvent::WorkloadPreempted { workload, .. } => {
-                let w = self.live_workload(*workload).map_err(fail)?;
-                w.tasks.iter_mut().for_each(|t| *t = None);
-                w.state = WorkloadState::Pending;
-                w.running_since = None;
-                w.reason = r.event.describe();
-                w.updated_at = at;
-            }
-            LogEvent::WorkloadRejected { workload, .. } => {
-                self.finish(*workload, WorkloadState::Rejected, None, r).map_err(fail)?;
-            }
-            LogEvent::WorkloadFinished { workload, state, exit_code, .. } => {
-                if !state.is_final() {
-                    return Err(fail(format!("{} is not a final state", state.as_str())));
-                }
-                self.finish(*workload, *state, *exit_code, r).map_err(fail)?;
             }
             LogEvent::NodeDown { node, reason } => {
                 self.nodes_down.insert(node.clone(), reason.clone());
@@ -269,24 +326,6 @@ impl View {
             Some(w) if w.state.is_final() => Err(format!("{id} already ended ({})", w.state.as_str())),
             Some(w) => Ok(Arc::make_mut(w)),
         }
-    }
-
-    fn finish(
-        &mut self,
-        id: WorkloadId,
-        state: WorkloadState,
-        exit_code: Option<i32>,
-        r: &Record,
-    ) -> Result<(), String> {
-        let w = self.live_workload(id)?;
-        w.state = state;
-        w.tasks.iter_mut().for_each(|t| *t = None);
-        w.running_since = None;
-        w.exit_code = exit_code;
-        w.reason = r.event.describe();
-        w.updated_at = r.at_ms;
-        self.live -= 1;
-        Ok(())
     }
 
     /// A copy of what a snapshot holds, for serialising it while the view moves on.

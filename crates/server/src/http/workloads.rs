@@ -31,6 +31,25 @@ pub fn visible<'a>(engine: &'a Engine, caller: &Caller, id: &str) -> Result<&'a 
         .ok_or_else(|| ApiError::not_found("workload", id))
 }
 
+/// A workload archived out of memory (ended past the retention period), rebuilt from its
+/// own entries in the log if the caller may see it. Same 404 as [`visible`] otherwise.
+async fn archived(state: &AppState, caller: &Caller, id: &str) -> Result<(WorkloadRecord, u64), ApiError> {
+    let missing = || ApiError::not_found("workload", id);
+    let wid = parse_workload_id(id).ok_or_else(missing)?;
+    let records = state
+        .store
+        .workload_history(wid)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the event log could not be read: {e}")))?;
+    let upto = state.engine.read().await.view.seq;
+    let records: Vec<_> = records.into_iter().filter(|r| r.seq <= upto).collect();
+    let w = WorkloadRecord::from_history(&records).ok_or_else(missing)?;
+    if !caller.sees_tenant(&w.workload.tenant.0) {
+        return Err(missing());
+    }
+    Ok((w, upto))
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
     let bad = || {
@@ -179,9 +198,24 @@ pub async fn get_one(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WorkloadInfo>, ApiError> {
-    let engine = state.engine.read().await;
-    let w = visible(&engine, &caller, &id)?;
-    Ok(Json(workload_info(&engine, w)))
+    {
+        let engine = state.engine.read().await;
+        if let Ok(w) = visible(&engine, &caller, &id) {
+            return Ok(Json(workload_info(&engine, w)));
+        }
+    }
+    let (w, _) = archived(&state, &caller, &id).await?;
+    Ok(Json(workload_info(&*state.engine.read().await, &w)))
+}
+
+/// Checks that the caller may see the workload; an archived one has ended long ago, which
+/// is a conflict for anything that would end it.
+async fn ensure_known(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    if visible(&*state.engine.read().await, caller, id).is_ok() {
+        return Ok(());
+    }
+    let (w, _) = archived(state, caller, id).await?;
+    Err(ApiError::conflict(format!("{id} already ended: {} (archived)", w.state.as_str())))
 }
 
 fn end(
@@ -220,10 +254,7 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WorkloadInfo>, ApiError> {
-    {
-        let engine = state.engine.read().await;
-        visible(&engine, &caller, &id)?;
-    }
+    ensure_known(&state, &caller, &id).await?;
     caller.require(&[Role::Admin, Role::Operator, Role::Tenant], "cancelling")?;
     let info =
         execute(&state, move |engine, now| end(engine, now, &caller, &id, WorkloadState::Cancelled, None))
@@ -256,10 +287,7 @@ pub async fn complete(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<WorkloadInfo>, ApiError> {
-    {
-        let engine = state.engine.read().await;
-        visible(&engine, &caller, &id)?;
-    }
+    ensure_known(&state, &caller, &id).await?;
     caller.require(&[Role::Admin, Role::Operator], "reporting a workload's end")?;
     let to = if req.exit_code == 0 { WorkloadState::Completed } else { WorkloadState::Failed };
     let info =
@@ -285,10 +313,16 @@ pub async fn explain(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Explain>, ApiError> {
-    let (wid, wstate, summary, upto) = {
+    let live = {
         let engine = state.engine.read().await;
-        let w = visible(&engine, &caller, &id)?;
-        (w.workload.id, w.state, w.reason.clone(), engine.view.seq)
+        visible(&engine, &caller, &id).map(|w| (w.workload.id, w.state, w.reason.clone(), engine.view.seq))
+    };
+    let (wid, wstate, summary, upto) = match live {
+        Ok(found) => found,
+        Err(_) => {
+            let (w, upto) = archived(&state, &caller, &id).await?;
+            (w.workload.id, w.state, w.reason.clone(), upto)
+        }
     };
     let records = state
         .store
