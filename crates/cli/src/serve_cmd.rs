@@ -174,7 +174,8 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 eprintln!("  (shown once; only its hash is stored)\n");
                 eprintln!("  export GIGAWATT_SERVER=http://{addr}");
                 eprintln!("  export GIGAWATT_TOKEN={token}");
-                eprintln!("  gigawatt submit examples/jobs/training-gang.toml && gigawatt ls");
+                eprintln!("  gigawatt tenant create demo");
+                eprintln!("  gigawatt submit examples/jobs/training-gang.toml --tenant demo && gigawatt ls");
             }
             None => eprintln!(
                 "  lost the admin token? gigawatt admin create-token --db {url}"
