@@ -4,12 +4,18 @@
 //! (`GET /v1/openapi.json`, generated from these types with `utoipa`) can never drift
 //! apart. Field names are the API's, in `snake_case`; enums are `kebab-case`.
 
+pub mod agent;
 pub mod error;
 pub mod fleet;
 pub mod job;
 pub mod tokens;
 pub mod workload;
 
+pub use agent::{
+    AgentInfo, Assignment, Desired, GpuInventory, GpuTelemetry, Heartbeat, LogAck, LogChunk, LogSlice, LogStream,
+    NodeTelemetry, RegisterAgent, Registered, SetPowerLimit, TaskKey, TaskReport, TaskState, TelemetrySample,
+    TelemetrySeries, TenantEnergy,
+};
 pub use error::{ApiErrorBody, FieldError};
 pub use fleet::{NodeInfo, RackInfo, SetBudget, SetNodeState, SiteInfo};
 pub use job::{GangSpec, JobSpec, Resources, RunSpec, ServiceSpec, ValidJob, WorkloadKind};

@@ -16,6 +16,9 @@ pub enum Role {
     Tenant,
     /// Read-only access to everything, including the event log.
     Auditor,
+    /// A node agent: registers nodes, sends heartbeats, telemetry, task reports and
+    /// logs. It sees no workload through the rest of the API.
+    Agent,
 }
 
 impl Role {
@@ -27,6 +30,7 @@ impl Role {
             Role::Operator => "operator",
             Role::Tenant => "tenant",
             Role::Auditor => "auditor",
+            Role::Agent => "agent",
         }
     }
 

@@ -15,8 +15,10 @@ pub enum WorkloadState {
     Pending,
     /// Every task placed on its GPUs.
     Running,
-    /// Ended with exit code 0.
-    Completed,
+    /// Ended with exit code 0 (every task, for a gang or service). Logs written before
+    /// this state was renamed say `completed`.
+    #[serde(alias = "completed")]
+    Succeeded,
     /// Ended with a non-zero exit code.
     Failed,
     /// Cancelled by a user or an operator.
@@ -40,7 +42,7 @@ impl WorkloadState {
         match self {
             WorkloadState::Pending => "pending",
             WorkloadState::Running => "running",
-            WorkloadState::Completed => "completed",
+            WorkloadState::Succeeded => "succeeded",
             WorkloadState::Failed => "failed",
             WorkloadState::Cancelled => "cancelled",
             WorkloadState::Rejected => "rejected",
@@ -68,6 +70,13 @@ pub struct TaskInfo {
     pub gpus: Vec<u16>,
     /// Share taken on each of those GPUs, in thousandths.
     pub gpu_milli: Vec<u32>,
+    /// The copy's generation (the log position of its placement).
+    #[serde(default)]
+    pub generation: u64,
+    /// Its process, as its agent reported it: `assigned` (not started yet), `running`
+    /// or `exited`.
+    #[serde(default)]
+    pub process: String,
 }
 
 /// A workload as the API shows it.
@@ -101,6 +110,12 @@ pub struct WorkloadInfo {
     pub updated_at: String,
     /// Exit code, once ended by its process.
     pub exit_code: Option<i32>,
+    /// Energy its GPUs used so far (its share of each, every copy counted), in joules.
+    #[serde(default)]
+    pub energy_j: f64,
+    /// The same in kilowatt-hours.
+    #[serde(default)]
+    pub energy_kwh: f64,
     /// The job as submitted.
     pub spec: JobSpec,
 }

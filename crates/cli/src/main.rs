@@ -17,6 +17,7 @@ mod fleet_cmd;
 mod paths;
 mod serve_cmd;
 mod sim_cmd;
+mod up_cmd;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,9 @@ enum Command {
     Catalog(fleet_cmd::CatalogArgs),
     /// Run the control plane: the HTTP API on the event log (SQLite or PostgreSQL).
     Serve(serve_cmd::ServeArgs),
+    /// Start the control plane and N simulated node agents, each its own process on
+    /// loopback: a whole cluster on this machine, until Ctrl-C.
+    Up(up_cmd::UpArgs),
     /// Break-glass actions straight on the event log.
     #[command(subcommand)]
     Admin(serve_cmd::AdminCommand),
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Fleet(cmd) => fleet_cmd::run(cmd),
         Command::Catalog(args) => fleet_cmd::catalog(&args),
         Command::Serve(args) => serve_cmd::serve(&args),
+        Command::Up(args) => up_cmd::up(&args),
         Command::Admin(cmd) => serve_cmd::admin(&cmd),
         Command::Client(cmd) => client::run(cmd),
         Command::Bench(cmd) => bench_cmd::run(cmd),

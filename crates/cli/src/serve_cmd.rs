@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use gigawatt_api::Role;
 use gigawatt_core::PolicyKind;
+use gigawatt_server::agents::AgentSettings;
 use gigawatt_server::engine::EngineConfig;
 use gigawatt_server::{Server, ServerConfig};
 use gigawatt_store::{Durability, LogEvent, Record, Store, StoreError};
@@ -49,6 +50,29 @@ pub struct ServeArgs {
     /// `normal` (survives a crash of the process, not of the machine).
     #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
     pub durability: String,
+    /// How often node agents send heartbeats (every agent is told at registration).
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    pub heartbeat_interval: std::time::Duration,
+    /// A node whose heartbeats stop for this long is lost: its work is requeued
+    /// elsewhere. Default: three heartbeat intervals. Agents stop their own work one
+    /// interval earlier, so the two copies never overlap.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lost_after: Option<std::time::Duration>,
+    /// How long agents wait between SIGTERM and SIGKILL when they stop a task.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+    /// Place work only on nodes whose agent registered (as `gigawatt up` does). Without
+    /// it, a node without an agent still takes work as a reservation that nothing runs.
+    #[arg(long)]
+    pub require_agents: bool,
+    /// Heartbeats of telemetry kept per node for `GET /v1/nodes/{name}/telemetry`.
+    #[arg(long, default_value_t = 36)]
+    pub telemetry_samples: usize,
+}
+
+/// Parses `5s`, `250ms`, `1m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}; write e.g. 5s, 250ms or 1m"))
 }
 
 /// `gigawatt admin …`.
@@ -71,7 +95,7 @@ pub struct CreateTokenArgs {
     /// Data directory (as for `serve`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Role: admin, operator, tenant or auditor.
+    /// Role: admin, operator, tenant, auditor or agent.
     #[arg(long, default_value = "admin")]
     pub role: String,
     /// The tenant, for a tenant token.
@@ -96,7 +120,8 @@ pub struct ReplayArgs {
     pub use_snapshot: bool,
 }
 
-fn default_data_dir() -> PathBuf {
+/// `$XDG_DATA_HOME/gigawatt`, else `~/.local/share/gigawatt`.
+pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
         return PathBuf::from(x).join("gigawatt");
     }
@@ -146,9 +171,25 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let store = Store::open_with(&url, durability).await.with_context(|| format!("opening the event log {url}"))?;
         let started = std::time::Instant::now();
+        let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+        let agents = AgentSettings {
+            heartbeat_interval: args.heartbeat_interval,
+            lost_after: args.lost_after.unwrap_or(3 * args.heartbeat_interval),
+            grace: args.grace,
+            telemetry_samples: args.telemetry_samples,
+            logs_dir: Some(data_dir.join("logs")),
+        };
+        agents.validate().map_err(|e| anyhow::anyhow!(e))?;
         let config = ServerConfig {
-            engine: EngineConfig { fleet: fleet.clone(), policy, seed: args.seed, keep_ended_ms },
+            engine: EngineConfig {
+                fleet: fleet.clone(),
+                policy,
+                seed: args.seed,
+                keep_ended_ms,
+                require_agents: args.require_agents,
+            },
             snapshot_every: args.snapshot_every,
+            agents,
         };
         // Lead the log (a standby waits here, not listening) before taking traffic.
         let server = Server::start(store, config).await?;
@@ -185,7 +226,8 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -218,7 +260,7 @@ pub fn admin(cmd: &AdminCommand) -> anyhow::Result<()> {
 
 fn create_token(a: &CreateTokenArgs) -> anyhow::Result<()> {
     let role = Role::parse(&a.role)
-        .with_context(|| format!("--role `{}`: use admin, operator, tenant or auditor", a.role))?;
+        .with_context(|| format!("--role `{}`: use admin, operator, tenant, auditor or agent", a.role))?;
     match (role, &a.tenant) {
         (Role::Tenant, None) => bail!("--tenant: a tenant token needs its tenant"),
         (Role::Tenant, Some(_)) => {}

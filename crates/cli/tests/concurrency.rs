@@ -42,7 +42,7 @@ fn ending(k: usize) -> (&'static str, Value, &'static str, &'static str) {
     match k % 4 {
         0 => ("cancel", json!({}), "tenant", "cancelled"),
         1 => ("cancel", json!({}), "operator", "cancelled"),
-        2 => ("complete", json!({"exit_code": 0}), "operator", "completed"),
+        2 => ("complete", json!({"exit_code": 0}), "operator", "succeeded"),
         _ => ("complete", json!({"exit_code": 3}), "admin", "failed"),
     }
 }

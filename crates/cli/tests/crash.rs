@@ -85,7 +85,7 @@ fn burst(
         for (n, id) in live.into_iter().enumerate() {
             let (path, token, body, state) = match n % 3 {
                 0 => ("cancel", &tokens.tenant, json!({}), "cancelled"),
-                1 => ("complete", &tokens.admin, json!({"exit_code": 0}), "completed"),
+                1 => ("complete", &tokens.admin, json!({"exit_code": 0}), "succeeded"),
                 _ => ("complete", &tokens.admin, json!({"exit_code": 1}), "failed"),
             };
             let path = format!("/v1/workloads/{id}/{path}");

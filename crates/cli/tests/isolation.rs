@@ -304,7 +304,7 @@ fn isolation(db: &TestDb) {
     let state = |id: &str| api.get(&format!("/v1/workloads/{id}"), &t.admin).body["state"].clone();
     assert_eq!(
         [a1.as_str(), b1.as_str(), a2.as_str(), b2.as_str(), a3.as_str()].map(state),
-        ["cancelled", "cancelled", "completed", "failed", "cancelled"].map(Value::from)
+        ["cancelled", "cancelled", "succeeded", "failed", "cancelled"].map(Value::from)
     );
     // Submitting: tenants for themselves, admin and operator for anyone.
     submit(&api, &t.operator, "by-operator", Some(B));

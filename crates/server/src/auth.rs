@@ -36,6 +36,7 @@ impl Caller {
         match self.role {
             Role::Tenant => self.tenant.as_deref() == Some(tenant),
             Role::Admin | Role::Operator | Role::Auditor => true,
+            Role::Agent => false,
         }
     }
 
@@ -106,6 +107,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             && let Some(caller) = state.lookup_token(&digest).await
         {
             return Ok(caller);
+        }
+        if parts.uri.path().starts_with("/v1/agent/") {
+            tracing::warn!(path = parts.uri.path(), "agent request refused: unknown or revoked token");
         }
         Err(ApiError::unauthorized("unknown or revoked token"))
     }

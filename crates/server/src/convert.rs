@@ -60,6 +60,13 @@ pub fn workload_info(engine: &Engine, w: &WorkloadRecord) -> WorkloadInfo {
                 site,
                 gpus: t.gpus.iter().map(|(g, _)| *g).collect(),
                 gpu_milli: t.gpus.iter().map(|(_, m)| m.0).collect(),
+                generation: w.run(t.task).generation,
+                process: match w.run(t.task) {
+                    r if r.exit.is_some() => "exited",
+                    r if r.started_at.is_some() => "running",
+                    _ => "assigned",
+                }
+                .to_string(),
             }
         })
         .collect();
@@ -78,6 +85,8 @@ pub fn workload_info(engine: &Engine, w: &WorkloadRecord) -> WorkloadInfo {
         submitted_at: rfc3339(w.submitted_at),
         updated_at: rfc3339(w.updated_at),
         exit_code: w.exit_code,
+        energy_j: w.energy_j,
+        energy_kwh: w.energy_j / 3.6e6,
         spec: spec_of(w),
     }
 }

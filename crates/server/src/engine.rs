@@ -6,7 +6,10 @@
 //! afterwards answers anyone. If the commit fails, the engine is thrown away and rebuilt
 //! from the log, so memory never holds what the log does not.
 
-use std::collections::BTreeSet;
+pub mod agents;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use gigawatt_api::{CreateTenant, CreateToken, JobSpec, Role, WorkloadState};
 use gigawatt_core::{
@@ -33,6 +36,21 @@ pub struct EngineConfig {
     /// archived: its entries stay in the log, where `GET` still finds it. `None` keeps
     /// everything.
     pub keep_ended_ms: Option<i64>,
+    /// Whether a node takes work only once its agent registered. Off, a node without an
+    /// agent takes work as a reservation (nothing runs it); a node whose agent was lost
+    /// never does.
+    pub require_agents: bool,
+}
+
+/// What the engine keeps of a fleet node for the agent protocol.
+#[derive(Debug, Clone)]
+pub struct FleetNode {
+    /// GPU model id.
+    pub gpu_model: Option<String>,
+    /// GPUs.
+    pub gpu_count: u32,
+    /// Settable power limits of its GPU model (catalog minimum to TDP), in watts.
+    pub limit_range: Option<(u64, u64)>,
 }
 
 /// The default retention of ended workloads: a day, as long as idempotency keys are
@@ -58,6 +76,11 @@ pub struct Engine {
     keep_ended_ms: Option<i64>,
     /// Records produced since the last commit.
     staged: Vec<Record>,
+    /// Live workloads with a task on each node, for the agents' assignments.
+    by_node: HashMap<String, BTreeSet<WorkloadId>>,
+    /// Fleet nodes by name.
+    fleet_nodes: Arc<HashMap<String, FleetNode>>,
+    require_agents: bool,
 }
 
 /// What start-up found.
@@ -92,21 +115,21 @@ impl Engine {
     pub fn from_view(view: View, config: &EngineConfig, now_ms: i64) -> Result<Engine, anyhow::Error> {
         let now = Timestamp(now_ms);
         let policy = config.policy.build(&TypicalPods::default());
-        let mut scheduler = Scheduler::new(&config.fleet, policy, SchedulerConfig::default(), now)?;
-        let mut rng = CoreRng::seed_from_u64(config.seed ^ view.seq.rotate_left(17));
-        // Operator overrides first (no workloads yet, so they decide nothing).
-        for node in view.nodes_down.keys() {
-            if let Err(e) = scheduler.handle(now, Event::NodeRemoved { node: node.clone() }, &mut rng) {
-                tracing::warn!("node {node} is down in the log but {e}; ignored");
-            }
-        }
-        for (site, budget) in &view.budgets {
-            if let Err(e) =
-                scheduler.handle(now, Event::BudgetChanged { site: site.clone(), budget: *budget }, &mut rng)
-            {
-                tracing::warn!("site {site} has a budget in the log but {e}; ignored");
-            }
-        }
+        let scheduler = Scheduler::new(&config.fleet, policy, SchedulerConfig::default(), now)?;
+        let rng = CoreRng::seed_from_u64(config.seed ^ view.seq.rotate_left(17));
+        let fleet_nodes: HashMap<String, FleetNode> = config
+            .fleet
+            .nodes()
+            .map(|(_, _, n)| {
+                let spec = n.gpu_model.as_deref().and_then(|m| config.fleet.catalog.get(m));
+                let node = FleetNode {
+                    gpu_model: n.gpu_model.clone(),
+                    gpu_count: n.gpu_count,
+                    limit_range: spec.map(|g| (g.min_power_limit.0, g.tdp.0)),
+                };
+                (n.name.clone(), node)
+            })
+            .collect();
         let mut engine = Engine {
             view,
             scheduler,
@@ -116,7 +139,31 @@ impl Engine {
             ended: BTreeSet::new(),
             keep_ended_ms: config.keep_ended_ms,
             staged: Vec::new(),
+            by_node: HashMap::new(),
+            fleet_nodes: Arc::new(fleet_nodes),
+            require_agents: config.require_agents,
         };
+        // Nodes down, lost or without their agent first (no workloads yet, so this
+        // decides nothing).
+        let mut unavailable: Vec<String> =
+            engine.fleet_nodes.keys().filter(|n| !engine.node_schedulable(n)).cloned().collect();
+        unavailable.sort();
+        for node in unavailable {
+            let event = Event::NodeRemoved { node: node.clone() };
+            if let Err(e) = engine.scheduler.handle(now, event, &mut engine.rng) {
+                tracing::warn!("node {node} is unavailable in the log but {e}; ignored");
+            }
+        }
+        for node in engine.view.nodes_down.keys().filter(|n| !engine.fleet_nodes.contains_key(*n)) {
+            tracing::warn!("node {node} is down in the log but not in the fleet; ignored");
+        }
+        let budgets: Vec<_> = engine.view.budgets.iter().map(|(s, b)| (s.clone(), *b)).collect();
+        for (site, budget) in budgets {
+            let event = Event::BudgetChanged { site: site.clone(), budget };
+            if let Err(e) = engine.scheduler.handle(now, event, &mut engine.rng) {
+                tracing::warn!("site {site} has a budget in the log but {e}; ignored");
+            }
+        }
         let live: Vec<WorkloadId> =
             engine.view.workloads_after(0).filter(|w| !w.state.is_final()).map(|w| w.workload.id).collect();
         for id in live {
@@ -133,6 +180,11 @@ impl Engine {
                     now_ms,
                     LogEvent::WorkloadPreempted { workload: id, why: PreemptWhy::NodeLost { node } },
                 )?;
+            }
+        }
+        for w in engine.view.workloads.values().filter(|w| !w.state.is_final()) {
+            for t in w.tasks.iter().flatten() {
+                engine.by_node.entry(t.node.clone()).or_default().insert(w.workload.id);
             }
         }
         let decisions = engine.scheduler.retry_all(&mut engine.rng);
@@ -168,6 +220,25 @@ impl Engine {
             }
         };
         let record = Record { seq: self.view.seq + 1, at_ms, tenant, event };
+        let unplaces = matches!(
+            record.event,
+            LogEvent::WorkloadPreempted { .. } | LogEvent::WorkloadFinished { .. } | LogEvent::WorkloadRejected { .. }
+        );
+        if unplaces
+            && let Some(id) = record.event.workload()
+            && let Some(w) = self.view.workloads.get(&id)
+        {
+            for t in w.tasks.iter().flatten() {
+                if let Some(set) = self.by_node.get_mut(&t.node) {
+                    set.remove(&id);
+                }
+            }
+        }
+        if let LogEvent::WorkloadPlaced { workload, tasks, .. } = &record.event {
+            for t in tasks {
+                self.by_node.entry(t.node.clone()).or_default().insert(*workload);
+            }
+        }
         self.view.apply(&record).map_err(|e| ApiError::internal(format!("{e}")))?;
         if let Some(id) = record.event.workload()
             && let Some(w) = self.view.workloads.get(&id).filter(|w| w.state.is_final())
@@ -257,6 +328,7 @@ impl Engine {
                 ));
             }
             (Role::Auditor, _, _) => return Err(ApiError::forbidden("an auditor token is read-only")),
+            (Role::Agent, _, _) => return Err(ApiError::forbidden("an agent token does not submit work")),
             (Role::Tenant, None, _) => {
                 return Err(ApiError::internal("tenant token without a tenant".into()));
             }
@@ -308,6 +380,18 @@ impl Engine {
                 w.state.as_str()
             )));
         }
+        self.end(now_ms, id, state, exit_code, by)
+    }
+
+    /// Records the end of a live workload and frees what it held.
+    fn end(
+        &mut self,
+        now_ms: i64,
+        id: WorkloadId,
+        state: WorkloadState,
+        exit_code: Option<i32>,
+        by: Option<String>,
+    ) -> Result<(), ApiError> {
         self.stage(now_ms, LogEvent::WorkloadFinished { workload: id, state, exit_code, by })?;
         self.core(now_ms, Event::Cancel(id))
     }
@@ -397,7 +481,7 @@ impl Engine {
             (Role::Tenant, Some(t)) if !self.view.tenants.contains_key(t) => {
                 return Err(ApiError::field("tenant", format!("there is no tenant `{t}`")));
             }
-            (Role::Admin | Role::Operator | Role::Auditor, Some(_)) => {
+            (Role::Admin | Role::Operator | Role::Auditor | Role::Agent, Some(_)) => {
                 return Err(ApiError::field(
                     "tenant",
                     "only a tenant token belongs to a tenant; leave it out",
@@ -429,16 +513,17 @@ impl Engine {
             return Err(ApiError::not_found("node", node));
         }
         let down = self.view.nodes_down.contains_key(node);
+        let was = self.node_schedulable(node);
         match (up, down) {
             (true, false) => Err(ApiError::conflict(format!("node {node} is already up"))),
             (false, true) => Err(ApiError::conflict(format!("node {node} is already down"))),
             (true, true) => {
                 self.stage(now_ms, LogEvent::NodeUp { node: node.to_string(), reason })?;
-                self.core(now_ms, Event::NodeRestored { node: node.to_string() })
+                self.node_restored(now_ms, node, was)
             }
             (false, false) => {
                 self.stage(now_ms, LogEvent::NodeDown { node: node.to_string(), reason })?;
-                self.core(now_ms, Event::NodeRemoved { node: node.to_string() })
+                self.node_removed(now_ms, node, was)
             }
         }
     }

@@ -55,6 +55,13 @@ impl ApiError {
         }
     }
 
+    /// The same error with another message (to say more than the constructor does).
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<String>) -> ApiError {
+        self.message = message.into();
+        self
+    }
+
     /// 403: the caller is known but its role may not do this.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::FORBIDDEN, code: "forbidden", message: message.into(), field: None }

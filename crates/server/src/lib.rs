@@ -11,6 +11,7 @@
 //! Reads take the engine's read lock; every change goes through the writer
 //! ([`writer::execute`]), which commits before anyone is answered. See ARCHITECTURE.md.
 
+pub mod agents;
 pub mod auth;
 pub mod convert;
 pub mod engine;
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// Take a snapshot after this many new log records.
     pub snapshot_every: u64,
+    /// Node agents: intervals, telemetry window, where task output is kept.
+    pub agents: agents::AgentSettings,
 }
 
 /// Everything the handlers share.
@@ -63,6 +66,10 @@ pub struct AppState {
     pub events: broadcast::Sender<Arc<Record>>,
     /// Counters and histograms.
     pub metrics: metrics::Metrics,
+    /// The agents' live state (heartbeats, telemetry, live task copies).
+    pub agents: agents::registry::Registry,
+    /// Task output shipped by agents, when kept.
+    pub logs: Option<agents::logs::Logs>,
     writer: mpsc::Sender<writer::Msg>,
     /// Live tokens by hash, refreshed after each commit, so that authentication never
     /// waits for a commit in flight.
@@ -182,6 +189,7 @@ pub struct Server {
     /// The first admin token, when the log was new.
     pub first_admin_token: Option<String>,
     writer: tokio::task::JoinHandle<()>,
+    watchdog: tokio::task::JoinHandle<()>,
     leadership: gigawatt_store::Leadership,
 }
 
@@ -195,12 +203,23 @@ impl Server {
         let (tx, rx) = mpsc::channel(8 * writer::MAX_BATCH);
         let (events, _) = broadcast::channel(16_384);
         let seq = engine.view.seq;
+        config.agents.validate().map_err(|e| anyhow::anyhow!(e))?;
+        let live_agents: Vec<(String, u64)> = engine
+            .view
+            .agents
+            .iter()
+            .filter(|(_, a)| a.lost.is_none())
+            .map(|(n, a)| (n.clone(), a.generation))
+            .collect();
+        let logs = config.agents.logs_dir.clone().map(agents::logs::Logs::new);
         let state = Arc::new(AppState {
             engine: RwLock::new(engine),
             store,
             config: config.engine,
             events,
             metrics: metrics::Metrics::default(),
+            agents: agents::registry::Registry::new(config.agents, live_agents),
+            logs,
             writer: tx,
             tokens: std::sync::RwLock::new(HashMap::new()),
             live_token_ids: std::sync::RwLock::new(std::collections::HashSet::new()),
@@ -214,7 +233,8 @@ impl Server {
             state.snapshot(&*state.engine.read().await, seq).await;
         }
         let writer = tokio::spawn(writer::run(state.clone(), rx));
-        Ok(Server { state, report, first_admin_token, writer, leadership })
+        let watchdog = tokio::spawn(agents::watchdog(state.clone()));
+        Ok(Server { state, report, first_admin_token, writer, watchdog, leadership })
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves.
@@ -252,6 +272,7 @@ impl Server {
             .with_graceful_shutdown(stop)
             .await?;
         watchdog.abort();
+        self.watchdog.abort();
         if lost.load(Ordering::Relaxed) {
             self.writer.abort();
             anyhow::bail!(

@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use gigawatt_api::TenantEnergy;
+
 use crate::engine::Engine;
 
 /// Metrics the writer updates as it goes.
@@ -38,6 +40,62 @@ type Labels = Vec<(String, String)>;
 /// A labelled floating-point gauge.
 type FloatGauges = Family<Labels, Gauge<f64, AtomicU64>>;
 
+/// Telemetry in the style of NVIDIA's DCGM exporter and Kepler: per GPU, per node, and
+/// energy per tenant. Energy counters come from the agents (NVML's total energy
+/// consumption, or the simulated model's integral) and restart at zero with the agent,
+/// which Prometheus' `rate()` and `increase()` handle as counter resets.
+fn register_agents(r: &mut Registry, agents: &crate::agents::registry::Registry, energy: &[TenantEnergy]) {
+    let energy_total = Family::<Labels, Counter<f64, AtomicU64>>::default();
+    let gpu: [(&str, &str, FloatGauges); 5] = [
+        ("gpu_power_watts", "GPU power draw (DCGM_FI_DEV_POWER_USAGE)", Family::default()),
+        ("gpu_power_limit_watts", "GPU power limit in force (DCGM_FI_DEV_POWER_MGMT_LIMIT)", Family::default()),
+        ("gpu_utilization_ratio", "GPU utilisation, 0 to 1 (DCGM_FI_DEV_GPU_UTIL / 100)", Family::default()),
+        ("gpu_memory_used_bytes", "GPU memory in use (DCGM_FI_DEV_FB_USED)", Family::default()),
+        ("gpu_temperature_celsius", "GPU temperature (DCGM_FI_DEV_GPU_TEMP)", Family::default()),
+    ];
+    let node_power = FloatGauges::default();
+    let up = Family::<Labels, Gauge>::default();
+    let (ready, lost) = agents.counts();
+    for (node, live) in agents.nodes() {
+        let Ok(l) = live.lock() else { continue };
+        up.get_or_create(&vec![("node".into(), node.clone())]).set(i64::from(!l.lost));
+        let Some(t) = &l.latest else { continue };
+        if l.lost {
+            continue;
+        }
+        node_power.get_or_create(&vec![("node".into(), node.clone())]).set(t.power_w as f64);
+        for g in &t.gpus {
+            let labels = vec![("node".to_string(), node.clone()), ("gpu".to_string(), g.index.to_string())];
+            gpu[0].2.get_or_create(&labels).set(g.power_w as f64);
+            gpu[1].2.get_or_create(&labels).set(g.power_limit_w as f64);
+            gpu[2].2.get_or_create(&labels).set(f64::from(g.utilization_pct) / 100.0);
+            gpu[3].2.get_or_create(&labels).set(g.memory_used_mib as f64 * 1024.0 * 1024.0);
+            gpu[4].2.get_or_create(&labels).set(f64::from(g.temperature_c));
+            energy_total.get_or_create(&labels).inc_by(g.energy_j.max(0.0));
+        }
+    }
+    for (name, help, family) in gpu {
+        r.register(name, help, family);
+    }
+    // A counter (monotonic but for agent restarts), exposed as `…_joules_total`.
+    r.register(
+        "gpu_energy_joules",
+        "GPU energy since its agent started (DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION)",
+        energy_total,
+    );
+    r.register("node_power_watts", "Power draw of a node's GPUs, as its agent measures it", node_power);
+    r.register("agent_up", "1 while the node's agent sends heartbeats, 0 once it is lost", up);
+    let counts = Family::<Labels, Gauge>::default();
+    counts.get_or_create(&vec![("state".into(), "ready".into())]).set(ready as i64);
+    counts.get_or_create(&vec![("state".into(), "lost".into())]).set(lost as i64);
+    r.register("agents", "Node agents by state", counts);
+    let tenant = Family::<Labels, Counter<f64, AtomicU64>>::default();
+    for t in energy {
+        tenant.get_or_create(&vec![("tenant".into(), t.tenant.clone())]).inc_by(t.energy_j);
+    }
+    r.register("tenant_energy_joules", "Energy used by a tenant's tasks (their share of each GPU)", tenant);
+}
+
 impl Metrics {
     /// Records one commit.
     pub fn observe_commit(&self, records: usize, commands: usize, took: Duration) {
@@ -48,10 +106,11 @@ impl Metrics {
         self.batch_size.observe(commands as f64);
     }
 
-    /// Renders every metric, reading live figures from `engine`.
+    /// Renders every metric, reading live figures from `engine` and the agents.
     #[must_use]
-    pub fn render(&self, engine: &Engine) -> String {
+    pub fn render(&self, engine: &Engine, agents: &crate::agents::registry::Registry, energy: &[TenantEnergy]) -> String {
         let mut r = Registry::with_prefix("gigawatt");
+        register_agents(&mut r, agents, energy);
         r.register("commits", "Group commits of the event log", self.commits.clone());
         r.register("log_records", "Records appended to the event log", self.records.clone());
         r.register("commands", "Commands applied by the writer", self.commands.clone());

@@ -1,6 +1,6 @@
 //! The events of the log.
 
-use gigawatt_api::{Role, RunSpec, WorkloadKind, WorkloadState};
+use gigawatt_api::{GpuInventory, Role, RunSpec, WorkloadKind, WorkloadState};
 use gigawatt_core::{PendingWhy, PlacedWhy, PreemptWhy, RejectWhy, TaskPlacement, Workload, WorkloadId};
 use gigawatt_units::Watts;
 use serde::{Deserialize, Serialize};
@@ -129,6 +129,75 @@ pub enum LogEvent {
         /// Why.
         reason: String,
     },
+    /// A node agent registered: the node runs work again under a new generation (an
+    /// agent of an older one is fenced).
+    NodeRegistered {
+        /// Node name.
+        node: String,
+        /// The node's new generation.
+        generation: u64,
+        /// `nvml` or `simulated`.
+        backend: String,
+        /// Where other nodes reach it.
+        address: String,
+        /// Agent version.
+        version: String,
+        /// The GPUs it found.
+        gpus: Vec<GpuInventory>,
+    },
+    /// A node's agent stopped answering (or was replaced): the node is lost, its work
+    /// requeued, and its generation bumped so that the old agent is fenced.
+    NodeLost {
+        /// Node name.
+        node: String,
+        /// The node's new generation (no agent holds it until one registers).
+        generation: u64,
+        /// Why, in words.
+        reason: String,
+    },
+    /// An agent started a task's process.
+    TaskStarted {
+        /// The workload.
+        workload: WorkloadId,
+        /// Task index.
+        task: u32,
+        /// The assignment's generation.
+        generation: u64,
+        /// Where.
+        node: String,
+        /// Process id of the group leader.
+        pid: Option<u32>,
+    },
+    /// A task's process ended (by itself, killed, or never started).
+    TaskExited {
+        /// The workload.
+        workload: WorkloadId,
+        /// Task index.
+        task: u32,
+        /// The assignment's generation.
+        generation: u64,
+        /// Where.
+        node: String,
+        /// Exit code, when it exited by itself.
+        exit_code: Option<i32>,
+        /// The signal that killed it, if one did.
+        signal: Option<i32>,
+        /// Energy its GPUs used while it ran (its share), in joules.
+        energy_j: f64,
+        /// Why it could not start, if it never did.
+        message: Option<String>,
+    },
+    /// An operator set (or cleared, `watts = None`) the power limit of a node's GPUs.
+    PowerLimitSet {
+        /// Node name.
+        node: String,
+        /// GPU indices.
+        gpus: Vec<u16>,
+        /// The limit per GPU, in watts; `None` restores the default.
+        watts: Option<u64>,
+        /// Who (a token id).
+        by: String,
+    },
     /// A site's IT power budget changed.
     BudgetChanged {
         /// Site id.
@@ -159,6 +228,11 @@ impl LogEvent {
             LogEvent::NodeDown { .. } => "node-down",
             LogEvent::NodeUp { .. } => "node-up",
             LogEvent::BudgetChanged { .. } => "budget-changed",
+            LogEvent::NodeRegistered { .. } => "node-registered",
+            LogEvent::NodeLost { .. } => "node-lost",
+            LogEvent::TaskStarted { .. } => "task-started",
+            LogEvent::TaskExited { .. } => "task-exited",
+            LogEvent::PowerLimitSet { .. } => "power-limit-set",
         }
     }
 
@@ -171,7 +245,9 @@ impl LogEvent {
             | LogEvent::WorkloadPending { workload, .. }
             | LogEvent::WorkloadRejected { workload, .. }
             | LogEvent::WorkloadPreempted { workload, .. }
-            | LogEvent::WorkloadFinished { workload, .. } => Some(*workload),
+            | LogEvent::WorkloadFinished { workload, .. }
+            | LogEvent::TaskStarted { workload, .. }
+            | LogEvent::TaskExited { workload, .. } => Some(*workload),
             _ => None,
         }
     }
@@ -220,6 +296,32 @@ impl LogEvent {
             LogEvent::BudgetChanged { site, budget, by } => {
                 format!("site {site} budget set to {} by token {by}", budget)
             }
+            LogEvent::NodeRegistered { node, generation, backend, gpus, .. } => {
+                format!("node {node} registered by its agent ({backend}, {} GPUs), generation {generation}", gpus.len())
+            }
+            LogEvent::NodeLost { node, generation, reason } => {
+                format!("node {node} lost: {reason}; its work is requeued and its agent fenced (generation {generation})")
+            }
+            LogEvent::TaskStarted { workload, task, generation, node, pid } => {
+                let pid = pid.map(|p| format!(" as pid {p}")).unwrap_or_default();
+                format!("{workload} task {task} started on {node}{pid} (generation {generation})")
+            }
+            LogEvent::TaskExited { workload, task, generation, node, exit_code, signal, energy_j, message } => {
+                let how = match (exit_code, signal, message) {
+                    (_, _, Some(m)) => format!("could not start: {m}"),
+                    (Some(c), _, None) => format!("exited with code {c}"),
+                    (None, Some(s), None) => format!("was killed by signal {s}"),
+                    (None, None, None) => "ended".to_string(),
+                };
+                format!(
+                    "{workload} task {task} on {node} {how} (generation {generation}, {:.1} kJ)",
+                    energy_j / 1e3
+                )
+            }
+            LogEvent::PowerLimitSet { node, gpus, watts, by } => match watts {
+                Some(w) => format!("node {node} GPUs {gpus:?} capped at {w} W by token {by}"),
+                None => format!("node {node} GPUs {gpus:?} back to their default power limit by token {by}"),
+            },
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use gigawatt_api::{Role, RunSpec, WorkloadKind, WorkloadState};
+use gigawatt_api::{GpuInventory, Role, RunSpec, WorkloadKind, WorkloadState};
 use gigawatt_core::{TaskPlacement, Workload, WorkloadId};
 use gigawatt_units::Watts;
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,25 @@ pub struct Token {
     pub revoked: bool,
 }
 
+/// A node's agent, as the log knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// The node's generation: bumped at each registration and each loss.
+    pub generation: u64,
+    /// `nvml` or `simulated`.
+    pub backend: String,
+    /// Where other nodes reach it.
+    pub address: String,
+    /// Agent version.
+    pub version: String,
+    /// Its GPUs.
+    pub gpus: Vec<GpuInventory>,
+    /// When it registered (Unix ms).
+    pub registered_at: i64,
+    /// Why it was lost, if it was (and has not registered since).
+    pub lost: Option<String>,
+}
+
 /// A workload and everything the log says about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkloadRecord {
@@ -78,6 +97,47 @@ pub struct WorkloadRecord {
     pub exit_code: Option<i32>,
     /// The client's idempotency key.
     pub idempotency_key: Option<String>,
+    /// What agents reported of each task's current copy (empty in logs older than the
+    /// agents; see [`WorkloadRecord::run`]).
+    #[serde(default)]
+    pub runs: Vec<TaskRun>,
+    /// Energy its tasks' GPUs used, every copy counted, from `task-exited` entries, in
+    /// joules.
+    #[serde(default)]
+    pub energy_j: f64,
+}
+
+/// The current copy of one task, as agents reported it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskRun {
+    /// The copy's generation: the log position of the placement that created it
+    /// (0 while the task is not placed).
+    pub generation: u64,
+    /// When its process started (Unix ms), once an agent said so.
+    pub started_at: Option<i64>,
+    /// How it ended, once an agent said so.
+    pub exit: Option<TaskExit>,
+}
+
+/// How a task's process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskExit {
+    /// Exit code, when it exited by itself.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it.
+    pub signal: Option<i32>,
+    /// Why it never started, if it did not.
+    pub message: Option<String>,
+    /// When (Unix ms).
+    pub at: i64,
+}
+
+impl TaskExit {
+    /// Whether the process exited by itself with code 0.
+    #[must_use]
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0) && self.message.is_none()
+    }
 }
 
 impl WorkloadRecord {
@@ -100,6 +160,8 @@ impl WorkloadRecord {
             running_since: None,
             exit_code: None,
             idempotency_key: idempotency_key.clone(),
+            runs: vec![TaskRun::default(); workload.shape.tasks() as usize],
+            energy_j: 0.0,
         })
     }
 
@@ -107,6 +169,31 @@ impl WorkloadRecord {
     /// rejected or finished. Other entries change nothing.
     pub fn apply(&mut self, r: &Record) -> Result<(), String> {
         let id = self.workload.id;
+        // Processes outlive decisions (a cancelled task's process ends after the cancel),
+        // so what agents report applies to ended workloads too.
+        match &r.event {
+            LogEvent::TaskStarted { task, generation, .. } => {
+                let run = self.run_mut(*task)?;
+                if run.generation == *generation {
+                    run.started_at = Some(r.at_ms);
+                }
+                return Ok(());
+            }
+            LogEvent::TaskExited { task, generation, exit_code, signal, energy_j, message, .. } => {
+                self.energy_j += energy_j;
+                let run = self.run_mut(*task)?;
+                if run.generation == *generation {
+                    run.exit = Some(TaskExit {
+                        exit_code: *exit_code,
+                        signal: *signal,
+                        message: message.clone(),
+                        at: r.at_ms,
+                    });
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
         if self.state.is_final() {
             return Err(format!("{id} already ended ({})", self.state.as_str()));
         }
@@ -127,6 +214,7 @@ impl WorkloadRecord {
                         return Err(format!("{id} task {} placed twice", t.task));
                     }
                     *slot = Some(t.clone());
+                    *self.run_mut(t.task)? = TaskRun { generation: r.seq, ..TaskRun::default() };
                 }
                 if self.tasks.iter().all(Option::is_some) {
                     self.state = WorkloadState::Running;
@@ -136,6 +224,7 @@ impl WorkloadRecord {
             LogEvent::WorkloadPending { .. } => {}
             LogEvent::WorkloadPreempted { .. } => {
                 self.tasks.iter_mut().for_each(|t| *t = None);
+                self.runs.iter_mut().for_each(|r| *r = TaskRun::default());
                 self.state = WorkloadState::Pending;
                 self.running_since = None;
             }
@@ -160,12 +249,30 @@ impl WorkloadRecord {
         let (first, rest) = records.split_first()?;
         let mut w = WorkloadRecord::submitted(first)?;
         for r in rest {
-            if w.state.is_final() {
-                break;
+            let late = matches!(r.event, LogEvent::TaskStarted { .. } | LogEvent::TaskExited { .. });
+            if w.state.is_final() && !late {
+                continue;
             }
             w.apply(r).ok()?;
         }
         Some(w)
+    }
+
+    /// The current copy of task `task`.
+    #[must_use]
+    pub fn run(&self, task: u32) -> TaskRun {
+        self.runs.get(task as usize).cloned().unwrap_or_default()
+    }
+
+    fn run_mut(&mut self, task: u32) -> Result<&mut TaskRun, String> {
+        let n = self.tasks.len();
+        if task as usize >= n {
+            return Err(format!("{} has no task {task}", self.workload.id));
+        }
+        if self.runs.len() < n {
+            self.runs.resize(n, TaskRun::default());
+        }
+        Ok(&mut self.runs[task as usize])
     }
 
     /// Tasks placed now.
@@ -196,6 +303,15 @@ pub struct View {
     pub nodes_down: BTreeMap<String, String>,
     /// Site budgets set through the API (they override the fleet file's phases).
     pub budgets: BTreeMap<String, Watts>,
+    /// Nodes whose agent registered at least once, with its latest registration.
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentRecord>,
+    /// Power limits operators set, per node and GPU index, in watts.
+    #[serde(default)]
+    pub power_limits: BTreeMap<String, BTreeMap<u16, u64>>,
+    /// Energy used by each tenant's tasks, in joules (archiving keeps it).
+    #[serde(default)]
+    pub tenant_energy: BTreeMap<String, f64>,
     /// Token id by secret hash.
     #[serde(skip)]
     token_by_hash: HashMap<String, String>,
@@ -315,6 +431,58 @@ impl View {
             LogEvent::BudgetChanged { site, budget, .. } => {
                 self.budgets.insert(site.clone(), *budget);
             }
+            LogEvent::NodeRegistered { node, generation, backend, address, version, gpus } => {
+                if let Some(old) = self.agents.get(node)
+                    && old.generation >= *generation
+                {
+                    return Err(fail(format!(
+                        "node {node} registered with generation {generation}, not above {}",
+                        old.generation
+                    )));
+                }
+                let agent = AgentRecord {
+                    generation: *generation,
+                    backend: backend.clone(),
+                    address: address.clone(),
+                    version: version.clone(),
+                    gpus: gpus.clone(),
+                    registered_at: at,
+                    lost: None,
+                };
+                self.agents.insert(node.clone(), agent);
+            }
+            LogEvent::NodeLost { node, generation, reason } => {
+                let agent =
+                    self.agents.get_mut(node).ok_or_else(|| fail(format!("node {node} never registered")))?;
+                if agent.generation >= *generation {
+                    return Err(fail(format!("node {node} lost at generation {generation}, not above")));
+                }
+                agent.generation = *generation;
+                agent.lost = Some(reason.clone());
+            }
+            LogEvent::TaskStarted { workload, .. } | LogEvent::TaskExited { workload, .. } => {
+                if let LogEvent::TaskExited { energy_j, .. } = &r.event
+                    && let Some(tenant) = &r.tenant
+                {
+                    *self.tenant_energy.entry(tenant.clone()).or_default() += energy_j;
+                }
+                // A workload archived meanwhile has nothing left to update.
+                if let Some(w) = self.workloads.get_mut(workload) {
+                    Arc::make_mut(w).apply(r).map_err(fail)?;
+                }
+            }
+            LogEvent::PowerLimitSet { node, gpus, watts, .. } => {
+                let limits = self.power_limits.entry(node.clone()).or_default();
+                for g in gpus {
+                    match watts {
+                        Some(w) => limits.insert(*g, *w),
+                        None => limits.remove(g),
+                    };
+                }
+                if limits.is_empty() {
+                    self.power_limits.remove(node);
+                }
+            }
         }
         self.seq = r.seq;
         Ok(())
@@ -342,6 +510,9 @@ impl View {
             workloads: self.workloads.clone(),
             nodes_down: self.nodes_down.clone(),
             budgets: self.budgets.clone(),
+            agents: self.agents.clone(),
+            power_limits: self.power_limits.clone(),
+            tenant_energy: self.tenant_energy.clone(),
             ..View::default()
         }
     }

@@ -92,7 +92,7 @@ impl Gen {
         let id = self.live.swap_remove(i);
         let Some(w) = engine.view.workloads.get(&id) else { return Ok(()) };
         let (state, exit_code) = match (w.state, self.rng.below(100)) {
-            (WorkloadState::Running, 0..85) => (WorkloadState::Completed, Some(0)),
+            (WorkloadState::Running, 0..85) => (WorkloadState::Succeeded, Some(0)),
             (WorkloadState::Running, 85..95) => (WorkloadState::Failed, Some(1)),
             (WorkloadState::Running | WorkloadState::Pending, _) => (WorkloadState::Cancelled, None),
             _ => return Ok(()),
@@ -191,8 +191,15 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
     let started = Instant::now();
     let config = ServerConfig {
         // Ended workloads stay, as in the figures measured before retention existed.
-        engine: EngineConfig { fleet, policy: PolicyKind::Fgd, seed: 42, keep_ended_ms: None },
+        engine: EngineConfig {
+            fleet,
+            policy: PolicyKind::Fgd,
+            seed: 42,
+            keep_ended_ms: None,
+            require_agents: false,
+        },
         snapshot_every: spec.snapshot_every,
+        agents: gigawatt_server::agents::AgentSettings::default(),
     };
     let server = Server::start(store, config).await?;
     let state = server.state.clone();

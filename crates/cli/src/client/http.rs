@@ -82,6 +82,12 @@ impl Api {
         })
     }
 
+    /// `PUT path` with a JSON body (idempotent, so retried).
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        let url = self.url(path);
+        self.send(Retry::Safe, || self.http.put(&url).json(body))
+    }
+
     /// `DELETE path`, retried only when the connection was never made.
     pub fn delete(&self, path: &str) -> anyhow::Result<Answer> {
         let url = self.url(path);

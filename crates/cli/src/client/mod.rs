@@ -8,6 +8,7 @@
 //! (an object for one workload, an array for lists, all pages joined) for scripts.
 
 pub mod admin;
+pub mod agents;
 pub mod config;
 pub mod http;
 pub mod table;
@@ -66,7 +67,7 @@ pub struct SubmitArgs {
 /// Options of `gigawatt ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Only these states, comma-separated (pending, running, completed, failed,
+    /// Only these states, comma-separated (pending, running, succeeded, failed,
     /// cancelled, rejected, timed-out). Default: pending,running.
     #[arg(long, value_name = "STATES")]
     pub state: Option<String>,
@@ -156,6 +157,14 @@ pub enum ClientCommand {
     Sites(SitesArgs),
     /// Live power and GPU allocation per site, refreshed until Ctrl-C.
     Top(TopArgs),
+    /// Print a workload's captured output (stdout; --stderr), --follow to keep reading.
+    Logs(agents::LogsArgs),
+    /// List node agents with their state, power and tasks (operators).
+    Agents(agents::AgentsArgs),
+    /// Cap the power of a node's GPUs, or --reset them to their default (operators).
+    PowerLimit(agents::PowerLimitArgs),
+    /// Energy used per tenant, in kJ and kWh.
+    Energy(agents::EnergyArgs),
     /// Create and list tenants (admin).
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
@@ -175,6 +184,10 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Nodes(a) => verbs::nodes(&a),
         ClientCommand::Sites(a) => verbs::sites(&a),
         ClientCommand::Top(a) => top::top(&a),
+        ClientCommand::Logs(a) => agents::logs(&a),
+        ClientCommand::Agents(a) => agents::agents(&a),
+        ClientCommand::PowerLimit(a) => agents::power_limit(&a),
+        ClientCommand::Energy(a) => agents::energy(&a),
         ClientCommand::Tenant(c) => admin::tenant(&c),
         ClientCommand::Token(c) => admin::token(&c),
     }

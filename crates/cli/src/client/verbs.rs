@@ -331,6 +331,9 @@ pub fn describe(w: &WorkloadInfo) -> String {
     if let Some(c) = w.exit_code {
         lines.push(("Exit code", c.to_string()));
     }
+    if w.energy_j > 0.0 {
+        lines.push(("Energy", format!("{:.1} kJ ({:.4} kWh)", w.energy_j / 1e3, w.energy_kwh)));
+    }
     if let Some(t) = &w.spec.time_limit {
         lines.push(("Time limit", time_limit(t)));
     }
@@ -348,7 +351,7 @@ pub fn describe(w: &WorkloadInfo) -> String {
     }
     if !w.placement.is_empty() {
         out.push_str("Placement:\n");
-        let mut t = Table::new(&[">TASK", "NODE", "SITE", "GPUS"]);
+        let mut t = Table::new(&[">TASK", "NODE", "SITE", "GPUS", "PROCESS", ">GEN"]);
         for p in &w.placement {
             let gpus: Vec<String> = p
                 .gpus
@@ -360,7 +363,14 @@ pub fn describe(w: &WorkloadInfo) -> String {
                     },
                 )
                 .collect();
-            t.row(vec![p.task.to_string(), p.node.clone(), p.site.clone(), gpus.join(",")]);
+            t.row(vec![
+                p.task.to_string(),
+                p.node.clone(),
+                p.site.clone(),
+                gpus.join(","),
+                p.process.clone(),
+                p.generation.to_string(),
+            ]);
         }
         for line in t.render().lines() {
             out.push_str("  ");

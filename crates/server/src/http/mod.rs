@@ -3,6 +3,7 @@
 //! the middleware (body limit, panic guard).
 
 pub mod admin;
+pub mod agents;
 pub mod events;
 pub mod fleet;
 pub mod ops;
@@ -43,7 +44,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/workloads/{id}/cancel", post(workloads::cancel))
         .route("/v1/workloads/{id}/complete", post(workloads::complete))
         .route("/v1/workloads/{id}/explain", get(workloads::explain))
+        .route("/v1/workloads/{id}/logs", get(agents::read_logs))
         .route("/v1/events", get(events::stream))
+        .route("/v1/agent/register", post(agents::register))
+        .route("/v1/agent/heartbeat", post(agents::heartbeat))
+        .route("/v1/agent/logs", post(agents::ship_logs))
+        .route("/v1/agents", get(agents::list_agents))
+        .route("/v1/energy", get(agents::energy))
+        .route("/v1/nodes/{name}/telemetry", get(agents::telemetry))
+        .route("/v1/nodes/{name}/power-limit", put(agents::set_power_limit))
         .route("/v1/sites", get(fleet::list_sites))
         .route("/v1/sites/{id}", get(fleet::get_site))
         .route("/v1/sites/{id}/budget", put(fleet::set_budget))

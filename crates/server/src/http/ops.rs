@@ -65,7 +65,9 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Hea
     responses((status = 200, description = "Metrics", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let body = state.metrics.render(&*state.engine.read().await);
+    let engine = state.engine.read().await;
+    let energy = super::agents::tenant_energy(&engine, &state);
+    let body = state.metrics.render(&engine, &state.agents, &energy);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 

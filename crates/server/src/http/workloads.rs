@@ -33,7 +33,7 @@ pub fn visible<'a>(engine: &'a Engine, caller: &Caller, id: &str) -> Result<&'a 
 
 /// A workload archived out of memory (ended past the retention period), rebuilt from its
 /// own entries in the log if the caller may see it. Same 404 as [`visible`] otherwise.
-async fn archived(state: &AppState, caller: &Caller, id: &str) -> Result<(WorkloadRecord, u64), ApiError> {
+pub(crate) async fn archived(state: &AppState, caller: &Caller, id: &str) -> Result<(WorkloadRecord, u64), ApiError> {
     let missing = || ApiError::not_found("workload", id);
     let wid = parse_workload_id(id).ok_or_else(missing)?;
     let records = state
@@ -201,7 +201,11 @@ pub async fn get_one(
     {
         let engine = state.engine.read().await;
         if let Ok(w) = visible(&engine, &caller, &id) {
-            return Ok(Json(workload_info(&engine, w)));
+            let mut info = workload_info(&engine, w);
+            // Add what live copies counted since their last recorded exit.
+            info.energy_j += state.agents.live_energy(w.workload.id);
+            info.energy_kwh = info.energy_j / 3.6e6;
+            return Ok(Json(info));
         }
     }
     let (w, _) = archived(&state, &caller, &id).await?;
@@ -289,7 +293,7 @@ pub async fn complete(
 ) -> Result<Json<WorkloadInfo>, ApiError> {
     ensure_known(&state, &caller, &id).await?;
     caller.require(&[Role::Admin, Role::Operator], "reporting a workload's end")?;
-    let to = if req.exit_code == 0 { WorkloadState::Completed } else { WorkloadState::Failed };
+    let to = if req.exit_code == 0 { WorkloadState::Succeeded } else { WorkloadState::Failed };
     let info =
         execute(&state, move |engine, now| end(engine, now, &caller, &id, to, Some(req.exit_code))).await?;
     Ok(Json(info))
