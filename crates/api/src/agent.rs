@@ -290,6 +290,8 @@ pub struct SetPowerLimit {
 pub struct AgentInfo {
     /// The node.
     pub node: String,
+    /// Its site.
+    pub site: String,
     /// `ready` (heartbeats arrive) or `lost` (they stopped; its work was requeued).
     pub state: String,
     /// The node's generation.

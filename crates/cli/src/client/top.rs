@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use gigawatt_api::{SiteInfo, WorkloadInfo, WorkloadState};
+use gigawatt_api::{AgentInfo, SiteInfo, WorkloadInfo, WorkloadState};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -41,9 +41,14 @@ pub fn parse_interval(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Nodes listed with their measured draw (the busiest).
+const SHOW_NODES: usize = 10;
+
 /// What one frame shows.
 struct Frame {
     sites: Vec<SiteInfo>,
+    /// Node agents with their latest telemetry (`None`: this token may not see them).
+    agents: Option<Vec<AgentInfo>>,
     live: Vec<WorkloadInfo>,
     live_capped: bool,
 }
@@ -55,6 +60,7 @@ struct FrameJson<'a> {
     /// When the frame was fetched (RFC 3339).
     at: String,
     sites: &'a [SiteInfo],
+    agents: Option<&'a [AgentInfo]>,
     workloads: LiveJson<'a>,
 }
 
@@ -81,7 +87,9 @@ fn fetch(api: &Api) -> anyhow::Result<Frame> {
     let live = all_pages(api, "/v1/workloads", &[("state", "pending,running".into())], 1000, Some(MAX_LIVE))?;
     let live_capped = live.len() >= MAX_LIVE;
     let live: Vec<WorkloadInfo> = typed(Value::Array(live), "a workload list")?;
-    Ok(Frame { sites, live, live_capped })
+    // Tenants may not see the fleet's agents: their frame simply has no telemetry.
+    let agents = api.get("/v1/agents", &[]).ok().and_then(|v| typed(v, "a list of agents").ok());
+    Ok(Frame { sites, agents, live, live_capped })
 }
 
 fn count(live: &[WorkloadInfo], state: WorkloadState) -> usize {
@@ -150,6 +158,9 @@ fn render(api: &Api, f: &Frame, interval: Option<Duration>) -> String {
         format!("{p:.1}%"),
     ]);
     out.push_str(&t.render());
+    if let Some(agents) = f.agents.as_deref().filter(|a| !a.is_empty()) {
+        out.push_str(&measured(agents));
+    }
     let more = if f.live_capped { "+" } else { "" };
     let pending: Vec<&WorkloadInfo> = f.live.iter().filter(|w| w.state == WorkloadState::Pending).collect();
     out.push_str(&format!(
@@ -178,12 +189,61 @@ fn render(api: &Api, f: &Frame, interval: Option<Duration>) -> String {
     out
 }
 
+/// What the agents measure: per site, and the busiest nodes.
+fn measured(agents: &[AgentInfo]) -> String {
+    let ready = agents.iter().filter(|a| a.state == "ready").count();
+    let mut out = format!("\nAgents: {ready} ready, {} lost. Measured GPU draw:\n", agents.len() - ready);
+    let mut by_site: std::collections::BTreeMap<&str, (u64, u64, usize)> = std::collections::BTreeMap::new();
+    for a in agents.iter().filter(|a| a.state == "ready") {
+        let e = by_site.entry(a.site.as_str()).or_default();
+        if let Some(t) = &a.telemetry {
+            e.0 += t.power_w;
+            e.1 += t.gpus.iter().map(|g| g.power_limit_w).sum::<u64>();
+        }
+        e.2 += 1;
+    }
+    let mut t = Table::new(&["SITE", ">AGENTS", ">DRAW", ">LIMITS"]);
+    for (site, (draw, limits, n)) in &by_site {
+        t.row(vec![site.to_string(), n.to_string(), watts(*draw), watts(*limits)]);
+    }
+    for line in t.render().lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    let mut busiest: Vec<&AgentInfo> = agents.iter().filter(|a| a.telemetry.is_some()).collect();
+    busiest.sort_by_key(|a| std::cmp::Reverse(a.telemetry.as_ref().map_or(0, |t| t.power_w)));
+    let mut t = Table::new(&["NODE", "STATE", ">DRAW", ">UTIL", ">TEMP", ">TASKS"]);
+    for a in busiest.iter().take(SHOW_NODES) {
+        let Some(tel) = &a.telemetry else { continue };
+        let n = tel.gpus.len().max(1) as f64;
+        let util = tel.gpus.iter().map(|g| f64::from(g.utilization_pct)).sum::<f64>() / n;
+        let temp = tel.gpus.iter().map(|g| g.temperature_c).max().unwrap_or(0);
+        t.row(vec![
+            a.node.clone(),
+            a.state.clone(),
+            watts(tel.power_w),
+            format!("{util:.0}%"),
+            format!("{temp}°C"),
+            a.tasks_running.to_string(),
+        ]);
+    }
+    out.push_str("\nBusiest nodes:\n");
+    for line in t.render().lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 fn frame_json<'a>(api: &'a Api, f: &'a Frame) -> FrameJson<'a> {
     let pending: Vec<&WorkloadInfo> = f.live.iter().filter(|w| w.state == WorkloadState::Pending).collect();
     FrameJson {
         server: api.server(),
         at: gigawatt_api::rfc3339(super::table::now_ms()),
         sites: &f.sites,
+        agents: f.agents.as_deref(),
         workloads: LiveJson {
             running: count(&f.live, WorkloadState::Running),
             pending: pending.len(),

@@ -263,8 +263,14 @@ fn agent_info(engine: &Engine, state: &AppState, node: &str) -> Option<AgentInfo
             Some((l.last_seen_ms, running, l.latest.clone()))
         })
         .unwrap_or((None, 0, None));
+    let sched = engine.scheduler.state();
+    let site = sched
+        .node_by_name(node)
+        .map(|i| sched.sites[sched.node(i).site as usize].id.clone())
+        .unwrap_or_default();
     Some(AgentInfo {
         node: node.to_string(),
+        site,
         state: if a.lost.is_some() { "lost".into() } else { "ready".into() },
         generation: a.generation,
         backend: a.backend.clone(),
