@@ -146,8 +146,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn init_tracing() {
+    init_tracing_for("gigawatt_server=info");
+}
+
+/// Logs to stderr: `$GIGAWATT_LOG` if set, else warnings plus `extra` (`crate=level`).
+pub fn init_tracing_for(extra: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GIGAWATT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,gigawatt_server=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,{extra}")));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

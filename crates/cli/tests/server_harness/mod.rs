@@ -161,14 +161,15 @@ pub struct Server {
 impl Server {
     /// Starts `gigawatt serve` on `db` with the France fleet, on a port the server picks
     /// (`--listen 127.0.0.1:0`, read back from its banner, so no two tests can race for a
-    /// port), plus `extra` arguments. Returns once it answers `/readyz`.
+    /// port; `extra` may name its own `--listen`), plus `extra` arguments. Returns once it answers `/readyz`.
     pub fn start(db: &TestDb, extra: &[&str]) -> Server {
         let fleet = repo().join("fleets/france.toml");
         let mut child = Command::new(gigawatt_bin())
             .arg("serve")
             .arg("--fleet")
             .arg(&fleet)
-            .args(["--db", &db.url, "--listen", "127.0.0.1:0"])
+            .args(["--db", &db.url])
+            .args(if extra.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
             .args(extra)
             .env("GIGAWATT_LOG", "warn")
             .stdin(Stdio::null())
