@@ -6,9 +6,13 @@
 //!   time from spawning `gigawatt serve` to its first `200` on `/readyz`, with snapshots
 //!   and by full replay.
 //! * `memory`: the server's resident memory holding N live workloads.
+//! * `agents`: one server answering the heartbeats of thousands of simulated node
+//!   agents: its CPU use and the heartbeat latency.
 //!
 //! Results and how they were taken: docs/control-plane-benchmarks.md.
 
+#[path = "bench/agents.rs"]
+mod agents;
 #[path = "bench/child.rs"]
 mod child;
 #[path = "bench/load.rs"]
@@ -17,6 +21,8 @@ mod load;
 mod logmaker;
 #[path = "bench/procfs.rs"]
 mod procfs;
+#[path = "bench/reaction.rs"]
+mod reaction;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,6 +46,62 @@ pub enum BenchCommand {
     ColdStart(ColdStartArgs),
     /// Resident memory of a server holding N live workloads submitted over HTTP.
     Memory(MemoryArgs),
+    /// One server answering the heartbeats of many simulated node agents (one process
+    /// plays them all, open loop): its CPU use and the heartbeat latency.
+    Agents(AgentsArgs),
+    /// Time from the SIGKILL of an agent running one rank of a two-node gang to the gang
+    /// running again elsewhere (a real server and three real agents).
+    Reaction(ReactionArgs),
+}
+
+/// Options of `gigawatt bench reaction`.
+#[derive(Debug, Args)]
+pub struct ReactionArgs {
+    /// The fleet file (its first three GPU nodes get agents).
+    #[arg(long, default_value = "fleets/france.toml")]
+    pub fleet: PathBuf,
+    /// Heartbeat interval.
+    #[arg(long, default_value = "5s", value_parser = crate::serve_cmd::parse_duration)]
+    pub interval: Duration,
+    /// `--lost-after` of the server. Default: three intervals.
+    #[arg(long, value_parser = crate::serve_cmd::parse_duration)]
+    pub lost_after: Option<Duration>,
+    /// Kills to time.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn bench_reaction(a: &ReactionArgs) -> anyhow::Result<()> {
+    let spec = reaction::ReactionSpec {
+        fleet: bundled(&a.fleet.to_string_lossy()),
+        interval: a.interval,
+        lost_after: a.lost_after.unwrap_or(3 * a.interval),
+        runs: a.runs,
+    };
+    let report = reaction::run(&spec)?;
+    if a.json {
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    crate::outln!(
+        "agent SIGKILLed while running one rank of a 2-node gang; heartbeat {} ms, lost after {} ms",
+        report.interval_ms,
+        report.lost_after_ms
+    );
+    crate::outln!("{:>4} {:>14} {:>14} {:>20}", "run", "node lost", "gang placed", "gang running again");
+    for (i, r) in report.runs.iter().enumerate() {
+        crate::outln!(
+            "{:>4} {:>11} ms {:>11} ms {:>17} ms",
+            i + 1,
+            r.detected_ms,
+            r.placed_ms,
+            r.running_ms
+        );
+    }
+    Ok(())
 }
 
 /// A server this command starts itself.
@@ -145,6 +207,59 @@ pub struct MemoryArgs {
     pub json: bool,
 }
 
+/// Options of `gigawatt bench agents`.
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    /// Start a server (`gigawatt serve --require-agents` on a free port, on `--db`)
+    /// instead of using `--server` (ignored then, as are `--token` and `--admin-token`);
+    /// it creates the tokens itself.
+    #[arg(long)]
+    pub spawn: bool,
+    /// The server to load (with `--token`). It must run the fleet `--fleet`.
+    #[arg(long, env = "GIGAWATT_SERVER", required_unless_present = "spawn")]
+    pub server: Option<String>,
+    /// A token of role `agent` (`gigawatt admin create-token --role agent`).
+    #[arg(long, required_unless_present = "spawn", hide_env_values = true)]
+    pub token: Option<String>,
+    /// An admin token, to create tenant `bench` and submit the `--jobs`; without it no
+    /// jobs are submitted (and the heartbeats carry no tasks).
+    #[arg(long)]
+    pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub serve: SpawnArgs,
+    /// Agents to play: the first GPU nodes of the fleet.
+    #[arg(long, default_value_t = 25_000)]
+    pub agents: usize,
+    /// Between two heartbeats of one agent (and the spawned server's
+    /// `--heartbeat-interval`).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Measured time.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Heartbeats after the jobs were submitted and before measuring, not counted.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// One-GPU jobs (`sleep infinity`) to submit once the agents registered.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: u64,
+    /// Heartbeats in flight at most (keep-alive connections).
+    #[arg(long, default_value_t = 256)]
+    pub connections: usize,
+    /// Registrations and job submissions in flight at most.
+    #[arg(long, default_value_t = 64)]
+    pub setup_connections: usize,
+    /// Threads of the load generator (it shares the machine with the server).
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// Seed of the simulated telemetry and GPU UUIDs.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Options of `gigawatt bench cold-start`.
 #[derive(Debug, Args)]
 pub struct ColdStartArgs {
@@ -216,6 +331,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Submit(a) => submit(&a),
         BenchCommand::ColdStart(a) => cold_start(&a),
         BenchCommand::Memory(a) => memory(&a),
+        BenchCommand::Agents(a) => bench_agents(&a),
+        BenchCommand::Reaction(a) => bench_reaction(&a),
     }
 }
 
@@ -283,6 +400,7 @@ fn serve_options(a: &SpawnArgs, db: String) -> ServeOptions {
         durability: a.durability.clone(),
         snapshot_every: a.snapshot_every,
         echo: a.echo_server,
+        extra_args: vec![],
     }
 }
 
@@ -628,6 +746,127 @@ fn memory(a: &MemoryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `bench agents` reports: the generator's figures and the server's.
+#[derive(Debug, Serialize)]
+struct AgentsOut {
+    #[serde(flatten)]
+    report: agents::AgentsReport,
+    backend: Option<String>,
+    /// SQLite durability of a spawned server.
+    durability: Option<String>,
+    /// Workloads by state and group commits at the end (from `/metrics`).
+    metrics: ServerMetrics,
+}
+
+fn bench_agents(a: &AgentsArgs) -> anyhow::Result<()> {
+    let rt = runtime(a.client_threads)?;
+    let mut tmp = None;
+    let fleet = bundled(&a.serve.fleet.to_string_lossy());
+    let (server, url, agent_token, admin_token) = if a.spawn {
+        let db = db_or_temp(a.serve.db.as_deref(), &mut tmp, "bench.db")?;
+        rt.block_on(prepare_log(&db, a.serve.wipe))?;
+        let mut opts = serve_options(&a.serve, db);
+        opts.extra_args = vec![
+            "--heartbeat-interval".into(),
+            format!("{}ms", a.interval.as_millis().max(1)),
+            "--require-agents".into(),
+        ];
+        let mut server = ServerProcess::spawn(&opts)?;
+        server.wait_ready(Duration::from_secs(600))?;
+        let admin =
+            server.admin_token().context("the spawned server printed no admin token (was the log empty?)")?;
+        let url = server.url();
+        let agent = rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/v1/tokens"))
+                .bearer_auth(&admin)
+                .json(&serde_json::json!({"name": "bench agents", "role": "agent"}))
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("creating an agent token: {} {}", r.status(), r.text().await.unwrap_or_default());
+            }
+            let v: serde_json::Value = r.json().await?;
+            v["token"].as_str().map(str::to_string).context("no `token` in the answer to POST /v1/tokens")
+        })?;
+        (Some((server, opts)), url, agent, Some(admin))
+    } else {
+        let url = a.server.clone().context("--server: give the server's URL, or --spawn")?;
+        let token = a.token.clone().context("--token: give an agent token, or --spawn")?;
+        (None, url, token, a.admin_token.clone())
+    };
+    let spec = agents::AgentsSpec {
+        url: url.clone(),
+        agent_token,
+        admin_token,
+        tenant: "bench".into(),
+        fleet,
+        agents: a.agents,
+        interval: a.interval,
+        duration: a.duration,
+        warmup: a.warmup,
+        jobs: a.jobs,
+        connections: a.connections.max(1),
+        setup_connections: a.setup_connections.max(1),
+        seed: a.seed,
+        run_id: format!("{:x}", unique()),
+        server_pid: server.as_ref().map(|(s, _)| s.pid()),
+        progress: !a.json,
+    };
+    let result = rt.block_on(agents::run(&spec));
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some((s, _)) = &server {
+                eprintln!("the server's last lines:\n{}", s.stderr_tail(20));
+            }
+            return Err(e);
+        }
+    };
+    let metrics = rt.block_on(server_metrics(&url)).unwrap_or_default();
+    let backend = rt.block_on(async {
+        let v: serde_json::Value = reqwest::get(format!("{url}/healthz")).await.ok()?.json().await.ok()?;
+        v["backend"].as_str().map(str::to_string)
+    });
+    let out = AgentsOut {
+        report,
+        durability: server
+            .as_ref()
+            .filter(|_| backend.as_deref() == Some("sqlite"))
+            .map(|(_, o)| o.durability.clone()),
+        backend,
+        metrics,
+    };
+    if let Some((s, _)) = server {
+        s.stop();
+    }
+    if a.json {
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    agents::print(&out.report)?;
+    let backend = match (&out.backend, &out.durability) {
+        (Some(b), Some(d)) => format!("{b}, durability {d}"),
+        (Some(b), None) => b.clone(),
+        _ => "?".into(),
+    };
+    outln!("log          {backend}");
+    let m = &out.metrics;
+    if !m.workloads.is_empty() {
+        let w: Vec<String> = m.workloads.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        outln!("workloads    {}", w.join(", "));
+    }
+    if m.commits > 0 {
+        outln!(
+            "commits      {} in all, {:.1} commands and {:.2} ms each on average",
+            m.commits,
+            m.mean_batch,
+            m.mean_commit_ms
+        );
+    }
+    Ok(())
+}
+
 /// One timed start.
 #[derive(Debug, Serialize)]
 struct StartRun {
@@ -702,6 +941,7 @@ fn cold_start(a: &ColdStartArgs) -> anyhow::Result<()> {
         durability: "full".into(),
         snapshot_every: a.snapshot_every,
         echo: false,
+        extra_args: vec![],
     };
     let with_snapshots = timed_starts(&opts, a.runs, a.json, "from snapshots")?;
     let mut full_replay = Vec::new();

@@ -396,7 +396,14 @@ fn agents_of(path: &std::path::Path, n: usize, seed: u64) -> anyhow::Result<Vec<
             .map(|g| {
                 let (h, l) = (mix(node_seed ^ (g + 1)), mix(node_seed.rotate_left(17) ^ (g + 1)));
                 let hex = format!("{h:016x}{l:016x}");
-                format!("GPU-{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+                format!(
+                    "GPU-{}-{}-{}-{}-{}",
+                    &hex[..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..32]
+                )
             })
             .collect();
         out.push(Agent {
@@ -477,14 +484,19 @@ impl Ctx {
     async fn register(&self, i: usize, again: bool) -> Result<(), (u16, String)> {
         let a = &self.agents[i];
         a.lock().phase = Phase::Registering;
-        let res = self.client.post(&self.register_url).bearer_auth(&self.token).json(&a.register_body()).send().await;
+        let res = self
+            .client
+            .post(&self.register_url)
+            .bearer_auth(&self.token)
+            .json(&a.register_body())
+            .send()
+            .await;
         let outcome = match res {
             Ok(r) => {
                 let status = r.status().as_u16();
                 match r.bytes().await {
-                    Ok(body) if status == 200 => {
-                        serde_json::from_slice::<Registered>(&body).map_err(|e| (status, format!("bad answer: {e}")))
-                    }
+                    Ok(body) if status == 200 => serde_json::from_slice::<Registered>(&body)
+                        .map_err(|e| (status, format!("bad answer: {e}"))),
                     Ok(body) => Err((status, String::from_utf8_lossy(&body).into_owned())),
                     Err(e) => Err((0, e.to_string())),
                 }
@@ -712,7 +724,8 @@ async fn submit_jobs(spec: &AgentsSpec, client: &reqwest::Client, admin: &str) -
     let base = spec.url.trim_end_matches('/');
     let tenant = serde_json::json!({"id": spec.tenant, "name": "Benchmarks"});
     // 409: it exists already (an earlier run on the same log).
-    if let Err((status, msg)) = post(client, &format!("{base}/v1/tenants"), admin, &tenant, None, &[200, 201, 409]).await
+    if let Err((status, msg)) =
+        post(client, &format!("{base}/v1/tenants"), admin, &tenant, None, &[200, 201, 409]).await
     {
         bail!("creating tenant `{}`: {status} {msg}", spec.tenant);
     }
@@ -727,7 +740,8 @@ async fn submit_jobs(spec: &AgentsSpec, client: &reqwest::Client, admin: &str) -
     let tally = Arc::new(Mutex::new(Tally::default()));
     let n = usize::try_from(spec.jobs).unwrap_or(usize::MAX);
     let took = for_all(n, spec.setup_connections, |i| {
-        let (client, url, admin, job, tally) = (client.clone(), url.clone(), admin.clone(), job.clone(), tally.clone());
+        let (client, url, admin, job, tally) =
+            (client.clone(), url.clone(), admin.clone(), job.clone(), tally.clone());
         let key = format!("bench-agents-{}-{i}", spec.run_id);
         async move {
             let r = post(&client, &url, &admin, &job, Some(key), &[201]).await;
@@ -747,7 +761,11 @@ async fn submit_jobs(spec: &AgentsSpec, client: &reqwest::Client, admin: &str) -
 
 /// CPU times at one instant: the server's, this process's, the machine's.
 fn cpu_now(server: Option<u32>) -> (Option<f64>, Option<f64>, Option<f64>) {
-    (server.and_then(procfs::cpu_seconds), procfs::cpu_seconds(std::process::id()), procfs::machine_busy_seconds())
+    (
+        server.and_then(procfs::cpu_seconds),
+        procfs::cpu_seconds(std::process::id()),
+        procfs::machine_busy_seconds(),
+    )
 }
 
 /// Plays the agents and reports.
@@ -814,15 +832,15 @@ pub async fn run(spec: &AgentsSpec) -> anyhow::Result<AgentsReport> {
     };
     if registration.registered == 0 {
         stop(&ctx);
-        bail!(
-            "no agent could register: {}",
-            registration.first_error.as_deref().unwrap_or("(no answer)")
-        );
+        bail!("no agent could register: {}", registration.first_error.as_deref().unwrap_or("(no answer)"));
     }
     if spec.progress {
         eprintln!("registered {} agents in {:.1} s", registration.registered, registration.took_s);
         if let Some(e) = &registration.first_error {
-            eprintln!("warning: {} registrations refused, the first: {e}", n as u64 - registration.registered);
+            eprintln!(
+                "warning: {} registrations refused, the first: {e}",
+                n as u64 - registration.registered
+            );
         }
         if let Some(s) = &settings
             && u128::from(s.heartbeat_interval_ms) != spec.interval.as_millis()

@@ -24,6 +24,8 @@ pub struct ServeOptions {
     pub snapshot_every: u64,
     /// Copy the server's stderr to ours, prefixed with `[server]`.
     pub echo: bool,
+    /// More `gigawatt serve` arguments, after the others.
+    pub extra_args: Vec<String>,
 }
 
 /// A running `gigawatt serve`.
@@ -62,6 +64,7 @@ impl ServerProcess {
             .arg(&opts.durability)
             .arg("--snapshot-every")
             .arg(opts.snapshot_every.to_string())
+            .args(&opts.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
