@@ -105,11 +105,16 @@ pub(crate) fn task_dir(data_dir: &Path, key: &TaskKey) -> PathBuf {
 /// agent's token must never reach a workload), then the assignment's, then the
 /// instance mark.
 pub(crate) fn task_env(a: &Assignment, instance: &str) -> BTreeMap<String, String> {
-    let mut vars: BTreeMap<String, String> =
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| !k.starts_with("GIGAWATT_"))
-            .collect();
+    let own = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    env_from(own, a, instance)
+}
+
+fn env_from(
+    own: impl Iterator<Item = (String, String)>,
+    a: &Assignment,
+    instance: &str,
+) -> BTreeMap<String, String> {
+    let mut vars: BTreeMap<String, String> = own.filter(|(k, _)| !k.starts_with("GIGAWATT_")).collect();
     vars.extend(a.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     if !a.env.contains_key(env::CUDA_VISIBLE_DEVICES) {
         let gpus: Vec<String> = a.gpus.iter().map(u16::to_string).collect();
@@ -221,6 +226,7 @@ async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::live_members;
 
     fn assignment(command: &[&str]) -> Assignment {
         Assignment {
@@ -232,21 +238,6 @@ mod tests {
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             env: BTreeMap::from([("GIGAWATT_RANK".to_owned(), "1".to_owned())]),
         }
-    }
-
-    /// Processes of group `pgid` that are not zombies (a container's init may be slow
-    /// to reap orphans).
-    pub(crate) fn live_members(pgid: i32) -> Vec<i32> {
-        let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-                // pid (comm) state ppid pgrp …; comm may hold spaces, so split after ')'.
-                let Some((_, rest)) = stat.rsplit_once(')') else { return false };
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                fields.first() != Some(&"Z") && fields.get(2).and_then(|g| g.parse().ok()) == Some(pgid)
-            })
-            .collect()
     }
 
     #[test]
@@ -263,7 +254,15 @@ mod tests {
         assert_eq!(vars.get("CUDA_VISIBLE_DEVICES").map(String::as_str), Some("2,3"));
         assert_eq!(vars.get("GIGAWATT_RANK").map(String::as_str), Some("1"));
         assert_eq!(vars.get(INSTANCE_ENV).map(String::as_str), Some("inst-1"));
-        assert!(vars.keys().all(|k| !k.starts_with("GIGAWATT_") || k == "GIGAWATT_RANK" || k == INSTANCE_ENV));
+        assert!(
+            vars.keys().all(|k| !k.starts_with("GIGAWATT_") || k == "GIGAWATT_RANK" || k == INSTANCE_ENV)
+        );
+        let own = [("GIGAWATT_TOKEN", "secret"), ("GIGAWATT_SERVER", "http://x"), ("HOME", "/root")];
+        let vars = env_from(own.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())), &a, "i");
+        assert_eq!(
+            vars.keys().collect::<Vec<_>>(),
+            ["CUDA_VISIBLE_DEVICES", INSTANCE_ENV, "GIGAWATT_RANK", "HOME"]
+        );
         let mut b = a.clone();
         b.env.insert("CUDA_VISIBLE_DEVICES".into(), "5".into());
         assert_eq!(task_env(&b, "i").get("CUDA_VISIBLE_DEVICES").map(String::as_str), Some("5"));
@@ -295,7 +294,8 @@ mod tests {
     async fn a_missing_program_fails_to_start() {
         let tmp = tempfile::tempdir().expect("temp dir");
         let (tx, _rx) = mpsc::unbounded_channel();
-        let e = spawn(1, &assignment(&["/no/such/program", "--x"]), tmp.path(), "i", tx).expect_err("missing");
+        let e =
+            spawn(1, &assignment(&["/no/such/program", "--x"]), tmp.path(), "i", tx).expect_err("missing");
         assert!(e.contains("/no/such/program --x") && e.contains("No such file"), "{e}");
         let e = spawn(1, &assignment(&[]), tmp.path(), "i", mpsc::unbounded_channel().0).expect_err("empty");
         assert!(e.contains("empty"), "{e}");

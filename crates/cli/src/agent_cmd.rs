@@ -64,7 +64,8 @@ pub fn agent(a: &AgentArgs) -> anyhow::Result<()> {
         address: a.address.clone(),
         guard: Some(GuardSpawn { program: exe, args: vec!["agent-guard".into()] }),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(gigawatt_agent::run(config, crate::serve_cmd::shutdown_signal()))?;
     Ok(())
 }

@@ -93,13 +93,7 @@ fn bench_reaction(a: &ReactionArgs) -> anyhow::Result<()> {
     );
     crate::outln!("{:>4} {:>14} {:>14} {:>20}", "run", "node lost", "gang placed", "gang running again");
     for (i, r) in report.runs.iter().enumerate() {
-        crate::outln!(
-            "{:>4} {:>11} ms {:>11} ms {:>17} ms",
-            i + 1,
-            r.detected_ms,
-            r.placed_ms,
-            r.running_ms
-        );
+        crate::outln!("{:>4} {:>11} ms {:>11} ms {:>17} ms", i + 1, r.detected_ms, r.placed_ms, r.running_ms);
     }
     Ok(())
 }

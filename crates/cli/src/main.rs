@@ -10,6 +10,7 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
+mod agent_cmd;
 mod bench_cmd;
 mod chart;
 mod client;
@@ -47,6 +48,12 @@ enum Command {
     /// Start the control plane and N simulated node agents, each its own process on
     /// loopback: a whole cluster on this machine, until Ctrl-C.
     Up(up_cmd::UpArgs),
+    /// Run a node agent: register the node, report telemetry, run the processes the
+    /// control plane assigns (NVML GPUs, or --simulate 8xH100).
+    Agent(agent_cmd::AgentArgs),
+    /// Kills a dead agent's task processes (started by `gigawatt agent` itself).
+    #[command(hide = true)]
+    AgentGuard(agent_cmd::GuardArgs),
     /// Break-glass actions straight on the event log.
     #[command(subcommand)]
     Admin(serve_cmd::AdminCommand),
@@ -66,6 +73,8 @@ fn main() -> ExitCode {
         Command::Catalog(args) => fleet_cmd::catalog(&args),
         Command::Serve(args) => serve_cmd::serve(&args),
         Command::Up(args) => up_cmd::up(&args),
+        Command::Agent(args) => agent_cmd::agent(&args),
+        Command::AgentGuard(args) => agent_cmd::guard(&args),
         Command::Admin(cmd) => serve_cmd::admin(&cmd),
         Command::Client(cmd) => client::run(cmd),
         Command::Bench(cmd) => bench_cmd::run(cmd),

@@ -92,7 +92,12 @@ pub fn up(a: &UpArgs) -> anyhow::Result<()> {
         .collect();
     let chosen: Vec<(String, String, u32)> = if a.nodes.is_empty() {
         if a.agents == 0 || a.agents > gpu_nodes.len() {
-            bail!("--agents {}: the fleet {} has 1..={} GPU nodes", a.agents, fleet_path.display(), gpu_nodes.len());
+            bail!(
+                "--agents {}: the fleet {} has 1..={} GPU nodes",
+                a.agents,
+                fleet_path.display(),
+                gpu_nodes.len()
+            );
         }
         gpu_nodes.into_iter().take(a.agents).collect()
     } else {
@@ -198,7 +203,11 @@ pub fn up(a: &UpArgs) -> anyhow::Result<()> {
     }
 
     let nodes: Vec<&str> = chosen.iter().map(|(n, _, _)| n.as_str()).collect();
-    println!("gigawatt is up: control plane on {server_url}, {} simulated agents ({})", agents.len(), nodes.join(", "));
+    println!(
+        "gigawatt is up: control plane on {server_url}, {} simulated agents ({})",
+        agents.len(),
+        nodes.join(", ")
+    );
     match &admin_token {
         Some(t) => {
             println!("admin token: {t}");
@@ -210,9 +219,9 @@ pub fn up(a: &UpArgs) -> anyhow::Result<()> {
             println!("  gigawatt logs <ID>          # each rank prints its rank and GPUs");
             println!("  gigawatt agents; gigawatt top");
         }
-        None => println!(
-            "  (an existing log: use its admin token, or `gigawatt admin create-token --db {db}`)"
-        ),
+        None => {
+            println!("  (an existing log: use its admin token, or `gigawatt admin create-token --db {db}`)")
+        }
     }
     println!("Ctrl-C stops everything.");
 

@@ -27,8 +27,10 @@ fn inventory(node: &str, count: u16) -> Value {
 
 fn telemetry() -> Value {
     let gpus: Vec<Value> = (0..8)
-        .map(|i| json!({"index": i, "power_w": 300, "utilization_pct": 50, "memory_used_mib": 1000,
-                        "temperature_c": 50, "power_limit_w": 700, "energy_j": 1000.0}))
+        .map(|i| {
+            json!({"index": i, "power_w": 300, "utilization_pct": 50, "memory_used_mib": 1000,
+                        "temperature_c": 50, "power_limit_w": 700, "energy_j": 1000.0})
+        })
         .collect();
     json!({"power_w": 2400, "gpus": gpus})
 }
@@ -131,7 +133,11 @@ fn agent_protocol_end_to_end() {
     let running: Vec<Value> = assignments.iter().map(|a| report(a, "running", None, 10.0)).collect();
     heartbeat(&api, &agent, NODE_A, gen_a, &running).expect_status(200);
     let w = api.get(&format!("/v1/workloads/{id}"), &tenant);
-    assert!(w.body["placement"].as_array().expect("placement").iter().all(|t| t["process"] == "running"), "{}", w.body);
+    assert!(
+        w.body["placement"].as_array().expect("placement").iter().all(|t| t["process"] == "running"),
+        "{}",
+        w.body
+    );
     for a in &assignments {
         let text = format!("rank {}\n", a["task"]);
         let chunk = json!({"node": NODE_A, "generation": gen_a,
@@ -174,8 +180,13 @@ fn agent_protocol_end_to_end() {
         .expect_error(422, "invalid-field");
     api.send("PUT", &format!("/v1/nodes/{NODE_A}/power-limit"), Some(&tenant), Some(&json!({"watts": 400})))
         .expect_error(403, "forbidden");
-    api.send("PUT", &format!("/v1/nodes/{NODE_A}/power-limit"), Some(&admin), Some(&json!({"watts": 400, "gpus": [1]})))
-        .expect_status(200);
+    api.send(
+        "PUT",
+        &format!("/v1/nodes/{NODE_A}/power-limit"),
+        Some(&admin),
+        Some(&json!({"watts": 400, "gpus": [1]})),
+    )
+    .expect_status(200);
     let hb = heartbeat(&api, &agent, NODE_A, gen_a, &[]);
     assert_eq!(hb.body["power_limits_w"], json!({"1": 400}));
 
@@ -216,7 +227,9 @@ fn agent_protocol_end_to_end() {
         .as_array()
         .expect("agents")
         .iter()
-        .map(|a| (a["node"].as_str().unwrap_or("").to_string(), a["state"].as_str().unwrap_or("").to_string()))
+        .map(|a| {
+            (a["node"].as_str().unwrap_or("").to_string(), a["state"].as_str().unwrap_or("").to_string())
+        })
         .collect();
     assert!(states.contains(&(silent.clone(), "lost".into())), "{states:?}");
     let metrics = server_harness::client(Duration::from_secs(10))
@@ -226,5 +239,8 @@ fn agent_protocol_end_to_end() {
         .expect("metrics");
     assert!(metrics.contains("gigawatt_gpu_power_watts{"), "metrics has per-GPU power");
     assert!(metrics.contains("gigawatt_gpu_energy_joules_total{"), "metrics has GPU energy");
-    assert!(metrics.contains("gigawatt_tenant_energy_joules_total{tenant=\"acme\"}"), "metrics has tenant energy");
+    assert!(
+        metrics.contains("gigawatt_tenant_energy_joules_total{tenant=\"acme\"}"),
+        "metrics has tenant energy"
+    );
 }

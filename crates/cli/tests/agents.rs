@@ -227,7 +227,8 @@ fn agents_run_real_commands() {
     assert_eq!(w["exit_code"], 0);
     let out = c.logs(&id, 0);
     assert!(out.starts_with("gpus=") && out.ends_with(" rank=0\n"), "{out:?}");
-    let seen: Vec<&str> = out.trim_start_matches("gpus=").split(' ').next().unwrap_or("").split(',').collect();
+    let seen: Vec<&str> =
+        out.trim_start_matches("gpus=").split(' ').next().unwrap_or("").split(',').collect();
     assert_eq!(seen.len(), 2, "two GPUs visible: {out:?}");
     assert!(w["energy_j"].as_f64().is_some_and(|e| e > 0.0), "a second on two GPUs used energy: {w}");
 
@@ -239,7 +240,12 @@ fn agents_run_real_commands() {
     assert_eq!(err.body["data"], "oops\n");
 
     // A three-rank gang across the three nodes: each rank saw its own GPUs.
-    let id = c.submit(&sh("gang", "echo rank=$GIGAWATT_RANK/$GIGAWATT_WORLD_SIZE gpus=$CUDA_VISIBLE_DEVICES", 8, 3));
+    let id = c.submit(&sh(
+        "gang",
+        "echo rank=$GIGAWATT_RANK/$GIGAWATT_WORLD_SIZE gpus=$CUDA_VISIBLE_DEVICES",
+        8,
+        3,
+    ));
     c.wait_state(&id, "succeeded");
     for task in 0..3 {
         let out = c.logs(&id, task);
@@ -258,7 +264,9 @@ fn agents_run_real_commands() {
     assert!(!processes_of(&id).is_empty(), "the tree runs");
     let cancelled = Instant::now();
     c.api.post(&format!("/v1/workloads/{id}/cancel"), &c.tenant, &json!({})).expect_status(200);
-    wait_for("the stubborn tree to be killed", Duration::from_secs(10), || processes_of(&id).is_empty().then_some(()));
+    wait_for("the stubborn tree to be killed", Duration::from_secs(10), || {
+        processes_of(&id).is_empty().then_some(())
+    });
     let took = cancelled.elapsed();
     assert!(took >= Duration::from_millis(900), "SIGKILL only after the grace period ({took:?})");
     assert_eq!(c.get(&id)["state"], "cancelled");
@@ -308,7 +316,7 @@ fn control_plane_restart_adopts_running_work() {
         .map(|a| a.port())
         .expect("a free port");
     let listen = format!("127.0.0.1:{port}");
-    let mut c = cluster(&db, 2, Some(&listen), "6s");
+    let mut c = cluster(&db, 3, Some(&listen), "6s");
     let single = c.submit(&sh("single", "sleep 1000", 1, 1));
     let gang = c.submit(&sh("gang", "sleep 1000", 8, 2));
     c.wait_running(&single);
@@ -329,8 +337,12 @@ fn control_plane_restart_adopts_running_work() {
     std::thread::sleep(Duration::from_secs(2));
     wait_for("the agents to report to the new control plane", Duration::from_secs(20), || {
         let list = c.api.get("/v1/agents", &c.admin).body;
-        let fresh = list.as_array()?.iter().filter(|a| a["state"] == "ready" && a["last_heartbeat_at"].is_string()).count();
-        (fresh == 2).then_some(())
+        let fresh = list
+            .as_array()?
+            .iter()
+            .filter(|a| a["state"] == "ready" && a["last_heartbeat_at"].is_string())
+            .count();
+        (fresh == 3).then_some(())
     });
     assert_eq!(pids(&single), single_pids, "the single task's processes were not restarted");
     assert_eq!(pids(&gang), gang_pids, "the gang's processes were not restarted");
@@ -340,7 +352,8 @@ fn control_plane_restart_adopts_running_work() {
     let log = c.log_kinds();
     let new: Vec<&str> = log[seq_before..].iter().filter_map(|r| r["event"].as_str()).collect();
     assert!(
-        !new.iter().any(|k| matches!(*k, "task-started" | "node-lost" | "workload-preempted" | "workload-placed")),
+        !new.iter()
+            .any(|k| matches!(*k, "task-started" | "node-lost" | "workload-preempted" | "workload-placed")),
         "nothing was started, lost or moved: {new:?}"
     );
     let _ = &c.agent_token;

@@ -222,7 +222,9 @@ impl Engine {
         let record = Record { seq: self.view.seq + 1, at_ms, tenant, event };
         let unplaces = matches!(
             record.event,
-            LogEvent::WorkloadPreempted { .. } | LogEvent::WorkloadFinished { .. } | LogEvent::WorkloadRejected { .. }
+            LogEvent::WorkloadPreempted { .. }
+                | LogEvent::WorkloadFinished { .. }
+                | LogEvent::WorkloadRejected { .. }
         );
         if unplaces
             && let Some(id) = record.event.workload()

@@ -48,7 +48,11 @@ fn register_agents(r: &mut Registry, agents: &crate::agents::registry::Registry,
     let energy_total = Family::<Labels, Counter<f64, AtomicU64>>::default();
     let gpu: [(&str, &str, FloatGauges); 5] = [
         ("gpu_power_watts", "GPU power draw (DCGM_FI_DEV_POWER_USAGE)", Family::default()),
-        ("gpu_power_limit_watts", "GPU power limit in force (DCGM_FI_DEV_POWER_MGMT_LIMIT)", Family::default()),
+        (
+            "gpu_power_limit_watts",
+            "GPU power limit in force (DCGM_FI_DEV_POWER_MGMT_LIMIT)",
+            Family::default(),
+        ),
         ("gpu_utilization_ratio", "GPU utilisation, 0 to 1 (DCGM_FI_DEV_GPU_UTIL / 100)", Family::default()),
         ("gpu_memory_used_bytes", "GPU memory in use (DCGM_FI_DEV_FB_USED)", Family::default()),
         ("gpu_temperature_celsius", "GPU temperature (DCGM_FI_DEV_GPU_TEMP)", Family::default()),
@@ -108,7 +112,12 @@ impl Metrics {
 
     /// Renders every metric, reading live figures from `engine` and the agents.
     #[must_use]
-    pub fn render(&self, engine: &Engine, agents: &crate::agents::registry::Registry, energy: &[TenantEnergy]) -> String {
+    pub fn render(
+        &self,
+        engine: &Engine,
+        agents: &crate::agents::registry::Registry,
+        energy: &[TenantEnergy],
+    ) -> String {
         let mut r = Registry::with_prefix("gigawatt");
         register_agents(&mut r, agents, energy);
         r.register("commits", "Group commits of the event log", self.commits.clone());

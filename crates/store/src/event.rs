@@ -297,16 +297,30 @@ impl LogEvent {
                 format!("site {site} budget set to {} by token {by}", budget)
             }
             LogEvent::NodeRegistered { node, generation, backend, gpus, .. } => {
-                format!("node {node} registered by its agent ({backend}, {} GPUs), generation {generation}", gpus.len())
+                format!(
+                    "node {node} registered by its agent ({backend}, {} GPUs), generation {generation}",
+                    gpus.len()
+                )
             }
             LogEvent::NodeLost { node, generation, reason } => {
-                format!("node {node} lost: {reason}; its work is requeued and its agent fenced (generation {generation})")
+                format!(
+                    "node {node} lost: {reason}; its work is requeued and its agent fenced (generation {generation})"
+                )
             }
             LogEvent::TaskStarted { workload, task, generation, node, pid } => {
                 let pid = pid.map(|p| format!(" as pid {p}")).unwrap_or_default();
                 format!("{workload} task {task} started on {node}{pid} (generation {generation})")
             }
-            LogEvent::TaskExited { workload, task, generation, node, exit_code, signal, energy_j, message } => {
+            LogEvent::TaskExited {
+                workload,
+                task,
+                generation,
+                node,
+                exit_code,
+                signal,
+                energy_j,
+                message,
+            } => {
                 let how = match (exit_code, signal, message) {
                     (_, _, Some(m)) => format!("could not start: {m}"),
                     (Some(c), _, None) => format!("exited with code {c}"),

@@ -75,7 +75,13 @@ struct Http {
 }
 
 impl Http {
-    fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(b);
@@ -96,7 +102,11 @@ impl Http {
     }
 }
 
-fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> anyhow::Result<Option<T>>) -> anyhow::Result<T> {
+fn wait<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f()? {
@@ -148,10 +158,11 @@ fn one(spec: &ReactionSpec) -> anyhow::Result<ReactionRun> {
     let admin = server.admin_token().context("the fresh server printed no admin token")?;
     let http = Http { client: reqwest::blocking::Client::new(), base: server.url() };
     http.post("/v1/tenants", &admin, &json!({"id": "bench"}))?;
-    let agent_token = http.post("/v1/tokens", &admin, &json!({"name": "reaction", "role": "agent"}))?["token"]
-        .as_str()
-        .context("no token in the answer")?
-        .to_string();
+    let agent_token =
+        http.post("/v1/tokens", &admin, &json!({"name": "reaction", "role": "agent"}))?["token"]
+            .as_str()
+            .context("no token in the answer")?
+            .to_string();
     let fleet = gigawatt_fleet::load(&spec.fleet).map_err(|e| anyhow::anyhow!("{e}"))?;
     let nodes: Vec<(String, String, u32)> = fleet
         .nodes()
@@ -166,7 +177,15 @@ fn one(spec: &ReactionSpec) -> anyhow::Result<ReactionRun> {
     let mut kids = Kids(Vec::new());
     for (node, model, count) in &nodes {
         let child = Command::new(&exe)
-            .args(["agent", "--server", &server.url(), "--node", node, "--simulate", &format!("{count}x{model}")])
+            .args([
+                "agent",
+                "--server",
+                &server.url(),
+                "--node",
+                node,
+                "--simulate",
+                &format!("{count}x{model}"),
+            ])
             .arg("--data-dir")
             .arg(dir.path().join(node))
             .env("GIGAWATT_TOKEN", &agent_token)
@@ -180,7 +199,8 @@ fn one(spec: &ReactionSpec) -> anyhow::Result<ReactionRun> {
     }
     wait("three agents", Duration::from_secs(60), || {
         let list = http.get("/v1/agents", &admin)?;
-        let ready = list.as_array().map_or(0, |a| a.iter().filter(|a| a["last_heartbeat_at"].is_string()).count());
+        let ready =
+            list.as_array().map_or(0, |a| a.iter().filter(|a| a["last_heartbeat_at"].is_string()).count());
         Ok((ready == 3).then_some(()))
     })?;
     let gpus = nodes[0].2;

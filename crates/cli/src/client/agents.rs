@@ -191,11 +191,7 @@ pub fn power_limit(a: &PowerLimitArgs) -> anyhow::Result<()> {
         return emit(&format!("node {}: every GPU at its default power limit\n", a.node));
     }
     let listed: Vec<String> = limits.iter().map(|(g, w)| format!("GPU {g}: {w} W")).collect();
-    emit(&format!(
-        "node {}: {} (its agent applies them at its next heartbeat)\n",
-        a.node,
-        listed.join(", ")
-    ))
+    emit(&format!("node {}: {} (its agent applies them at its next heartbeat)\n", a.node, listed.join(", ")))
 }
 
 /// `gigawatt energy`: energy used per tenant.

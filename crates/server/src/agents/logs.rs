@@ -52,7 +52,7 @@ impl Logs {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
-        let end = offset + data.len() as u64;
+        let end = offset.saturating_add(data.len() as u64);
         if have >= MAX_STREAM {
             return Ok(end.max(have));
         }

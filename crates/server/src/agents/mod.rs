@@ -70,7 +70,8 @@ impl AgentSettings {
 
 /// Declares lost every node whose heartbeats stopped, until the server stops.
 pub async fn watchdog(state: Arc<AppState>) {
-    let period = (state.agents.settings.heartbeat_interval / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let period = (state.agents.settings.heartbeat_interval / 4)
+        .clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

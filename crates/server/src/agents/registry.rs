@@ -182,7 +182,10 @@ impl Registry {
     pub fn registered(&self, node: &str, generation: u64) {
         self.forget_copies(node);
         self.unsynced.lock().unwrap_or_else(poisoned).remove(node);
-        self.nodes.write().unwrap_or_else(poisoned).insert(node.to_string(), Arc::new(Mutex::new(Live::new(generation))));
+        self.nodes
+            .write()
+            .unwrap_or_else(poisoned)
+            .insert(node.to_string(), Arc::new(Mutex::new(Live::new(generation))));
     }
 
     /// A node was declared lost: its agent (self-fenced by now) holds an old generation.
@@ -206,7 +209,14 @@ impl Registry {
     }
 
     /// Stores a heartbeat: when, what it measured, which copies are alive.
-    pub fn heard(&self, node: &str, live: &Mutex<Live>, now_ms: i64, telemetry: NodeTelemetry, tasks: Vec<TaskReport>) {
+    pub fn heard(
+        &self,
+        node: &str,
+        live: &Mutex<Live>,
+        now_ms: i64,
+        telemetry: NodeTelemetry,
+        tasks: Vec<TaskReport>,
+    ) {
         let window = self.settings.telemetry_samples;
         let (before, after) = {
             let mut l = live.lock().unwrap_or_else(poisoned);
@@ -271,7 +281,11 @@ impl Registry {
     /// Energy counted so far by the live copies of `workload`, in joules.
     #[must_use]
     pub fn live_energy(&self, workload: WorkloadId) -> f64 {
-        self.copies.lock().unwrap_or_else(poisoned).get(&workload).map_or(0.0, |v| v.iter().map(|c| c.energy_j).sum())
+        self.copies
+            .lock()
+            .unwrap_or_else(poisoned)
+            .get(&workload)
+            .map_or(0.0, |v| v.iter().map(|c| c.energy_j).sum())
     }
 
     /// Energy counted so far by every live copy, per workload.

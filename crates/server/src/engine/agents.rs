@@ -150,12 +150,21 @@ impl Engine {
 
     /// Declares a node lost (its heartbeats stopped). Does nothing, and answers `false`,
     /// when the node moved on meanwhile (registered again, already lost).
-    pub fn node_lost(&mut self, now_ms: i64, node: &str, generation: u64, reason: String) -> Result<bool, ApiError> {
+    pub fn node_lost(
+        &mut self,
+        now_ms: i64,
+        node: &str,
+        generation: u64,
+        reason: String,
+    ) -> Result<bool, ApiError> {
         if self.live_generation(node) != Some(generation) {
             return Ok(false);
         }
         let was = self.node_schedulable(node);
-        self.stage(now_ms, LogEvent::NodeLost { node: node.to_string(), generation: generation + 1, reason })?;
+        self.stage(
+            now_ms,
+            LogEvent::NodeLost { node: node.to_string(), generation: generation + 1, reason },
+        )?;
         self.node_removed(now_ms, node, was)?;
         Ok(true)
     }
@@ -287,7 +296,10 @@ impl Engine {
         let mut gpus = gpus;
         gpus.sort_unstable();
         gpus.dedup();
-        self.stage(now_ms, LogEvent::PowerLimitSet { node: node.to_string(), gpus, watts, by: by.to_string() })
+        self.stage(
+            now_ms,
+            LogEvent::PowerLimitSet { node: node.to_string(), gpus, watts, by: by.to_string() },
+        )
     }
 
     /// The power limits operators set on a node, per GPU index.
@@ -308,9 +320,10 @@ impl Engine {
                 continue;
             }
             let world = w.tasks.len();
-            let master = w.tasks.first().and_then(Option::as_ref).map(|t| {
-                self.view.agents.get(&t.node).map_or_else(|| t.node.clone(), |a| a.address.clone())
-            });
+            let master =
+                w.tasks.first().and_then(Option::as_ref).map(|t| {
+                    self.view.agents.get(&t.node).map_or_else(|| t.node.clone(), |a| a.address.clone())
+                });
             for t in w.tasks.iter().flatten().filter(|t| t.node == node) {
                 let run = w.run(t.task);
                 if run.exit.is_some() || run.generation == 0 {

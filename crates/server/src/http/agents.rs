@@ -7,9 +7,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use base64::Engine as _;
 use gigawatt_api::{
-    AgentInfo, ApiErrorBody, Desired, Heartbeat, LogAck, LogChunk, LogSlice, LogStream, RegisterAgent, Registered,
-    Role, SetPowerLimit, TaskKey, TaskReport, TaskState, TelemetrySample, TelemetrySeries, TenantEnergy,
-    parse_workload_id, rfc3339,
+    AgentInfo, ApiErrorBody, Desired, Heartbeat, LogAck, LogChunk, LogSlice, LogStream, RegisterAgent,
+    Registered, Role, SetPowerLimit, TaskKey, TaskReport, TaskState, TelemetrySample, TelemetrySeries,
+    TenantEnergy, parse_workload_id, rfc3339,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -89,7 +89,11 @@ fn engine_has_node(engine: &Engine, node: &str) -> bool {
 
 /// The reports that change the log: a first report of a current copy running, and
 /// exits not recorded yet.
-fn changes(engine: &Engine, recorded: &std::collections::HashSet<TaskKey>, tasks: &[TaskReport]) -> Vec<TaskReport> {
+fn changes(
+    engine: &Engine,
+    recorded: &std::collections::HashSet<TaskKey>,
+    tasks: &[TaskReport],
+) -> Vec<TaskReport> {
     tasks
         .iter()
         .filter(|r| {
@@ -170,7 +174,12 @@ pub async fn heartbeat(
             .await
             .map_err(|e| refused(&node, "task report", e))?;
         if let Ok(mut l) = live.lock() {
-            l.recorded.extend(to_record.iter().filter(|r| matches!(r.state, TaskState::Exited | TaskState::FailedToStart)).map(key));
+            l.recorded.extend(
+                to_record
+                    .iter()
+                    .filter(|r| matches!(r.state, TaskState::Exited | TaskState::FailedToStart))
+                    .map(key),
+            );
             // Keep only what the agent may still repeat.
             let still: std::collections::HashSet<TaskKey> = exited.iter().cloned().collect();
             l.recorded.retain(|k| still.contains(k));
@@ -179,7 +188,11 @@ pub async fn heartbeat(
     let running: std::collections::HashSet<TaskKey> = live
         .lock()
         .map(|l| {
-            l.tasks.iter().filter(|t| matches!(t.state, TaskState::Running | TaskState::Stopping)).map(key).collect()
+            l.tasks
+                .iter()
+                .filter(|t| matches!(t.state, TaskState::Running | TaskState::Stopping))
+                .map(key)
+                .collect()
         })
         .unwrap_or_default();
     let synced = state.agents.synced();
@@ -238,13 +251,17 @@ pub async fn ship_logs(
     {
         let engine = state.engine.read().await;
         check_generation(&engine, &node, chunk.generation).map_err(|e| refused(&node, "log chunk", e))?;
-        let w = engine.view.workloads.get(&id).ok_or_else(|| ApiError::not_found("workload", &chunk.key.workload))?;
+        let w = engine
+            .view
+            .workloads
+            .get(&id)
+            .ok_or_else(|| ApiError::not_found("workload", &chunk.key.workload))?;
         if chunk.key.task as usize >= w.tasks.len() {
             return Err(ApiError::field("key.task", format!("{id} has {} tasks", w.tasks.len())));
         }
     }
     let Some(logs) = &state.logs else {
-        return Ok(Json(LogAck { length: chunk.offset + data.len() as u64 }));
+        return Ok(Json(LogAck { length: chunk.offset.saturating_add(data.len() as u64) }));
     };
     let length = logs
         .append(id, chunk.key.task, chunk.key.generation, chunk.stream, chunk.offset, &data)
@@ -294,7 +311,10 @@ fn agent_info(engine: &Engine, state: &AppState, node: &str) -> Option<AgentInfo
     ),
     security(("bearer" = []))
 )]
-pub async fn list_agents(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Vec<AgentInfo>>, ApiError> {
+pub async fn list_agents(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<AgentInfo>>, ApiError> {
     caller.require(&SEE_FLEET, "listing agents")?;
     let engine = state.engine.read().await;
     Ok(Json(engine.view.agents.keys().filter_map(|n| agent_info(&engine, &state, n)).collect()))
@@ -417,8 +437,9 @@ pub async fn read_logs(
         return Err(ApiError::field("task", format!("{id} has tasks 0..{tasks}")));
     }
     let Some(logs) = &state.logs else {
-        return Err(ApiError::not_found("logs of", &id)
-            .with_message("this control plane keeps no task output (it was started without a data directory)"));
+        return Err(ApiError::not_found("logs of", &id).with_message(
+            "this control plane keeps no task output (it was started without a data directory)",
+        ));
     };
     let generation = logs.newest_generation(wid, task).await;
     let (bytes, size) = match generation {
@@ -428,7 +449,7 @@ pub async fn read_logs(
             .map_err(|e| ApiError::unavailable(format!("the output could not be read: {e}")))?,
         None => (Vec::new(), 0),
     };
-    let next_offset = offset + bytes.len() as u64;
+    let next_offset = offset.saturating_add(bytes.len() as u64);
     // Agents ship all of a task's output before they report its exit; a task whose
     // agent died never reports one, so an ended workload counts as complete a while
     // after it ended.

@@ -33,7 +33,11 @@ pub fn visible<'a>(engine: &'a Engine, caller: &Caller, id: &str) -> Result<&'a 
 
 /// A workload archived out of memory (ended past the retention period), rebuilt from its
 /// own entries in the log if the caller may see it. Same 404 as [`visible`] otherwise.
-pub(crate) async fn archived(state: &AppState, caller: &Caller, id: &str) -> Result<(WorkloadRecord, u64), ApiError> {
+pub(crate) async fn archived(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(WorkloadRecord, u64), ApiError> {
     let missing = || ApiError::not_found("workload", id);
     let wid = parse_workload_id(id).ok_or_else(missing)?;
     let records = state
