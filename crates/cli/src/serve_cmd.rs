@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// Heartbeats of telemetry kept per node for `GET /v1/nodes/{name}/telemetry`.
     #[arg(long, default_value_t = 36)]
     pub telemetry_samples: usize,
+    /// Print only the banner and the admin token at start-up, not the hints that
+    /// follow (for `gigawatt up`, which prints its own).
+    #[arg(long, hide = true)]
+    pub no_hints: bool,
 }
 
 /// Parses `5s`, `250ms`, `1m`.
@@ -153,7 +157,8 @@ fn init_tracing() {
 pub fn init_tracing_for(extra: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GIGAWATT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,{extra}")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 /// Runs the control plane until SIGINT or SIGTERM.
@@ -215,6 +220,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64(),
         );
         match &server.first_admin_token {
+            Some(token) if args.no_hints => eprintln!("admin token: {token}"),
             Some(token) => {
                 eprintln!("admin token: {token}");
                 eprintln!("  (shown once; only its hash is stored)\n");
@@ -223,6 +229,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 eprintln!("  gigawatt tenant create demo");
                 eprintln!("  gigawatt submit examples/jobs/training-gang.toml --tenant demo && gigawatt ls");
             }
+            None if args.no_hints => eprintln!("  (an existing log: no admin token printed)"),
             None => eprintln!(
                 "  lost the admin token? gigawatt admin create-token --db {url}"
             ),

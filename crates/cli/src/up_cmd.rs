@@ -124,7 +124,7 @@ pub fn up(a: &UpArgs) -> anyhow::Result<()> {
         .arg("serve")
         .arg("--fleet")
         .arg(&fleet_path)
-        .args(["--db", &db, "--listen", &a.listen.to_string(), "--require-agents"])
+        .args(["--db", &db, "--listen", &a.listen.to_string(), "--require-agents", "--no-hints"])
         .arg("--data-dir")
         .arg(&data_dir)
         .args(["--heartbeat-interval", &humantime::format_duration(a.heartbeat_interval).to_string()])
@@ -161,11 +161,16 @@ pub fn up(a: &UpArgs) -> anyhow::Result<()> {
         }
     }
     let server_url = addr.unwrap_or_default();
-    // The banner is followed by the token at once on a fresh log.
-    if let Ok(line) = rx.recv_timeout(Duration::from_millis(300))
-        && let Some(t) = line.strip_prefix("admin token: ")
-    {
-        admin_token = Some(t.trim().to_string());
+    // The banner ends with the admin token (a fresh log) or a note that there is none.
+    let banner_end = Instant::now() + Duration::from_secs(5);
+    while admin_token.is_none() && Instant::now() < banner_end {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if line.starts_with("admin token: ") => {
+                admin_token = line.strip_prefix("admin token: ").map(|t| t.trim().to_string());
+            }
+            Ok(line) if line.contains("no admin token printed") => break,
+            _ => {}
+        }
     }
 
     // 2. A token for the agents, written straight into the log.
@@ -182,6 +187,24 @@ pub fn up(a: &UpArgs) -> anyhow::Result<()> {
         .lines()
         .find_map(|l| l.strip_prefix("agent token: ").map(str::to_string))
         .context("`admin create-token` printed no token")?;
+    // The server picks up a token written straight into the log on first use (it reads
+    // the log again at most once a second): make that first use ours, before the agents.
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let known = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = http
+            .get(format!("{server_url}/v1/whoami"))
+            .bearer_auth(&agent_token)
+            .send()
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            break;
+        }
+        if Instant::now() > known {
+            bail!("the control plane did not accept the agents' token within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // 3. One agent per node.
     let mut agents = Vec::new();
