@@ -158,7 +158,11 @@ pub fn init_tracing_for(extra: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GIGAWATT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,{extra}")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs the control plane until SIGINT or SIGTERM.
