@@ -237,14 +237,19 @@ impl Supervisor {
         for key in keys {
             if self.tasks.get(key).is_some_and(|t| t.ended() && t.flushed && !t.alive()) {
                 self.tasks.remove(key);
-                if self.done_set.insert(key.clone()) {
-                    self.done.push_back(key.clone());
-                }
-                while self.done.len() > DONE_MEMORY {
-                    if let Some(old) = self.done.pop_front() {
-                        self.done_set.remove(&old);
-                    }
-                }
+                self.remember(key.clone());
+            }
+        }
+    }
+
+    /// Remembers that `key` ran, so that it is never started again.
+    fn remember(&mut self, key: TaskKey) {
+        if self.done_set.insert(key.clone()) {
+            self.done.push_back(key);
+        }
+        while self.done.len() > DONE_MEMORY {
+            if let Some(old) = self.done.pop_front() {
+                self.done_set.remove(&old);
             }
         }
     }
@@ -268,11 +273,14 @@ impl Supervisor {
     }
 
     /// Fenced by the control plane: SIGKILLs every group and forgets every task (their
-    /// ends need not be reported). Returns how many groups were killed.
+    /// ends need not be reported), but remembers their keys: a copy that ran is never
+    /// started again, even if an answer still lists it. Returns how many groups were
+    /// killed.
     pub fn fence_and_forget(&mut self) -> usize {
         self.pending.clear();
         let mut n = 0;
-        for t in std::mem::take(&mut self.tasks).into_values() {
+        for (key, t) in std::mem::take(&mut self.tasks) {
+            self.remember(key);
             if let Some(h) = t.handle {
                 h.send(Control::Kill);
                 self.dying.insert(t.id, (h.pgid, t.gpus));

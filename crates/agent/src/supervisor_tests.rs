@@ -125,6 +125,9 @@ async fn a_new_task_waits_for_a_stopping_one_on_its_gpus() {
     while sup.alive() > 0 {
         next_exit(&mut sup, &mut rx).await;
     }
+    // A copy that ran is never started again, even if an answer still lists it.
+    sup.converge(&desired(&[&new, &other], &[]), GRACE);
+    assert!(sup.reports().is_empty() && sup.alive() == 0);
 }
 
 #[tokio::test]
