@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use gigawatt_api::agent::{Desired, GpuInventory, Heartbeat, NodeTelemetry, RegisterAgent, Registered};
 use gigawatt_units::Watts;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
 use crate::backend::GpuBackend;
@@ -44,6 +45,51 @@ enum Wake {
     Register,
     Heartbeat,
     Logs,
+    /// The control plane says the node's assignments changed.
+    Changed,
+}
+
+/// Long-polls `GET /v1/agent/changes` and signals `wake` whenever the node's
+/// assignments or power limits change, so that the agent sends a heartbeat at once:
+/// work placed on this node starts, and work taken from it stops, without waiting for
+/// the next interval. Ends when the agent drops `session`.
+async fn watch_changes(
+    client: Client,
+    node: String,
+    mut session: watch::Receiver<Option<u64>>,
+    wake: UnboundedSender<()>,
+) {
+    let mut seen: Option<u64> = None;
+    loop {
+        let Some(generation) = *session.borrow_and_update() else {
+            if session.changed().await.is_err() {
+                return;
+            }
+            seen = None;
+            continue;
+        };
+        tokio::select! {
+            answer = client.changes(&node, generation, seen, Duration::from_secs(40)) => match answer {
+                Ok(c) => {
+                    tracing::debug!(version = c.version, ?seen, "change poll answered");
+                    if seen.is_some_and(|s| s != c.version) && wake.send(()).is_err() {
+                        return;
+                    }
+                    seen = Some(c.version);
+                }
+                Err(e) => {
+                    tracing::debug!("change poll failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            changed = session.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                seen = None;
+            }
+        }
+    }
 }
 
 /// The agent's state between two wake-ups.
@@ -70,6 +116,10 @@ pub(crate) struct Agent {
     grace: Duration,
     /// Power limit last applied per GPU (`None`: the default).
     applied: BTreeMap<u16, Option<u64>>,
+    /// The generation held, for the change watcher.
+    session_tx: watch::Sender<Option<u64>>,
+    /// Signals from the change watcher.
+    changed: UnboundedReceiver<()>,
 }
 
 impl Agent {
@@ -87,6 +137,9 @@ impl Agent {
             .map(|g| (g.index, (g.power_limit_w != g.default_power_limit_w).then_some(g.power_limit_w)))
             .collect();
         let now = Instant::now();
+        let (session_tx, session_rx) = watch::channel(None);
+        let (wake_tx, changed) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(watch_changes(client.clone(), config.node.clone(), session_rx, wake_tx));
         Agent {
             config,
             client,
@@ -108,6 +161,8 @@ impl Agent {
             self_fenced: false,
             grace: DEFAULT_GRACE,
             applied,
+            session_tx,
+            changed,
         }
     }
 
@@ -133,6 +188,7 @@ impl Agent {
                 () = sleep_until(self.next_register), if !registered => Wake::Register,
                 () = sleep_until(heartbeat_at), if registered => Wake::Heartbeat,
                 () = sleep_until(self.next_logs), if registered => Wake::Logs,
+                Some(()) = self.changed.recv() => Wake::Changed,
             };
             match wake {
                 Wake::Shutdown => return Ok(()),
@@ -151,7 +207,14 @@ impl Agent {
                     self.next_logs = Instant::now() + LOG_INTERVAL;
                     self.ship_logs(false).await;
                 }
+                Wake::Changed => self.heartbeat_now = registered,
             }
+            let generation = self.session.as_ref().map(|s| s.generation);
+            self.session_tx.send_if_modified(|g| {
+                let changed = *g != generation;
+                *g = generation;
+                changed
+            });
             self.forward_guard_updates().await;
         }
     }
@@ -235,6 +298,7 @@ impl Agent {
             tasks: self.supervisor.reports(),
         };
         let sent = Instant::now();
+        tracing::debug!(tasks = body.tasks.len(), "heartbeat");
         match self.client.heartbeat(&body, self.request_timeout()).await {
             Ok(desired) => {
                 self.last_answer = Some(sent);

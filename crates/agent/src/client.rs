@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use gigawatt_api::ApiErrorBody;
-use gigawatt_api::agent::{Desired, Heartbeat, LogAck, LogChunk, RegisterAgent, Registered};
+use gigawatt_api::agent::{AgentChanges, Desired, Heartbeat, LogAck, LogChunk, RegisterAgent, Registered};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -84,6 +84,23 @@ impl Client {
         self.post("/v1/agent/logs", body, timeout).await
     }
 
+    /// Waits (long poll) until the node's assignments change from version `seen`.
+    pub async fn changes(
+        &self,
+        node: &str,
+        generation: u64,
+        seen: Option<u64>,
+        timeout: Duration,
+    ) -> Result<AgentChanges, CallError> {
+        let url = format!("{}/v1/agent/changes", self.base);
+        let mut query = vec![("node", node.to_owned()), ("generation", generation.to_string())];
+        if let Some(v) = seen {
+            query.push(("seen", v.to_string()));
+        }
+        let req = self.http.get(&url).query(&query).bearer_auth(&self.token).timeout(timeout);
+        Self::answer("GET", &url, req).await
+    }
+
     async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
@@ -91,23 +108,27 @@ impl Client {
         timeout: Duration,
     ) -> Result<R, CallError> {
         let url = format!("{}{path}", self.base);
-        let answer = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.token)
-            .json(body)
-            .timeout(timeout)
+        let req = self.http.post(&url).bearer_auth(&self.token).json(body).timeout(timeout);
+        Self::answer("POST", &url, req).await
+    }
+
+    async fn answer<R: DeserializeOwned>(
+        method: &str,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<R, CallError> {
+        let answer = req
             .send()
             .await
-            .map_err(|e| CallError::Transport(format!("POST {url}: {}", error_chain(&e))))?;
+            .map_err(|e| CallError::Transport(format!("{method} {url}: {}", error_chain(&e))))?;
         let status = answer.status();
         let bytes = answer
             .bytes()
             .await
-            .map_err(|e| CallError::Transport(format!("POST {url}: {}", error_chain(&e))))?;
+            .map_err(|e| CallError::Transport(format!("{method} {url}: {}", error_chain(&e))))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
-                .map_err(|e| CallError::Transport(format!("POST {url}: unexpected answer: {e}")));
+                .map_err(|e| CallError::Transport(format!("{method} {url}: unexpected answer: {e}")));
         }
         let body = serde_json::from_slice::<ApiErrorBody>(&bytes).unwrap_or_else(|_| {
             let text = String::from_utf8_lossy(&bytes);

@@ -123,7 +123,8 @@ impl Supervisor {
     }
 
     /// Converges on `desired`: stops what is not in it, starts what is new. Returns
-    /// whether a task changed state (a start failed) so that a heartbeat goes out now.
+    /// whether a task changed state (it started, or failed to) so that a heartbeat goes
+    /// out now: the control plane learns of a start at once, not an interval later.
     pub fn converge(&mut self, desired: &Desired, grace: Duration) -> bool {
         let wanted: BTreeSet<TaskKey> = desired.assignments.iter().map(key_of).collect();
         for (key, t) in &mut self.tasks {
@@ -165,7 +166,8 @@ impl Supervisor {
                 self.pending.push(a);
                 continue;
             }
-            changed |= self.start(a);
+            self.start(a);
+            changed = true;
         }
         changed
     }
@@ -215,8 +217,7 @@ impl Supervisor {
     pub fn on_exit(&mut self, exit: Exit) -> bool {
         self.guard_updates.push(('-', exit.pgid));
         if self.dying.remove(&exit.id).is_some() {
-            self.start_pending();
-            return false;
+            return self.start_pending();
         }
         let Some((key, t)) = self.tasks.iter_mut().find(|(_, t)| t.id == exit.id) else { return false };
         tracing::info!(workload = %key.workload, task = key.task, generation = key.generation,

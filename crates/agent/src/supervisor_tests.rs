@@ -55,7 +55,7 @@ async fn a_task_runs_ends_is_acknowledged_and_never_reruns() {
     let (_tmp, mut sup, mut rx) = setup();
     let a = assignment("w-1", &[0], &[1000], &["sh", "-c", "echo hi; exit 3"]);
     let key = key_of(&a);
-    assert!(!sup.converge(&desired(&[&a], &[]), GRACE));
+    assert!(sup.converge(&desired(&[&a], &[]), GRACE), "a start is reported at once");
     assert_eq!(sup.reports()[0].state, TaskState::Running);
     let pgid = sup.reports()[0].pid.and_then(|p| i32::try_from(p).ok()).expect("a pid");
     assert!(next_exit(&mut sup, &mut rx).await);

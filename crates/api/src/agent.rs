@@ -207,6 +207,16 @@ pub struct Assignment {
     pub env: BTreeMap<String, String>,
 }
 
+/// `GET /v1/agent/changes?node=&generation=&seen=`: a long poll that answers when the
+/// node's assignments or power limits changed since version `seen` (or after about 25 s
+/// anyway). The agent then sends a heartbeat at once, so that new work starts and
+/// stopped work stops without waiting for the next interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentChanges {
+    /// The node's change counter; pass it back as `seen`.
+    pub version: u64,
+}
+
 /// `POST /v1/agent/logs`: new output of one task, appended at `offset`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogChunk {

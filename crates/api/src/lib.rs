@@ -12,9 +12,9 @@ pub mod tokens;
 pub mod workload;
 
 pub use agent::{
-    AgentInfo, Assignment, Desired, GpuInventory, GpuTelemetry, Heartbeat, LogAck, LogChunk, LogSlice,
-    LogStream, NodeTelemetry, RegisterAgent, Registered, SetPowerLimit, TaskKey, TaskReport, TaskState,
-    TelemetrySample, TelemetrySeries, TenantEnergy,
+    AgentChanges, AgentInfo, Assignment, Desired, GpuInventory, GpuTelemetry, Heartbeat, LogAck, LogChunk,
+    LogSlice, LogStream, NodeTelemetry, RegisterAgent, Registered, SetPowerLimit, TaskKey, TaskReport,
+    TaskState, TelemetrySample, TelemetrySeries, TenantEnergy,
 };
 pub use error::{ApiErrorBody, FieldError};
 pub use fleet::{NodeInfo, RackInfo, SetBudget, SetNodeState, SiteInfo};

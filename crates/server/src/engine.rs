@@ -80,6 +80,9 @@ pub struct Engine {
     by_node: HashMap<String, BTreeSet<WorkloadId>>,
     /// Fleet nodes by name.
     fleet_nodes: Arc<HashMap<String, FleetNode>>,
+    /// Nodes whose assignments or limits changed since the last commit: their agents
+    /// are woken to send a heartbeat at once instead of at their next interval.
+    touched: BTreeSet<String>,
     require_agents: bool,
 }
 
@@ -141,6 +144,7 @@ impl Engine {
             staged: Vec::new(),
             by_node: HashMap::new(),
             fleet_nodes: Arc::new(fleet_nodes),
+            touched: BTreeSet::new(),
             require_agents: config.require_agents,
         };
         // Nodes down, lost or without their agent first (no workloads yet, so this
@@ -226,19 +230,25 @@ impl Engine {
                 | LogEvent::WorkloadFinished { .. }
                 | LogEvent::WorkloadRejected { .. }
         );
-        if unplaces
-            && let Some(id) = record.event.workload()
+        // Every node a workload's tasks are on, before and after, hears of a change to
+        // it (a stopped copy frees the way for its successor on another node).
+        if let Some(id) = record.event.workload()
             && let Some(w) = self.view.workloads.get(&id)
         {
             for t in w.tasks.iter().flatten() {
-                if let Some(set) = self.by_node.get_mut(&t.node) {
+                self.touched.insert(t.node.clone());
+                if unplaces && let Some(set) = self.by_node.get_mut(&t.node) {
                     set.remove(&id);
                 }
             }
         }
+        if let LogEvent::PowerLimitSet { node, .. } = &record.event {
+            self.touched.insert(node.clone());
+        }
         if let LogEvent::WorkloadPlaced { workload, tasks, .. } = &record.event {
             for t in tasks {
                 self.by_node.entry(t.node.clone()).or_default().insert(*workload);
+                self.touched.insert(t.node.clone());
             }
         }
         self.view.apply(&record).map_err(|e| ApiError::internal(format!("{e}")))?;
@@ -271,6 +281,11 @@ impl Engine {
             self.stage(at_ms, event)?;
         }
         Ok(())
+    }
+
+    /// The nodes touched since the last call, whose agents should hear of it now.
+    pub fn take_touched(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.touched)
     }
 
     /// The records produced since the last call, for the writer to commit.

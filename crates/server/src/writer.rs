@@ -95,9 +95,11 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
         } else {
             reload(&state, &mut engine).await;
         }
+        let touched = engine.take_touched();
         if result.is_ok() {
             state.metrics.observe_commit(records.len(), replies.len(), started.elapsed());
             state.after_commit(&engine, &records);
+            state.agents.wake(touched);
         }
         let mut caught_up = false;
         if !catch_ups.is_empty() {

@@ -129,6 +129,9 @@ pub struct Registry {
     /// out: what they run is not known yet.
     unsynced: Mutex<HashSet<String>>,
     boot: Instant,
+    /// A counter per node, bumped when its assignments or limits change; agents wait on
+    /// it (`GET /v1/agent/changes`) to send a heartbeat at once.
+    changes: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
 }
 
 /// A registry lock was poisoned (a handler panicked holding it).
@@ -153,7 +156,25 @@ impl Registry {
             copies: Mutex::new(HashMap::new()),
             unsynced: Mutex::new(unsynced),
             boot: Instant::now(),
+            changes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Tells the agents of `nodes` that what they should run changed.
+    pub fn wake(&self, nodes: impl IntoIterator<Item = String>) {
+        let changes = self.changes.lock().unwrap_or_else(poisoned);
+        for node in nodes {
+            if let Some(tx) = changes.get(&node) {
+                tx.send_modify(|v| *v = v.wrapping_add(1));
+            }
+        }
+    }
+
+    /// A receiver of `node`'s change counter.
+    #[must_use]
+    pub fn changes(&self, node: &str) -> tokio::sync::watch::Receiver<u64> {
+        let mut changes = self.changes.lock().unwrap_or_else(poisoned);
+        changes.entry(node.to_string()).or_insert_with(|| tokio::sync::watch::channel(0).0).subscribe()
     }
 
     /// Whether every agent's state is known since this control plane started.

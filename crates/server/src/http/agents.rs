@@ -89,7 +89,7 @@ fn engine_has_node(engine: &Engine, node: &str) -> bool {
 
 /// The reports that change the log: a first report of a current copy running, and
 /// exits not recorded yet.
-fn changes(
+fn to_record(
     engine: &Engine,
     recorded: &std::collections::HashSet<TaskKey>,
     tasks: &[TaskReport],
@@ -158,7 +158,7 @@ pub async fn heartbeat(
             }
         };
         let recorded = live.lock().map(|l| l.recorded.clone()).unwrap_or_default();
-        (live, changes(&engine, &recorded, &hb.tasks))
+        (live, to_record(&engine, &recorded, &hb.tasks))
     };
     let exited: Vec<TaskKey> = hb
         .tasks
@@ -220,6 +220,56 @@ pub async fn heartbeat(
         power_limits_w,
         grace_ms: state.agents.settings.grace.as_millis() as u64,
     }))
+}
+
+/// What `GET /v1/agent/changes` takes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesQuery {
+    /// The node.
+    pub node: String,
+    /// Its generation.
+    pub generation: u64,
+    /// The version last seen; absent: answer the current one at once.
+    pub seen: Option<u64>,
+}
+
+/// How long a long poll waits at most before answering anyway.
+const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// Waits until the node's assignments or power limits change (a long poll), so that
+/// its agent sends a heartbeat at once.
+#[utoipa::path(
+    get, path = "/v1/agent/changes", tag = "agents",
+    params(ChangesQuery),
+    responses(
+        (status = 200, description = "The node's change counter, once it differs from `seen` (or after 25 s)", body = gigawatt_api::AgentChanges),
+        (status = 400, description = "A query parameter is wrong", body = ApiErrorBody),
+        (status = 401, description = "No valid token", body = ApiErrorBody),
+        (status = 403, description = "Only agent and admin tokens poll for changes", body = ApiErrorBody),
+        (status = 404, description = "No such node", body = ApiErrorBody),
+        (status = 409, description = "`stale-generation`: the agent was fenced", body = ApiErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn changes(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ChangesQuery>,
+) -> Result<Json<gigawatt_api::AgentChanges>, ApiError> {
+    caller.require(&AGENTS, "polling for changes").map_err(|e| refused(&q.node, "poll", e))?;
+    {
+        let engine = state.engine.read().await;
+        check_generation(&engine, &q.node, q.generation).map_err(|e| refused(&q.node, "poll", e))?;
+    }
+    let mut rx = state.agents.changes(&q.node);
+    let current = *rx.borrow_and_update();
+    if q.seen != Some(current) {
+        return Ok(Json(gigawatt_api::AgentChanges { version: current }));
+    }
+    let _ = tokio::time::timeout(LONG_POLL, rx.changed()).await;
+    let version = *rx.borrow();
+    Ok(Json(gigawatt_api::AgentChanges { version }))
 }
 
 /// Output of one of the node's tasks, appended at its offset.

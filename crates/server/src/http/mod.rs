@@ -49,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/agent/register", post(agents::register))
         .route("/v1/agent/heartbeat", post(agents::heartbeat))
         .route("/v1/agent/logs", post(agents::ship_logs))
+        .route("/v1/agent/changes", get(agents::changes))
         .route("/v1/agents", get(agents::list_agents))
         .route("/v1/energy", get(agents::energy))
         .route("/v1/nodes/{name}/telemetry", get(agents::telemetry))
