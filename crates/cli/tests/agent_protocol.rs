@@ -232,6 +232,11 @@ fn agent_protocol_end_to_end() {
         })
         .collect();
     assert!(states.contains(&(silent.clone(), "lost".into())), "{states:?}");
+    // Every refusal of an agent is logged where operators look.
+    let stderr = server.stderr_text();
+    for needle in ["unknown or revoked token", "agent registration refused", "agent heartbeat refused"] {
+        assert!(stderr.contains(needle), "the server logged `{needle}`:\n{stderr}");
+    }
     let metrics = server_harness::client(Duration::from_secs(10))
         .get(format!("{}/metrics", server.base))
         .send()

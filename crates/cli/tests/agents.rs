@@ -232,6 +232,16 @@ fn agents_run_real_commands() {
     assert_eq!(seen.len(), 2, "two GPUs visible: {out:?}");
     assert!(w["energy_j"].as_f64().is_some_and(|e| e > 0.0), "a second on two GPUs used energy: {w}");
 
+    // `gigawatt logs --follow` prints output as it comes and ends with the workload.
+    let id = c.submit(&sh("follow", "for i in 1 2 3; do echo line $i; sleep 0.3; done", 1, 1));
+    let follow = Command::new(gigawatt_bin())
+        .args(["logs", &id, "--follow", "--server", &c.server.base, "--token", &c.tenant])
+        .output()
+        .expect("gigawatt logs runs");
+    assert!(follow.status.success(), "{}", String::from_utf8_lossy(&follow.stderr));
+    assert_eq!(String::from_utf8_lossy(&follow.stdout), "line 1\nline 2\nline 3\n");
+    assert_eq!(c.get(&id)["state"], "succeeded");
+
     // A non-zero exit fails the workload with its code.
     let id = c.submit(&sh("fail", "echo oops >&2; exit 7", 1, 1));
     let w = c.wait_state(&id, "failed");
