@@ -52,7 +52,7 @@ use gigawatt_fleet::GpuCatalog;
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
 
-use super::load::Latency;
+use super::load::{Latency, latency};
 use super::procfs;
 
 /// A scheduler that wakes this long after a heartbeat was due counts it as a late send
@@ -949,27 +949,6 @@ pub async fn run(spec: &AgentsSpec) -> anyhow::Result<AgentsReport> {
         machine_cpu_s: delta(cpu0.2, cpu1.2),
         server_memory,
     })
-}
-
-/// Percentiles of sorted microsecond latencies (nearest rank), as `load.rs` computes them.
-fn latency(sorted_us: &[u64]) -> Latency {
-    if sorted_us.is_empty() {
-        return Latency::default();
-    }
-    let ms = |us: u64| us as f64 / 1000.0;
-    let rank = |q: f64| {
-        let i = ((q * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len()) - 1;
-        ms(sorted_us[i])
-    };
-    let sum: u64 = sorted_us.iter().sum();
-    Latency {
-        mean_ms: ms(sum) / sorted_us.len() as f64,
-        p50_ms: rank(0.50),
-        p90_ms: rank(0.90),
-        p99_ms: rank(0.99),
-        p999_ms: rank(0.999),
-        max_ms: ms(sorted_us[sorted_us.len() - 1]),
-    }
 }
 
 /// Prints the report as a table.

@@ -333,7 +333,7 @@ fn summarise(
 }
 
 /// Percentiles of sorted microsecond latencies (nearest rank).
-fn latency(sorted_us: &[u64]) -> Latency {
+pub fn latency(sorted_us: &[u64]) -> Latency {
     if sorted_us.is_empty() {
         return Latency::default();
     }
