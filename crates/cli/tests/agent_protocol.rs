@@ -180,6 +180,9 @@ fn agent_protocol_end_to_end() {
         .expect_error(422, "invalid-field");
     api.send("PUT", &format!("/v1/nodes/{NODE_A}/power-limit"), Some(&tenant), Some(&json!({"watts": 400})))
         .expect_error(403, "forbidden");
+    // serde reads a struct from an array too; the API refuses anything but an object.
+    api.send("PUT", &format!("/v1/nodes/{NODE_A}/power-limit"), Some(&admin), Some(&json!([null, null])))
+        .expect_error(422, "invalid-field");
     api.send(
         "PUT",
         &format!("/v1/nodes/{NODE_A}/power-limit"),

@@ -42,6 +42,9 @@ fn refused(node: &str, what: &str, e: ApiError) -> ApiError {
     request_body = RegisterAgent,
     responses(
         (status = 200, description = "Registered: the node's generation and the intervals to keep", body = Registered),
+        (status = 400, description = "Malformed request", body = ApiErrorBody),
+        (status = 413, description = "Body too large", body = ApiErrorBody),
+        (status = 415, description = "Not JSON", body = ApiErrorBody),
         (status = 401, description = "No valid token", body = ApiErrorBody),
         (status = 403, description = "Only agent and admin tokens register nodes", body = ApiErrorBody),
         (status = 404, description = "The node is not in the fleet", body = ApiErrorBody),
@@ -127,6 +130,9 @@ fn key(r: &TaskReport) -> TaskKey {
     request_body = Heartbeat,
     responses(
         (status = 200, description = "What the node should run and the power limits to apply", body = Desired),
+        (status = 400, description = "Malformed request", body = ApiErrorBody),
+        (status = 413, description = "Body too large", body = ApiErrorBody),
+        (status = 415, description = "Not JSON", body = ApiErrorBody),
         (status = 401, description = "No valid token", body = ApiErrorBody),
         (status = 403, description = "Only agent and admin tokens send heartbeats", body = ApiErrorBody),
         (status = 404, description = "The node is not in the fleet", body = ApiErrorBody),
@@ -224,6 +230,7 @@ pub async fn heartbeat(
 
 /// What `GET /v1/agent/changes` takes.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesQuery {
     /// The node.
@@ -278,6 +285,9 @@ pub async fn changes(
     request_body = LogChunk,
     responses(
         (status = 200, description = "How many bytes of the stream the control plane holds", body = LogAck),
+        (status = 400, description = "Malformed request", body = ApiErrorBody),
+        (status = 413, description = "Body too large", body = ApiErrorBody),
+        (status = 415, description = "Not JSON", body = ApiErrorBody),
         (status = 401, description = "No valid token", body = ApiErrorBody),
         (status = 403, description = "Only agent and admin tokens ship logs", body = ApiErrorBody),
         (status = 404, description = "No such workload or node, or output is not kept", body = ApiErrorBody),
@@ -407,6 +417,9 @@ pub async fn telemetry(
     request_body = SetPowerLimit,
     responses(
         (status = 200, description = "The limits now asked of the node, per GPU", body = std::collections::BTreeMap<u16, u64>),
+        (status = 400, description = "Malformed request", body = ApiErrorBody),
+        (status = 413, description = "Body too large", body = ApiErrorBody),
+        (status = 415, description = "Not JSON", body = ApiErrorBody),
         (status = 401, description = "No valid token", body = ApiErrorBody),
         (status = 403, description = "Only admins and operators cap power", body = ApiErrorBody),
         (status = 404, description = "No such node", body = ApiErrorBody),
@@ -430,6 +443,7 @@ pub async fn set_power_limit(
 
 /// What `GET /v1/workloads/{id}/logs` takes.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Task index (default 0).

@@ -97,10 +97,57 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+        if !is_json_content_type(req.headers()) {
+            return Err(unsupported_media_type());
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(body_too_large()),
+            Err(e) => return Err(ApiError::bad_request("invalid-body", e.body_text(), None)),
+        };
+        match axum::Json::<T>::from_bytes(&bytes) {
+            // Every body of this API is a JSON object; serde would also read a struct
+            // from an array (`[null, null]`), which is never what a client meant.
+            Ok(axum::Json(v)) if starts_as_object(&bytes) => Ok(ApiJson(v)),
+            Ok(_) => Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid-field",
+                message: "the body must be a JSON object (`{…}`), not an array or a single value".into(),
+                field: None,
+            }),
             Err(rejection) => Err(json_error(rejection)),
         }
+    }
+}
+
+/// `application/json` or any `application/…+json`, parameters (`; charset=…`) ignored.
+fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn starts_as_object(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError {
+        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        code: "unsupported-media-type",
+        message: "send the body as JSON with `Content-Type: application/json`".into(),
+        field: Some("header:Content-Type".into()),
+    }
+}
+
+fn body_too_large() -> ApiError {
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "body-too-large",
+        message: format!("the body is larger than the {MAX_BODY} bytes accepted"),
+        field: None,
     }
 }
 
@@ -125,18 +172,8 @@ fn json_error(rejection: JsonRejection) -> ApiError {
             format!("the body is not valid JSON: {}", e.body_text()),
             None,
         ),
-        JsonRejection::MissingJsonContentType(_) => ApiError {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: "unsupported-media-type",
-            message: "send the body as JSON with `Content-Type: application/json`".into(),
-            field: Some("header:Content-Type".into()),
-        },
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "body-too-large",
-            message: format!("the body is larger than the {MAX_BODY} bytes accepted"),
-            field: None,
-        },
+        JsonRejection::MissingJsonContentType(_) => unsupported_media_type(),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => body_too_large(),
         other => ApiError::bad_request("invalid-body", other.body_text(), None),
     }
 }
