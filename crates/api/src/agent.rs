@@ -172,6 +172,8 @@ pub struct Desired {
     /// Ended tasks the control plane has recorded: the agent may forget them.
     pub acknowledged: Vec<TaskKey>,
     /// Power limit per GPU index, in watts; a GPU not listed runs at its default limit.
+    /// (JSON object keys are strings: the index in decimal, `"0"`.)
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub power_limits_w: BTreeMap<u16, u64>,
     /// How long to wait between SIGTERM and SIGKILL when stopping a task, in ms.
     pub grace_ms: u64,

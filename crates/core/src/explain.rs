@@ -226,8 +226,12 @@ pub enum PreemptWhy {
         site: String,
         /// The new budget.
         budget: Watts,
-        /// Power reserved before the cut.
+        /// Power reserved before the cut (on an oversubscribed site: the floor, what its
+        /// work draws with every GPU at its lowest power limit).
         reserved: Watts,
+        /// Whether `reserved` is the floor of an oversubscribed site rather than TDPs.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        at_minimum: bool,
     },
     /// A node it ran on was removed or lost; the whole workload goes back to the queue.
     NodeLost {
@@ -246,9 +250,14 @@ pub enum PreemptWhy {
 impl fmt::Display for PreemptWhy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PreemptWhy::PowerBudget { site, budget, reserved } => write!(
+            PreemptWhy::PowerBudget { site, budget, reserved, at_minimum: false } => write!(
                 f,
                 "site {site} power budget cut to {budget} while {reserved} was reserved; lowest priority preempted first"
+            ),
+            PreemptWhy::PowerBudget { site, budget, reserved, at_minimum: true } => write!(
+                f,
+                "site {site} power budget cut to {budget} while its work needed {reserved} even with every GPU \
+                 at its lowest power limit; lowest priority preempted first"
             ),
             PreemptWhy::NodeLost { node } => write!(f, "node {node} was lost; requeued whole"),
             PreemptWhy::Priority { by, class } => write!(f, "preempted for {by} ({class})"),

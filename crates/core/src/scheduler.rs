@@ -758,10 +758,16 @@ impl Scheduler {
         out.push(Decision::Preempted { workload: id, why });
     }
 
-    /// Brings a site's reservation under its budget: lowest priority first, youngest
-    /// first within a priority.
+    /// Brings a site's reservation under its budget (on an oversubscribed site, its floor:
+    /// the power manager caps the rest): lowest priority first, youngest first within a
+    /// priority.
     fn shed_site(&mut self, site: usize, budget: Watts, out: &mut Vec<Decision>) {
-        let reserved = self.state.sites[site].power;
+        let at_minimum = self.state.oversubscribed(site);
+        let held = |state: &ClusterState| {
+            let s = &state.sites[site];
+            if at_minimum { s.floor } else { s.power }
+        };
+        let reserved = held(&self.state);
         if reserved <= budget {
             return;
         }
@@ -774,10 +780,11 @@ impl Scheduler {
         victims.sort();
         let site_id = self.state.sites[site].id.clone();
         for (_, _, id) in victims {
-            if self.state.sites[site].power <= budget {
+            if held(&self.state) <= budget {
                 break;
             }
-            self.evict(id, PreemptWhy::PowerBudget { site: site_id.clone(), budget, reserved }, out);
+            let why = PreemptWhy::PowerBudget { site: site_id.clone(), budget, reserved, at_minimum };
+            self.evict(id, why, out);
         }
     }
 

@@ -6,10 +6,21 @@
 //! (per-GPU free share, CPU, memory, node/rack/site power) exact. Power is integer
 //! watts, so releasing a task restores the state bit for bit.
 //!
-//! Power model for reservations (the "reserved" provisioning mode): a node that hosts at
-//! least one task reserves its base power plus each GPU's TDP times the allocated share
-//! of the node's GPUs. Idle nodes reserve nothing: they are assumed suspended, as Slurm's
-//! power saving does; the live power manager of a later stage reads real telemetry.
+//! Power model for reservations: a node that hosts at least one task reserves its base
+//! power plus, for each GPU, its idle draw and the allocated share of the rest of its TDP
+//! (`idle + share × (TDP − idle)`: a whole GPU reserves its TDP, a free one its idle
+//! draw). Idle nodes reserve nothing: they are assumed suspended, as Slurm's power saving
+//! does.
+//!
+//! Each site is provisioned in one of two modes (`gigawatt_fleet::Provisioning`):
+//!
+//! * **reserved**: the reservation of a rack or site never exceeds its limit. Since no
+//!   GPU draws more than its reservation, nothing ever needs a power limit.
+//! * **oversubscribed** with ratio `r`: the reservation may reach `(1 + r) ×` the limit,
+//!   but the **floor** (what the same work draws with every allocated GPU at its lowest
+//!   power limit) never exceeds the limit. The power manager (`gigawatt-power`) lowers
+//!   GPU power limits so that the real draw stays under every limit; the floor is the
+//!   proof that it always can.
 
 use std::collections::HashMap;
 
@@ -27,13 +38,27 @@ use crate::workload::DataClass;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct NodeIdx(pub u32);
 
-/// A GPU model as the core knows it: an interned id and its TDP.
+/// A GPU model as the core knows it: an interned id and its power figures.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ModelInfo {
     /// Catalog id.
     pub id: String,
     /// Thermal design power, what one fully allocated GPU reserves.
     pub tdp: Watts,
+    /// Draw of a powered GPU doing nothing.
+    #[serde(default)]
+    pub idle: Watts,
+    /// Lowest settable power limit (zero when unknown: the floor is then the TDP).
+    #[serde(default)]
+    pub min_limit: Watts,
+}
+
+impl ModelInfo {
+    /// The figures of a catalog model.
+    #[must_use]
+    pub fn of(spec: &gigawatt_fleet::GpuSpec) -> ModelInfo {
+        ModelInfo { id: spec.id.clone(), tdp: spec.tdp, idle: spec.idle, min_limit: spec.min_power_limit }
+    }
 }
 
 /// One node's capacity and what is left of it.
@@ -63,10 +88,16 @@ pub struct NodeState {
     pub tasks: u32,
     /// Power reserved now.
     pub power: Watts,
+    /// What the node draws at most with every allocated GPU at its lowest power limit.
+    pub floor: Watts,
     /// Base (non-GPU) power when busy.
     pub base_power: Watts,
     /// TDP of one GPU.
     pub gpu_tdp: Watts,
+    /// Idle draw of one GPU (at most the TDP).
+    pub gpu_idle: Watts,
+    /// Lowest power limit of one GPU (between idle and TDP).
+    pub gpu_min: Watts,
     /// Number of completely free GPUs (cached).
     pub free_whole: u32,
     /// Largest free share on a single GPU (cached).
@@ -105,6 +136,50 @@ fn pick_tag(gpus: &GpuPick) -> Option<u32> {
 }
 
 impl NodeState {
+    /// An empty node. `gpu` gives the GPU model's power figures (`None` for a CPU-only
+    /// node); a minimum limit of zero (unknown) is read as the TDP, and an idle draw
+    /// above the TDP as the TDP, so that the floor never undercounts.
+    fn new(
+        name: String,
+        (site, rack): (u32, u32),
+        model: Option<u16>,
+        gpu: Option<&ModelInfo>,
+        gpu_count: u32,
+        (cpu, memory): (MilliCores, Mebibytes),
+        base_power: Watts,
+    ) -> NodeState {
+        let tdp = gpu.map_or(Watts::ZERO, |g| g.tdp);
+        let idle = gpu.map_or(Watts::ZERO, |g| g.idle.min(tdp));
+        let min = gpu.map_or(Watts::ZERO, |g| if g.min_limit == Watts::ZERO { tdp } else { g.min_limit });
+        let mut node = NodeState {
+            name,
+            site,
+            rack,
+            model,
+            up: true,
+            cpu_total: cpu,
+            cpu_free: cpu,
+            mem_total: memory,
+            mem_free: memory,
+            gpu_free: vec![GpuMilli::WHOLE; gpu_count as usize],
+            tasks: 0,
+            power: Watts::ZERO,
+            floor: Watts::ZERO,
+            base_power,
+            gpu_tdp: tdp,
+            gpu_idle: idle,
+            gpu_min: min.clamp(idle, tdp),
+            free_whole: 0,
+            max_free: GpuMilli::ZERO,
+            free_total: GpuMilli::ZERO,
+            shapes: Vec::new(),
+            version: 0,
+            state_hash: 0,
+        };
+        node.refresh();
+        node
+    }
+
     fn add_shape(&mut self, tag: Option<u32>) {
         let Some(tag) = tag else { return };
         match self.shapes.binary_search_by_key(&tag, |(t, _)| *t) {
@@ -158,12 +233,44 @@ impl NodeState {
         self.state_hash = h.0;
     }
 
-    /// Power this node would reserve with `allocated` GPU share and `tasks` tasks.
-    fn power_for(&self, allocated: GpuMilli, tasks: u32) -> Watts {
+    /// What GPU `g` reserves with `used` of it allocated: its idle draw plus the used
+    /// share of the rest of its TDP.
+    fn gpu_reservation(&self, used: GpuMilli) -> Watts {
+        self.gpu_idle + (self.gpu_tdp - self.gpu_idle).scaled_milli(used.0)
+    }
+
+    /// What GPU `g` draws at most with `used` of it allocated and its power limit at the
+    /// lowest setting: a GPU never draws more than its limit nor more than its share.
+    fn gpu_floor(&self, used: GpuMilli) -> Watts {
+        if used == GpuMilli::ZERO { self.gpu_idle } else { self.gpu_reservation(used).min(self.gpu_min) }
+    }
+
+    /// `(reservation, floor)` of this node with these free shares and `tasks` tasks.
+    fn power_of(&self, gpu_free: &[GpuMilli], tasks: u32) -> (Watts, Watts) {
         if tasks == 0 {
-            return Watts::ZERO;
+            return (Watts::ZERO, Watts::ZERO);
         }
-        self.base_power + self.gpu_tdp.scaled_milli(allocated.0)
+        let mut power = self.base_power;
+        let mut floor = self.base_power;
+        for free in gpu_free {
+            let used = GpuMilli::WHOLE - *free;
+            power += self.gpu_reservation(used);
+            floor += self.gpu_floor(used);
+        }
+        (power, floor)
+    }
+
+    /// Upper bounds of what one more task holding `gpus` GPUs of `total` thousandths in
+    /// all adds to the reservation and to the floor, whichever GPUs it gets.
+    fn increase_bound(&self, gpus: u32, total: GpuMilli) -> (Watts, Watts) {
+        let dynamic = (self.gpu_tdp - self.gpu_idle).scaled_milli(total.0);
+        let to_floor = Watts((self.gpu_min - self.gpu_idle).0.saturating_mul(u64::from(gpus)));
+        let start = if self.tasks == 0 {
+            self.base_power + Watts(self.gpu_idle.0.saturating_mul(u64::from(self.gpu_count())))
+        } else {
+            Watts::ZERO
+        };
+        (start + dynamic, start + dynamic.min(to_floor))
     }
 }
 
@@ -199,6 +306,8 @@ pub struct RackState {
     pub limit: Watts,
     /// Power reserved now.
     pub power: Watts,
+    /// Sum of its nodes' floors (see [`NodeState::floor`]).
+    pub floor: Watts,
 }
 
 /// A site's power budget and reservation, and what data it may hold.
@@ -210,6 +319,11 @@ pub struct SiteState {
     pub budget: Watts,
     /// Power reserved now.
     pub power: Watts,
+    /// Sum of its nodes' floors (see [`NodeState::floor`]).
+    pub floor: Watts,
+    /// Reservations admitted beyond a limit, in thousandths: 0 for a `reserved` site, 300
+    /// for one oversubscribed by 30%. Applies to the site's budget and its racks' limits.
+    pub oversubscription_milli: u32,
     /// Whether each [`DataClass`] (by index) may live here.
     pub allows: [bool; 4],
 }
@@ -282,6 +396,9 @@ impl ClusterState {
                 id: site.id.clone(),
                 budget: site.it_budget_at(now),
                 power: Watts::ZERO,
+                floor: Watts::ZERO,
+                oversubscription_milli: (site.provisioning.ratio() * 1000.0).round().clamp(0.0, 1000.0)
+                    as u32,
                 allows,
             });
             for rack in &site.racks {
@@ -303,48 +420,35 @@ impl ClusterState {
                     domain,
                     limit: rack.power_limit,
                     power: Watts::ZERO,
+                    floor: Watts::ZERO,
                 });
                 for node in &rack.nodes {
-                    let (model, tdp) = match &node.gpu_model {
+                    let (model, info) = match &node.gpu_model {
                         Some(id) if node.gpu_count > 0 => {
                             let spec =
                                 fleet.catalog.resolve(id).map_err(|e| CoreError::Fleet(e.to_string()))?;
                             let idx = match models.iter().position(|m| m.id == spec.id) {
                                 Some(i) => i,
                                 None => {
-                                    models.push(ModelInfo { id: spec.id.clone(), tdp: spec.tdp });
+                                    models.push(ModelInfo::of(spec));
                                     models.len() - 1
                                 }
                             };
                             let idx = u16::try_from(idx)
                                 .map_err(|_| CoreError::Fleet("more than 65,535 GPU models".into()))?;
-                            (Some(idx), spec.tdp)
+                            (Some(idx), Some(ModelInfo::of(spec)))
                         }
-                        _ => (None, Watts::ZERO),
+                        _ => (None, None),
                     };
-                    let mut state = NodeState {
-                        name: node.name.clone(),
-                        site: site_idx,
-                        rack: rack_idx,
+                    let state = NodeState::new(
+                        node.name.clone(),
+                        (site_idx, rack_idx),
                         model,
-                        up: true,
-                        cpu_total: node.cpu,
-                        cpu_free: node.cpu,
-                        mem_total: node.memory,
-                        mem_free: node.memory,
-                        gpu_free: vec![GpuMilli::WHOLE; node.gpu_count as usize],
-                        tasks: 0,
-                        power: Watts::ZERO,
-                        base_power: node.base_power,
-                        gpu_tdp: tdp,
-                        free_whole: 0,
-                        max_free: GpuMilli::ZERO,
-                        free_total: GpuMilli::ZERO,
-                        shapes: Vec::new(),
-                        version: 0,
-                        state_hash: 0,
-                    };
-                    state.refresh();
+                        info.as_ref(),
+                        if model.is_some() { node.gpu_count } else { 0 },
+                        (node.cpu, node.memory),
+                        node.base_power,
+                    );
                     flat.push(Some(state));
                 }
             }
@@ -401,20 +505,30 @@ impl ClusterState {
         self.nodes.iter().map(NodeState::gpu_allocated).sum()
     }
 
-    /// Upper bound of the power that one more task of `gpus` would add to `node`: the
-    /// base power if the node is idle, plus the GPUs' TDP share (rounded up).
+    /// The most reservation a rack or site may hold: its limit, plus the share admitted
+    /// beyond it when the site is oversubscribed.
     #[must_use]
-    pub fn power_increase_bound(&self, node: &NodeState, gpu_total: GpuMilli) -> Watts {
-        let allocated = node.gpu_allocated();
-        node.power_for(allocated + gpu_total, node.tasks + 1) - node.power
+    pub fn admission_limit(&self, limit: Watts, site: usize) -> Watts {
+        let milli = self.sites.get(site).map_or(0, |s| s.oversubscription_milli);
+        if milli == 0 || limit.is_unlimited() {
+            limit
+        } else {
+            limit.saturating_add(limit.scaled_milli(milli))
+        }
+    }
+
+    /// Whether `site` is provisioned `oversubscribed`.
+    #[must_use]
+    pub fn oversubscribed(&self, site: usize) -> bool {
+        self.sites.get(site).is_some_and(|s| s.oversubscription_milli > 0)
     }
 
     /// Checks everything but the GPU choice: whether `node` can take a task with these
     /// needs. Returns the first failing reason, in [`Reason`]'s order.
     pub fn check(&self, node: &NodeState, need: &Need) -> Result<(), Reason> {
-        let rack = self.racks[node.rack as usize].power;
-        let site = self.sites[node.site as usize].power;
-        self.check_at(node, need, rack, site)
+        let rack = &self.racks[node.rack as usize];
+        let site = &self.sites[node.site as usize];
+        self.check_at(node, need, (rack.power, rack.floor), (site.power, site.floor))
     }
 
     /// Whether `node` could take a task of `need` once the tasks in `freed` (all on this
@@ -436,21 +550,25 @@ impl ClusterState {
             hypo.mem_free = (hypo.mem_free + a.memory).min(hypo.mem_total);
             hypo.tasks = hypo.tasks.saturating_sub(1);
         }
-        let allocated = hypo.gpu_capacity() - hypo.gpu_free.iter().copied().sum::<GpuMilli>();
-        hypo.power = hypo.power_for(allocated, hypo.tasks);
+        (hypo.power, hypo.floor) = hypo.power_of(&hypo.gpu_free, hypo.tasks);
         hypo.refresh();
-        let saved = node.power - hypo.power;
-        let rack = self.racks[node.rack as usize].power - saved;
-        let site = self.sites[node.site as usize].power - saved;
-        self.check_at(&hypo, need, rack, site)
+        let (saved, saved_floor) = (node.power - hypo.power, node.floor - hypo.floor);
+        let rack = &self.racks[node.rack as usize];
+        let site = &self.sites[node.site as usize];
+        self.check_at(
+            &hypo,
+            need,
+            (rack.power - saved, rack.floor - saved_floor),
+            (site.power - saved, site.floor - saved_floor),
+        )
     }
 
     fn check_at(
         &self,
         node: &NodeState,
         need: &Need,
-        rack_power: Watts,
-        site_power: Watts,
+        (rack_power, rack_floor): (Watts, Watts),
+        (site_power, site_floor): (Watts, Watts),
     ) -> Result<(), Reason> {
         if !node.up {
             return Err(Reason::NodeDown);
@@ -478,11 +596,19 @@ impl ClusterState {
         if node.mem_free < need.memory {
             return Err(Reason::InsufficientMemory);
         }
-        let delta = self.power_increase_bound(node, need.gpu_total());
-        if rack_power.saturating_add(delta) > self.racks[node.rack as usize].limit {
+        let (delta, delta_floor) = node.increase_bound(need.gpu_count, need.gpu_total());
+        let site_idx = node.site as usize;
+        let over = self.oversubscribed(site_idx);
+        let rack = &self.racks[node.rack as usize];
+        if rack_power.saturating_add(delta) > self.admission_limit(rack.limit, site_idx)
+            || (over && rack_floor.saturating_add(delta_floor) > rack.limit)
+        {
             return Err(Reason::RackPowerLimit);
         }
-        if site_power.saturating_add(delta) > self.sites[node.site as usize].budget {
+        let site = &self.sites[site_idx];
+        if site_power.saturating_add(delta) > self.admission_limit(site.budget, site_idx)
+            || (over && site_floor.saturating_add(delta_floor) > site.budget)
+        {
             return Err(Reason::SitePowerBudget);
         }
         Ok(())
@@ -508,31 +634,40 @@ impl ClusterState {
         if node.cpu_free < alloc.cpu || node.mem_free < alloc.memory {
             return Err(CoreError::Invariant("CPU or memory over-allocated"));
         }
-        let added: GpuMilli = alloc.gpus.iter().map(|(_, m)| *m).sum();
-        let new_power = node.power_for(node.gpu_allocated() + added, node.tasks + 1);
-        let delta = new_power - node.power;
-        let rack = &self.racks[node.rack as usize];
-        let site = &self.sites[node.site as usize];
-        if rack.power.saturating_add(delta) > rack.limit {
+        let mut gpu_free = node.gpu_free.clone();
+        for (g, milli) in &alloc.gpus {
+            gpu_free[usize::from(*g)] -= *milli;
+        }
+        let (new_power, new_floor) = node.power_of(&gpu_free, node.tasks + 1);
+        let (delta, delta_floor) = (new_power - node.power, new_floor - node.floor);
+        let (rack_idx, site_idx) = (node.rack as usize, node.site as usize);
+        let over = self.oversubscribed(site_idx);
+        let rack = &self.racks[rack_idx];
+        if rack.power.saturating_add(delta) > self.admission_limit(rack.limit, site_idx)
+            || (over && rack.floor.saturating_add(delta_floor) > rack.limit)
+        {
             return Err(CoreError::Invariant("rack power limit"));
         }
-        if site.power.saturating_add(delta) > site.budget {
+        let site = &self.sites[site_idx];
+        if site.power.saturating_add(delta) > self.admission_limit(site.budget, site_idx)
+            || (over && site.floor.saturating_add(delta_floor) > site.budget)
+        {
             return Err(CoreError::Invariant("site power budget"));
         }
-        let (rack_idx, site_idx) = (node.rack as usize, node.site as usize);
         let node = &mut self.nodes[alloc.node.0 as usize];
-        for (g, milli) in &alloc.gpus {
-            node.gpu_free[usize::from(*g)] -= *milli;
-        }
+        node.gpu_free = gpu_free;
         node.cpu_free -= alloc.cpu;
         node.mem_free -= alloc.memory;
         node.tasks += 1;
         node.add_shape(pick_tag(&alloc.gpus));
         node.power = new_power;
+        node.floor = new_floor;
         node.refresh();
         self.fit.update(alloc.node.0 as usize, node);
         self.racks[rack_idx].power += delta;
+        self.racks[rack_idx].floor += delta_floor;
         self.sites[site_idx].power += delta;
+        self.sites[site_idx].floor += delta_floor;
         Ok(delta)
     }
 
@@ -550,15 +685,16 @@ impl ClusterState {
         node.mem_free = (node.mem_free + alloc.memory).min(node.mem_total);
         node.tasks = node.tasks.saturating_sub(1);
         node.remove_shape(pick_tag(&alloc.gpus));
-        let old = node.power;
-        let allocated = node.gpu_capacity() - node.gpu_free.iter().copied().sum::<GpuMilli>();
-        node.power = node.power_for(allocated, node.tasks);
+        let (old, old_floor) = (node.power, node.floor);
+        (node.power, node.floor) = node.power_of(&node.gpu_free, node.tasks);
         node.refresh();
         self.fit.update(alloc.node.0 as usize, node);
-        let delta = old - node.power;
+        let (delta, delta_floor) = (old - node.power, old_floor - node.floor);
         let (rack, site) = (node.rack as usize, node.site as usize);
         self.racks[rack].power -= delta;
+        self.racks[rack].floor -= delta_floor;
         self.sites[site].power -= delta;
+        self.sites[site].floor -= delta_floor;
     }
 
     /// Marks a node up or down. A down node takes no new work; the scheduler moves its
@@ -580,39 +716,22 @@ impl ClusterState {
             .iter()
             .position(|r| r.id == spec.rack)
             .ok_or_else(|| CoreError::Fleet(format!("unknown rack {}", spec.rack)))?;
-        let (model, tdp) = match &spec.gpu_model {
-            Some(m) if spec.gpu_count > 0 => {
-                let idx = self.model_index(&m.id).unwrap_or_else(|| {
-                    self.models.push(m.clone());
-                    (self.models.len() - 1) as u16
-                });
-                (Some(idx), m.tdp)
-            }
-            _ => (None, Watts::ZERO),
+        let model = match &spec.gpu_model {
+            Some(m) if spec.gpu_count > 0 => Some(self.model_index(&m.id).unwrap_or_else(|| {
+                self.models.push(m.clone());
+                (self.models.len() - 1) as u16
+            })),
+            _ => None,
         };
-        let mut node = NodeState {
-            name: spec.name.clone(),
-            site: self.racks[rack].site,
-            rack: rack as u32,
+        let node = NodeState::new(
+            spec.name.clone(),
+            (self.racks[rack].site, rack as u32),
             model,
-            up: true,
-            cpu_total: spec.cpu,
-            cpu_free: spec.cpu,
-            mem_total: spec.memory,
-            mem_free: spec.memory,
-            gpu_free: vec![GpuMilli::WHOLE; spec.gpu_count as usize],
-            tasks: 0,
-            power: Watts::ZERO,
-            base_power: spec.base_power,
-            gpu_tdp: tdp,
-            free_whole: 0,
-            max_free: GpuMilli::ZERO,
-            free_total: GpuMilli::ZERO,
-            shapes: Vec::new(),
-            version: 0,
-            state_hash: 0,
-        };
-        node.refresh();
+            spec.gpu_model.as_ref(),
+            if model.is_some() { spec.gpu_count } else { 0 },
+            (spec.cpu, spec.memory),
+            spec.base_power,
+        );
         let idx = NodeIdx(self.nodes.len() as u32);
         self.fit.update(idx.0 as usize, &node);
         self.nodes.push(node);
@@ -646,7 +765,9 @@ impl ClusterState {
             tasks[i] += 1;
         }
         let mut rack_power = vec![Watts::ZERO; self.racks.len()];
+        let mut rack_floor = vec![Watts::ZERO; self.racks.len()];
         let mut site_power = vec![Watts::ZERO; self.sites.len()];
+        let mut site_floor = vec![Watts::ZERO; self.sites.len()];
         for (i, n) in self.nodes.iter().enumerate() {
             for (g, used) in gpu_used[i].iter().enumerate() {
                 if *used > GpuMilli::WHOLE {
@@ -665,27 +786,46 @@ impl ClusterState {
             if n.tasks != tasks[i] {
                 return Err(format!("{} task count off", n.name));
             }
-            let used: GpuMilli = gpu_used[i].iter().copied().sum();
-            if n.power != n.power_for(used, tasks[i]) {
+            let free: Vec<GpuMilli> = gpu_used[i].iter().map(|u| GpuMilli::WHOLE - *u).collect();
+            if (n.power, n.floor) != n.power_of(&free, tasks[i]) {
                 return Err(format!("{} power accounting off", n.name));
             }
             rack_power[n.rack as usize] += n.power;
+            rack_floor[n.rack as usize] += n.floor;
             site_power[n.site as usize] += n.power;
+            site_floor[n.site as usize] += n.floor;
         }
-        for (r, p) in self.racks.iter().zip(&rack_power) {
-            if r.power != *p {
-                return Err(format!("rack {} power {} != sum of nodes {}", r.id, r.power, p));
+        for (i, r) in self.racks.iter().enumerate() {
+            if (r.power, r.floor) != (rack_power[i], rack_floor[i]) {
+                return Err(format!(
+                    "rack {} power {} (floor {}) != sum of nodes {} (floor {})",
+                    r.id, r.power, r.floor, rack_power[i], rack_floor[i]
+                ));
             }
-            if r.power > r.limit {
-                return Err(format!("rack {} over its limit: {} > {}", r.id, r.power, r.limit));
+            let site = r.site as usize;
+            if r.power > self.admission_limit(r.limit, site) {
+                return Err(format!(
+                    "rack {} reserves more than it may admit: {} > {}",
+                    r.id, r.power, r.limit
+                ));
+            }
+            if self.oversubscribed(site) && r.floor > r.limit {
+                return Err(format!("rack {} floor over its limit: {} > {}", r.id, r.floor, r.limit));
             }
         }
-        for (s, p) in self.sites.iter().zip(&site_power) {
-            if s.power != *p {
-                return Err(format!("site {} power {} != sum of nodes {}", s.id, s.power, p));
+        for (i, s) in self.sites.iter().enumerate() {
+            if (s.power, s.floor) != (site_power[i], site_floor[i]) {
+                return Err(format!(
+                    "site {} power {} (floor {}) != sum of nodes {} (floor {})",
+                    s.id, s.power, s.floor, site_power[i], site_floor[i]
+                ));
             }
-            if s.power > s.budget {
-                return Err(format!("site {} over its budget: {} > {}", s.id, s.power, s.budget));
+            // An oversubscribed site may hold more than it would admit after a budget
+            // cut (only the floor is shed); the floor is what keeps the draw safe.
+            let (held, what) =
+                if self.oversubscribed(i) { (s.floor, "floor") } else { (s.power, "reservation") };
+            if held > s.budget {
+                return Err(format!("site {} {what} over its budget: {held} > {}", s.id, s.budget));
             }
         }
         Ok(())
@@ -699,7 +839,7 @@ pub struct NewNode {
     pub name: String,
     /// Rack id it goes into.
     pub rack: String,
-    /// GPU model and its TDP.
+    /// GPU model and its power figures.
     pub gpu_model: Option<ModelInfo>,
     /// GPU count.
     pub gpu_count: u32,

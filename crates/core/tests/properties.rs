@@ -357,10 +357,7 @@ fn event_for(h: &Harness, op: &Op, next_id: &mut u64) -> Option<Event> {
             Event::NodeAdded(NewNode {
                 name: format!("added-{}", h.node_names.len()),
                 rack: pick(&h.rack_ids, *r)?,
-                gpu_model: nt
-                    .model
-                    .and_then(|m| catalog.get(m))
-                    .map(|s| ModelInfo { id: s.id.clone(), tdp: s.tdp }),
+                gpu_model: nt.model.and_then(|m| catalog.get(m)).map(ModelInfo::of),
                 gpu_count: nt.gpus,
                 cpu: MilliCores(nt.cores * 1000),
                 memory: Mebibytes(nt.gib * 1024),

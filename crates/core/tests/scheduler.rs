@@ -291,8 +291,8 @@ fn placement_explanation_names_node_gpus_and_score_terms() {
     let t = &why.tasks[0];
     assert_eq!((t.task, t.node.as_str(), &t.gpus), (0, "lab-r01-n01", &two_gpus));
     assert_eq!(t.candidates, 4);
-    // An idle node starts: base power plus two 700 W GPUs.
-    assert_eq!(t.power, Watts(4600 + 2 * 700));
+    // An idle node starts: base power plus two 700 W GPUs and six idle ones (80 W each).
+    assert_eq!(t.power, Watts(4600 + 2 * 700 + 6 * 80));
     let names: Vec<&str> = t.terms.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, vec!["normalised_leftover"]);
     // Leftover after placement: 220 of 128 reference cores and 6 of 8 reference GPUs.
@@ -500,7 +500,12 @@ fn service_replicas_are_placed_individually_and_partially() {
     let d = h.ok(Event::NodeAdded(NewNode {
         name: "one-r01-n02".into(),
         rack: "one-r01".into(),
-        gpu_model: Some(ModelInfo { id: "H100-SXM".into(), tdp: Watts(700) }),
+        gpu_model: Some(ModelInfo {
+            id: "H100-SXM".into(),
+            tdp: Watts(700),
+            idle: Watts(80),
+            min_limit: Watts(200),
+        }),
         gpu_count: 8,
         cpu: MilliCores(224_000),
         memory: Mebibytes(2_097_152),
@@ -598,7 +603,7 @@ fn waiting_workload_takes_a_node_of_its_model_that_joins_later() {
     let t4 = NewNode {
         name: "one-r01-t4".into(),
         rack: "one-r01".into(),
-        gpu_model: Some(ModelInfo { id: "T4".into(), tdp: Watts(70) }),
+        gpu_model: Some(ModelInfo { id: "T4".into(), tdp: Watts(70), idle: Watts(20), min_limit: Watts(60) }),
         gpu_count: 4,
         cpu: MilliCores(64_000),
         memory: Mebibytes(262_144),
@@ -722,7 +727,12 @@ fn budget_cut_preempts_lowest_priority_then_youngest_and_ends_under_budget() {
     assert_eq!(h.site_power("lab"), Watts(4 * 10_200));
 
     let d = h.ok(Event::BudgetChanged { site: "lab".into(), budget: Watts(25_000) });
-    let why = PreemptWhy::PowerBudget { site: "lab".into(), budget: Watts(25_000), reserved: Watts(40_800) };
+    let why = PreemptWhy::PowerBudget {
+        site: "lab".into(),
+        budget: Watts(25_000),
+        reserved: Watts(40_800),
+        at_minimum: false,
+    };
     assert_eq!(
         d,
         vec![

@@ -9,6 +9,10 @@
 
 mod builtin;
 
+/// The DVFS exponent of built-in models and the default for declared ones (see
+/// `catalog/builtin.rs` for how it was chosen).
+pub const DEFAULT_DVFS_EXPONENT: f64 = builtin::DVFS_EXPONENT;
+
 use std::collections::BTreeMap;
 
 use gigawatt_units::Watts;
@@ -36,6 +40,10 @@ pub struct GpuSpec {
     pub bf16_dense_tflops: Option<f64>,
     /// Device memory bandwidth in TB/s (HBM or GDDR), `None` when unknown.
     pub hbm_tbps: Option<f64>,
+    /// `α` in "dynamic power ∝ SM clock^α": how fast power falls when a power limit lowers
+    /// the clock, which decides how much a cap slows compute-bound work (see
+    /// `docs/power-model.md`). Lower is more pessimistic.
+    pub dvfs_exponent: f64,
     /// Where the figures come from, so that every number can be checked.
     pub source: String,
     /// Whether the model ships with gigawatt (as opposed to declared in a fleet file).

@@ -45,6 +45,7 @@
 //! assert!(err.to_string().starts_with("example.toml:13:7: site[0].pue: pue must be ≥ 1.0 (got 0.9)"));
 //! ```
 
+pub mod carbon;
 pub mod catalog;
 mod country;
 mod diag;
@@ -52,6 +53,7 @@ pub mod file;
 pub mod model;
 mod validate;
 
+pub use carbon::{CARBON_CSV_HEADER, CarbonSeries, MAX_CARBON_INTENSITY, load_carbon_csv, parse_carbon_csv};
 pub use catalog::{DuplicateGpuModel, GpuCatalog, GpuSpec, UnknownGpuModel};
 pub use country::{ISO_3166_ALPHA2, is_iso_3166_alpha2};
 pub use diag::{Diagnostic, Diagnostics, line_column};

@@ -90,8 +90,54 @@ pub struct Site {
     pub grid: Vec<GridPhase>,
     /// Power usage effectiveness: facility power / IT power (≥ 1).
     pub pue: Pue,
+    /// How the site counts the power of the GPUs it admits.
+    pub provisioning: Provisioning,
+    /// The lowest grid draw a curtailment (a grid operator's demand-response request) may
+    /// ask of the site, facility side. Zero when the file says nothing.
+    pub curtailable_to: Megawatts,
     /// Racks in file order.
     pub racks: Vec<Rack>,
+}
+
+/// How a site counts the power of the GPUs it admits.
+///
+/// Racks and servers rarely draw their nameplate power at the same time. A `reserved`
+/// site never relies on that; an `oversubscribed` one admits more GPUs than its budget
+/// covers at TDP and lets the power manager keep the real draw under every limit by
+/// lowering GPU power limits, least important work first (POLCA, arXiv 2308.12908).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Provisioning {
+    /// Every allocated GPU counts at its TDP: the sum never exceeds a rack's or the site's
+    /// limit, so no power limit is ever needed.
+    #[default]
+    Reserved,
+    /// Admit GPUs whose TDP sum reaches `(1 + ratio) ×` each limit, as long as the
+    /// allocated work at its lowest power limits still fits under the limit.
+    Oversubscribed {
+        /// Share admitted beyond the limit, e.g. 0.3 for 130%. Between 0 and 1.
+        ratio: f64,
+    },
+}
+
+impl Provisioning {
+    /// The share admitted beyond the limit: 0 for `reserved`.
+    #[must_use]
+    pub fn ratio(self) -> f64 {
+        match self {
+            Provisioning::Reserved => 0.0,
+            Provisioning::Oversubscribed { ratio } => ratio,
+        }
+    }
+
+    /// `reserved` or `oversubscribed`, as the fleet file spells it.
+    #[must_use]
+    pub fn mode(self) -> &'static str {
+        match self {
+            Provisioning::Reserved => "reserved",
+            Provisioning::Oversubscribed { .. } => "oversubscribed",
+        }
+    }
 }
 
 impl Site {

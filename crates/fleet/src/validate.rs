@@ -12,7 +12,7 @@ use gigawatt_units::Watts;
 use crate::catalog::{GpuCatalog, GpuSpec};
 use crate::country::{is_iso_3166_alpha2, suggest_code};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::model::{Node, Rack, Site};
+use crate::model::{Node, Provisioning, Rack, Site};
 
 /// What is wrong and how to fix it, before a location is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,7 +261,41 @@ pub(crate) fn gpu_spec(s: &GpuSpec) -> Vec<(&'static str, Problem)> {
             out.push((field, problem(format!("{field} must be > 0 (got {v})"), "leave it out when unknown")));
         }
     }
+    if !(s.dvfs_exponent.is_finite() && (0.5..=8.0).contains(&s.dvfs_exponent)) {
+        out.push((
+            "dvfs_exponent",
+            problem(
+                format!("dvfs_exponent must be between 0.5 and 8 (got {})", s.dvfs_exponent),
+                "leave it out for the default 2.0 (dynamic power ∝ clock²)",
+            ),
+        ));
+    }
     out
+}
+
+/// An oversubscription ratio: more than 0, at most 1 (admitting twice the budget).
+pub(crate) fn oversubscription(r: f64) -> Option<Problem> {
+    (!(r.is_finite() && r > 0.0 && r <= 1.0)).then(|| {
+        problem(
+            format!("oversubscription must be more than 0 and at most 1 (got {r})"),
+            "write the share admitted beyond the budget, e.g. `oversubscription = 0.3` for 130%",
+        )
+    })
+}
+
+/// The lowest grid draw a curtailment may ask: ≥ 0 and below the largest grid phase.
+pub(crate) fn curtailable_to_mw(mw: f64, grid: &[(NaiveDate, f64)]) -> Option<Problem> {
+    let top = grid.iter().map(|(_, c)| *c).fold(0.0, f64::max);
+    if !mw.is_finite() || mw < 0.0 {
+        Some(problem(format!("curtailable_to_mw must be ≥ 0 (got {mw})"), "e.g. `curtailable_to_mw = 2`"))
+    } else if !grid.is_empty() && mw > top {
+        Some(problem(
+            format!("curtailable_to_mw ({mw}) is above the largest grid phase ({top} MW)"),
+            "give the lowest facility draw a grid operator may ask for, below the grid capacity",
+        ))
+    } else {
+        None
+    }
 }
 
 const CODE: &str = "fleet (built in code)";
@@ -343,6 +377,15 @@ fn check_site(d: &mut Diagnostics, sp: &str, site: &Site) {
         if let Some(p) = prev.and_then(|prev| grid_order(prev.from, phase.from)) {
             push(d, format!("{sp}.grid[{gi}].from"), p);
         }
+    }
+    if let Provisioning::Oversubscribed { ratio } = site.provisioning
+        && let Some(p) = oversubscription(ratio)
+    {
+        push(d, format!("{sp}.provisioning.ratio"), p);
+    }
+    let phases: Vec<(NaiveDate, f64)> = site.grid.iter().map(|g| (g.from, g.capacity.0)).collect();
+    if let Some(p) = curtailable_to_mw(site.curtailable_to.0, &phases) {
+        push(d, format!("{sp}.curtailable_to"), p);
     }
 }
 

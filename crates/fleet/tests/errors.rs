@@ -376,6 +376,8 @@ fn fleets_built_in_code_get_the_same_checks() {
             capacity: Megawatts(1.0),
         }],
         pue: Pue(1.2),
+        provisioning: Default::default(),
+        curtailable_to: Megawatts(0.0),
         racks: vec![Rack { id: "r1".into(), power_limit: Watts(150_000), network_domain: "d".into(), nodes }],
     };
     // Aliases are rewritten to canonical ids.

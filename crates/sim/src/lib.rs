@@ -10,6 +10,7 @@
 pub mod azure;
 pub mod engine;
 pub mod fgd;
+pub mod inference;
 pub mod inflate;
 pub mod openb;
 pub mod reference;

@@ -25,7 +25,7 @@ use gigawatt_core::{
     SchedulerConfig, Shape, TaskDemand, TenantId, Topology, TypicalPods, Workload, WorkloadId,
 };
 use gigawatt_fleet::{
-    Certification, Country, Diagnostics, Fleet, GpuCatalog, GridPhase, Node, Pue, Rack, Site,
+    Certification, Country, Diagnostics, Fleet, GpuCatalog, GridPhase, Node, Provisioning, Pue, Rack, Site,
 };
 use gigawatt_units::{GpuMilli, Mebibytes, Megawatts, MilliCores, Seconds, Timestamp, Watts};
 use rand::Rng;
@@ -293,6 +293,8 @@ pub fn try_fleet(spec: &FleetSpec) -> Result<Fleet, Diagnostics> {
                 capacity: Megawatts(capacity_mw),
             }],
             pue: Pue(t.pue),
+            provisioning: Provisioning::Reserved,
+            curtailable_to: Megawatts(0.0),
             racks,
         });
     }

@@ -24,10 +24,12 @@
 //! assert_eq!(Watts(700).scaled_milli(460), Watts(322));
 //! ```
 
+mod carbon;
 mod power;
 mod resources;
 mod time;
 
+pub use carbon::{CarbonIntensity, GramsCo2};
 pub use power::{Joules, KilowattHours, Kilowatts, Megawatts, Watts};
 pub use resources::{GpuMilli, Mebibytes, MilliCores};
 pub use time::{Seconds, Timestamp};

@@ -196,6 +196,29 @@ struct NodeInfo {
     memory: Mebibytes,
     base: Watts,
     tdp: Watts,
+    idle: Watts,
+}
+
+impl NodeInfo {
+    /// The reservation rule, written independently of the core: base power while busy,
+    /// and per GPU its idle draw plus its allocated share of the rest of its TDP.
+    fn reservation(&self, tasks: u32, used: &BTreeMap<u16, u32>) -> Watts {
+        if tasks == 0 {
+            return Watts::ZERO;
+        }
+        let per_gpu = |g: u32| {
+            let milli = used.get(&(g as u16)).copied().unwrap_or(0);
+            self.idle + (self.tdp - self.idle).scaled_milli(milli)
+        };
+        self.base + (0..self.gpus).map(per_gpu).sum::<Watts>()
+    }
+
+    /// The most one more task of `total` thousandths may add, whichever GPUs it gets.
+    fn increase_bound(&self, tasks: u32, total: u32) -> Watts {
+        let start =
+            if tasks == 0 { self.base + Watts(self.idle.0 * u64::from(self.gpus)) } else { Watts::ZERO };
+        start + (self.tdp - self.idle).scaled_milli(total)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -321,6 +344,7 @@ impl Harness {
                             memory: node.memory,
                             base: node.base_power,
                             tdp: spec.map_or(Watts::ZERO, |s| s.tdp),
+                            idle: spec.map_or(Watts::ZERO, |s| s.idle),
                         },
                     );
                 }
@@ -545,7 +569,7 @@ impl Harness {
         let Some((site, domain, _)) = self.racks.get(&n.rack).cloned() else {
             return;
         };
-        let spec = n.gpu_model.as_ref().filter(|_| n.gpu_count > 0).map(|m| (m.id.clone(), m.tdp));
+        let spec = n.gpu_model.as_ref().filter(|_| n.gpu_count > 0).map(|m| (m.id.clone(), m.tdp, m.idle));
         self.node_names.push(n.name.clone());
         self.nodes.insert(
             n.name.clone(),
@@ -558,7 +582,8 @@ impl Harness {
                 cpu: n.cpu,
                 memory: n.memory,
                 base: n.base_power,
-                tdp: spec.map_or(Watts::ZERO, |s| s.1),
+                tdp: spec.as_ref().map_or(Watts::ZERO, |s| s.1),
+                idle: spec.as_ref().map_or(Watts::ZERO, |s| s.2),
             },
         );
     }
@@ -659,7 +684,7 @@ impl Harness {
                 let n = own.iter().take_while(|d| matches!(d, Decision::Preempted { .. })).count();
                 let victims: Vec<WorkloadId> = own[..n].iter().map(|d| d.workload()).collect();
                 for d in &own[..n] {
-                    let right = matches!(d, Decision::Preempted { why: PreemptWhy::PowerBudget { site: s, budget: b, reserved }, .. }
+                    let right = matches!(d, Decision::Preempted { why: PreemptWhy::PowerBudget { site: s, budget: b, reserved, .. }, .. }
                         if s == site && b == budget && Some(*reserved) == site_power_before);
                     if !right {
                         problems.push((
@@ -814,6 +839,7 @@ impl Harness {
             cpu_free: u64,
             mem_free: u64,
             milli: u32,
+            tasks: u32,
             power: Watts,
         }
         let mut free: Vec<NodeFree> = Vec::new();
@@ -846,7 +872,7 @@ impl Harness {
                 ));
             }
             let milli: u32 = u.gpu.values().sum();
-            let power = if u.tasks == 0 { Watts::ZERO } else { info.base + info.tdp.scaled_milli(milli) };
+            let power = info.reservation(u.tasks, &u.gpu);
             free.push(NodeFree {
                 name: node.name.clone(),
                 up: !self.down.contains(&node.name),
@@ -856,6 +882,7 @@ impl Harness {
                 cpu_free: info.cpu.0.saturating_sub(u.cpu),
                 mem_free: info.memory.0.saturating_sub(u.mem),
                 milli,
+                tasks: u.tasks,
                 power,
             });
             if power != node.power {
@@ -915,8 +942,7 @@ impl Harness {
                     1 => n.gpu_free.iter().any(|f| *f >= d.gpu.milli_per_gpu.0),
                     c => n.gpu_free.iter().filter(|f| **f == 1000).count() >= c as usize,
                 };
-                let new_power = info.base + info.tdp.scaled_milli(n.milli + d.gpu.total().0);
-                let delta = new_power - n.power;
+                let delta = info.increase_bound(n.tasks, d.gpu.total().0);
                 let rack_ok = rack_power.get(&info.rack).copied().unwrap_or_default() + delta
                     <= self.racks[&info.rack].2;
                 let site_ok = site_power[info.site] + delta <= site.budget;

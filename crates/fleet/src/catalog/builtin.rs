@@ -14,6 +14,18 @@ use gigawatt_units::Watts;
 
 use super::GpuSpec;
 
+/// `α` in "dynamic power ∝ clock^α", the same for every built-in model.
+///
+/// Derived from public datasheets, then rounded down to be pessimistic: the H100 PCIe and
+/// H100 SXM carry the same GH100 die. At 350 W the PCIe board is specified at 756.5 dense
+/// BF16 TFLOPS with 114 SMs, the SXM at 700 W at 989.5 TFLOPS with 132 SMs: per SM, 89% of
+/// the throughput for (350 − 80) / (700 − 80) = 44% of the dynamic power, which gives
+/// α = ln 0.44 / ln 0.89 ≈ 7 at the boost clocks the datasheets quote. Sustained clocks
+/// are lower and voltage stops falling at the bottom of the range, so a far smaller α is
+/// assumed: 2, under which halving the dynamic power costs 29% of the clock (α = 7 would
+/// say 9%). A smaller α overstates what caps cost, never understates it.
+pub(crate) const DVFS_EXPONENT: f64 = 2.0;
+
 struct Row {
     id: &'static str,
     aliases: &'static [&'static str],
@@ -268,6 +280,7 @@ pub(super) fn models() -> Vec<(GpuSpec, &'static [&'static str])> {
                 memory_gb: r.memory_gb,
                 bf16_dense_tflops: r.bf16_dense_tflops,
                 hbm_tbps: r.hbm_tbps,
+                dvfs_exponent: DVFS_EXPONENT,
                 source: r.source.to_owned(),
                 builtin: true,
             };

@@ -14,7 +14,7 @@ use super::racks::{ImportDecl, RackGroupDecl, import, rack_group};
 use super::reader::{Ctx, Sp, Span, Tbl};
 use crate::catalog::GpuSpec;
 use crate::diag::did_you_mean;
-use crate::model::Certification;
+use crate::model::{Certification, Provisioning};
 use crate::validate;
 
 pub(crate) const TOP_KEYS: &[&str] = &["gpu_model", "node_type", "site"];
@@ -27,13 +27,26 @@ pub(crate) const GPU_MODEL_KEYS: &[&str] = &[
     "memory_gb",
     "bf16_dense_tflops",
     "hbm_tbps",
+    "dvfs_exponent",
     "aliases",
     "source",
 ];
 pub(crate) const NODE_TYPE_KEYS: &[&str] =
     &["gpu_model", "gpus", "cpu_millicores", "memory_mib", "base_power_w"];
-pub(crate) const SITE_KEYS: &[&str] =
-    &["id", "name", "country", "region", "certifications", "pue", "grid", "rack_group", "import"];
+pub(crate) const SITE_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "country",
+    "region",
+    "certifications",
+    "pue",
+    "grid",
+    "provisioning",
+    "oversubscription",
+    "curtailable_to_mw",
+    "rack_group",
+    "import",
+];
 pub(crate) const GRID_KEYS: &[&str] = &["from", "capacity_mw"];
 pub(super) struct Doc {
     pub gpu_models: Vec<GpuModelDecl>,
@@ -70,6 +83,8 @@ pub(super) struct SiteDecl {
     pub certifications: BTreeSet<Certification>,
     pub pue: Option<f64>,
     pub grid: Vec<(NaiveDate, f64)>,
+    pub provisioning: Provisioning,
+    pub curtailable_to_mw: f64,
     pub rack_groups: Vec<RackGroupDecl>,
     pub import: Option<ImportDecl>,
     pub ok: bool,
@@ -149,6 +164,7 @@ fn gpu_model(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> GpuModelDecl {
     let memory = t.req_uint32(cx, "memory_gb", "memory_gb = 32");
     let bf16 = t.number(cx, "bf16_dense_tflops", "bf16_dense_tflops = 989.5");
     let hbm = t.number(cx, "hbm_tbps", "hbm_tbps = 3.35");
+    let dvfs = t.number(cx, "dvfs_exponent", "dvfs_exponent = 2.0");
     let source = t.req_string(cx, "source", "source = \"vendor datasheet, 2024\"");
     let aliases = t.string_array(cx, "aliases", "aliases = [\"G2-32GB\"]");
     let spec = match (&id, vendor, tdp, idle, min, memory, source) {
@@ -162,6 +178,7 @@ fn gpu_model(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> GpuModelDecl {
                 memory_gb: memory.v,
                 bf16_dense_tflops: bf16.as_ref().map(|b| b.v),
                 hbm_tbps: hbm.as_ref().map(|h| h.v),
+                dvfs_exponent: dvfs.as_ref().map_or(crate::catalog::DEFAULT_DVFS_EXPONENT, |d| d.v),
                 source: source.v,
                 builtin: false,
             };
@@ -171,6 +188,7 @@ fn gpu_model(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> GpuModelDecl {
                 "min_power_limit_w" => Some(min.span.clone()),
                 "memory_gb" => Some(memory.span.clone()),
                 "hbm_tbps" => hbm.as_ref().map(|h| h.span.clone()),
+                "dvfs_exponent" => dvfs.as_ref().map(|d| d.span.clone()),
                 _ => bf16.as_ref().map(|b| b.span.clone()),
             };
             let problems = validate::gpu_spec(&spec);
@@ -251,6 +269,17 @@ fn site(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> SiteDecl {
         cx.error(&p.span, &t.field("pue"), problem);
     }
     let grid = grid(cx, t);
+    let provisioning = provisioning(cx, t);
+    let curtailable_to_mw = match t.number(cx, "curtailable_to_mw", "curtailable_to_mw = 2") {
+        Some(mw) => match validate::curtailable_to_mw(mw.v, &grid) {
+            Some(p) => {
+                cx.error(&mw.span, &t.field("curtailable_to_mw"), p);
+                0.0
+            }
+            None => mw.v,
+        },
+        None => 0.0,
+    };
     let mut rack_groups = Vec::new();
     if let Some((arr, _)) = t.array(cx, "rack_group", "[[site.rack_group]]") {
         for (i, v) in arr.iter().enumerate() {
@@ -274,9 +303,56 @@ fn site(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> SiteDecl {
         certifications,
         pue: pue.map(|p| p.v),
         grid,
+        provisioning,
+        curtailable_to_mw,
         rack_groups,
         import,
         ok: cx.errors.len() == errors_before,
+    }
+}
+
+/// `provisioning = "reserved"` (the default) or `"oversubscribed"` with an
+/// `oversubscription` ratio.
+fn provisioning(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Provisioning {
+    let mode = t.string(cx, "provisioning", "provisioning = \"oversubscribed\"");
+    let ratio = t.number(cx, "oversubscription", "oversubscription = 0.3");
+    match (mode.as_ref().map(|m| m.v.as_str()), ratio) {
+        (None | Some("reserved"), None) => Provisioning::Reserved,
+        (None | Some("reserved"), Some(r)) => {
+            cx.err(
+                &r.span,
+                &t.field("oversubscription"),
+                "`oversubscription` is set but the site is provisioned `reserved`",
+                "add `provisioning = \"oversubscribed\"`, or remove `oversubscription`",
+            );
+            Provisioning::Reserved
+        }
+        (Some("oversubscribed"), Some(r)) => match validate::oversubscription(r.v) {
+            Some(p) => {
+                cx.error(&r.span, &t.field("oversubscription"), p);
+                Provisioning::Reserved
+            }
+            None => Provisioning::Oversubscribed { ratio: r.v },
+        },
+        (Some("oversubscribed"), None) => {
+            let span = mode.as_ref().map_or_else(|| t.span.clone(), |m| m.span.clone());
+            cx.err(
+                &span,
+                &t.field("oversubscription"),
+                "an oversubscribed site needs an `oversubscription` ratio",
+                "add e.g. `oversubscription = 0.3` (admit GPUs up to 130% of the budget at TDP)",
+            );
+            Provisioning::Reserved
+        }
+        (Some(other), _) => {
+            let span = mode.as_ref().map_or_else(|| t.span.clone(), |m| m.span.clone());
+            let fix = match did_you_mean(other, ["reserved", "oversubscribed"]) {
+                Some(s) => format!("write `{s}`"),
+                None => "use `reserved` or `oversubscribed`".into(),
+            };
+            cx.err(&span, &t.field("provisioning"), format!("unknown provisioning mode `{other}`"), fix);
+            Provisioning::Reserved
+        }
     }
 }
 

@@ -416,6 +416,8 @@ fn build_site(s: &SiteDecl, racks: Vec<Rack>) -> Option<Site> {
         certifications: s.certifications.clone(),
         grid: s.grid.iter().map(|&(from, mw)| GridPhase { from, capacity: Megawatts(mw) }).collect(),
         pue: Pue(s.pue?),
+        provisioning: s.provisioning,
+        curtailable_to: Megawatts(s.curtailable_to_mw),
         racks,
     })
 }

@@ -53,6 +53,10 @@ struct GpuModel {
     bf16_dense_tflops: Option<f64>,
     /// Memory bandwidth in TB/s, if known.
     hbm_tbps: Option<f64>,
+    /// `α` in "dynamic power ∝ clock^α" (default 2.0): how much a power cap slows
+    /// compute-bound work. Lower is more pessimistic.
+    #[schemars(range(min = 0.5, max = 8.0))]
+    dvfs_exponent: Option<f64>,
     /// Other spellings that resolve to this model.
     #[serde(default)]
     aliases: Vec<String>,
@@ -103,11 +107,31 @@ struct Site {
     /// Grid capacity phases, in date order.
     #[schemars(length(min = 1))]
     grid: Vec<GridPhase>,
+    /// `reserved` (default): every allocated GPU counts at its TDP. `oversubscribed`:
+    /// admit GPUs up to `(1 + oversubscription) ×` the budget at TDP and let the power
+    /// manager cap GPU power limits to keep the real draw under every limit.
+    provisioning: Option<ProvisioningMode>,
+    /// Share admitted beyond the budget when `oversubscribed`, e.g. 0.3 for 130%.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    oversubscription: Option<f64>,
+    /// The lowest facility draw, in MW, that a curtailment may ask of the site (default 0).
+    #[schemars(range(min = 0.0))]
+    curtailable_to_mw: Option<f64>,
     /// Groups of identical racks.
     #[serde(default)]
     rack_group: Vec<RackGroup>,
     /// Nodes imported from a trace's node list.
     import: Option<Import>,
+}
+
+/// How a site counts the power of the GPUs it admits.
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum ProvisioningMode {
+    /// Every allocated GPU counts at its TDP; never oversubscribed.
+    Reserved,
+    /// Admit beyond the TDP sum; the power manager caps GPUs to stay under every limit.
+    Oversubscribed,
 }
 
 /// From `from` on, the site may draw `capacity_mw` from the grid.

@@ -416,7 +416,7 @@ pub async fn telemetry(
     params(("name" = String, Path, description = "Node name")),
     request_body = SetPowerLimit,
     responses(
-        (status = 200, description = "The limits now asked of the node, per GPU", body = std::collections::BTreeMap<u16, u64>),
+        (status = 200, description = "The limits now asked of the node, per GPU index (a decimal string)", body = std::collections::BTreeMap<String, u64>),
         (status = 400, description = "Malformed request", body = ApiErrorBody),
         (status = 413, description = "Body too large", body = ApiErrorBody),
         (status = 415, description = "Not JSON", body = ApiErrorBody),
