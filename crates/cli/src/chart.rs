@@ -63,3 +63,59 @@ pub fn write(path: &Path, workload: &str, rows: &[&SummaryRow], max_arrived: u32
     };
     draw().map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("writing chart {}", path.display()))
 }
+
+/// Writes an SVG chart of site draw against the grid budget over time, one line per
+/// oversubscription ratio.
+pub fn power(path: &Path, results: &[gigawatt_sim::power::RatioResult], budget_mw: f64) -> Result<()> {
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    let end = results.iter().filter_map(|r| r.series.t.last().copied()).fold(1.0, f64::max);
+    let top = results.iter().flat_map(|r| r.series.draw_mw.iter().copied()).fold(budget_mw, f64::max) * 1.08;
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Site draw against the grid budget (peak per control interval)", ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..end / 60.0, 0f64..top)?;
+        chart.configure_mesh().x_desc("time (minutes)").y_desc("facility draw (MW)").draw()?;
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, budget_mw), (end / 60.0, budget_mw)],
+                BLACK.stroke_width(2),
+            ))?
+            .label(format!("budget {budget_mw} MW"))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
+        for (i, r) in results.iter().enumerate() {
+            let color = COLORS[(i + 1) % COLORS.len()];
+            // At most ~2,000 points a line: the highest draw of each bucket.
+            let step = (r.series.t.len() / 2000).max(1);
+            let points: Vec<(f64, f64)> = r
+                .series
+                .t
+                .chunks(step)
+                .zip(r.series.draw_mw.chunks(step))
+                .map(|(t, d)| (t[0] / 60.0, d.iter().copied().fold(0.0, f64::max)))
+                .collect();
+            let s = &r.summary;
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(1)))?
+                .label(format!(
+                    "{:+.0}%: {} GPUs, peak {:.2} MW",
+                    s.oversubscription * 100.0,
+                    s.gpus,
+                    s.peak_draw_mw
+                ))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("writing chart {}", path.display()))
+}

@@ -18,6 +18,7 @@ mod fleet_cmd;
 mod paths;
 mod serve_cmd;
 mod sim_cmd;
+mod sim_power_cmd;
 mod up_cmd;
 
 use std::process::ExitCode;

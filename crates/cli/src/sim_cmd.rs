@@ -25,6 +25,12 @@ pub enum SimCommand {
     Replay(ReplayArgs),
     /// Arrival statistics of the Azure LLM inference 2023 trace.
     Azure(AzureArgs),
+    /// More GPUs per megawatt: a site provisioned `reserved` against the same site
+    /// `oversubscribed` at increasing ratios, with the power manager capping GPU power,
+    /// replaying the Azure LLM code trace with a background of training gangs. Reports GPUs
+    /// per MW, SLO attainment, training throughput lost to caps, peak and p99 draw against
+    /// the budget, time over any limit and energy per token.
+    Power(crate::sim_power_cmd::PowerArgs),
 }
 
 /// Arguments of `gigawatt sim replay`.
@@ -129,6 +135,7 @@ pub fn run(cmd: SimCommand) -> Result<()> {
         SimCommand::Openb(args) => openb(args),
         SimCommand::Replay(args) => replay(args),
         SimCommand::Azure(args) => azure(args),
+        SimCommand::Power(args) => crate::sim_power_cmd::run(args),
     }
 }
 

@@ -26,8 +26,8 @@
 //! handed out in two passes, each going down the [`PowerTier`]s from latency-critical
 //! inference to best effort:
 //!
-//! 1. up to each group's **predicted demand** one interval ahead (the peak of its recent
-//!    draw plus a margin, or its TDP while the limit holds it back);
+//! 1. up to each group's **predicted demand** one interval ahead: its mean draw over the
+//!    last intervals plus a margin, counting the time its limit held it back at its TDP;
 //! 2. then up to its TDP, so that bursts within the interval are not clipped.
 //!
 //! So when the predicted draw approaches a limit, best effort is capped first, then
@@ -159,10 +159,11 @@ pub struct Group {
     pub gpu: GpuPower,
     /// The limit in force, per GPU.
     pub limit: Watts,
-    /// The most one GPU drew over the last interval.
+    /// What one GPU drew on average over the last interval.
     pub draw: Watts,
-    /// Whether the limit held the GPUs back during the interval (their demand was higher).
-    pub throttled: bool,
+    /// Share of the interval (0–1) during which the limit held the GPUs back: their
+    /// demand was higher than the limit (NVML's "SW power cap" throttle reason).
+    pub throttled: f64,
 }
 
 /// Everything the manager looks at, at one instant.
@@ -183,8 +184,6 @@ pub struct Picture {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ManagerConfig {
-    /// Plans a group's recent peak is remembered for (the prediction's horizon).
-    pub hold: u32,
     /// Margin on the predicted demand, as a share (0.1 = +10%).
     pub margin: f64,
     /// Plans in a row with its demand covered before a capped group counts as uncapped.
@@ -193,7 +192,7 @@ pub struct ManagerConfig {
 
 impl Default for ManagerConfig {
     fn default() -> ManagerConfig {
-        ManagerConfig { hold: 5, margin: 0.1, restore_after: 3 }
+        ManagerConfig { margin: 0.1, restore_after: 3 }
     }
 }
 
@@ -307,9 +306,8 @@ pub struct Plan {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Memory {
-    /// Highest draw seen recently, and how many plans ago.
-    peak: Watts,
-    age: u32,
+    /// The demand seen over the previous interval (per GPU), for the trend.
+    last: Watts,
     capped: bool,
     covered: u32,
 }
@@ -409,23 +407,23 @@ impl PowerManager {
         Plan { limits, wanted, capped, actions, site_envelope, site_predicted }
     }
 
-    /// The demand per GPU predicted for the next interval: the recent peak plus the
-    /// margin, or the TDP while the limit holds the group back (its real demand is
-    /// unknown then, and asking for everything finds it out).
+    /// The mean draw per GPU predicted for the next interval.
+    ///
+    /// The demand seen over the last interval is the mean draw, plus, for the share of the
+    /// interval the limit held the group back, the rest of the way to the TDP (its real
+    /// demand was unknown then; asking for everything is how it is found out). A rise
+    /// since the interval before is assumed to go on for one more interval; a fall is not.
+    /// The margin comes on top.
     fn predict(&mut self, g: &Group) -> Watts {
         let m = self.memory.entry(g.key).or_default();
-        m.age += 1;
-        if g.draw >= m.peak || m.age > self.config.hold {
-            m.peak = g.draw;
-            m.age = 0;
-        }
-        let want = if g.throttled {
-            g.gpu.tdp
-        } else {
-            let with_margin = (m.peak.0 as f64 * (1.0 + self.config.margin.max(0.0))).ceil() as u64;
-            Watts(with_margin)
-        };
-        g.gpu.clamp_limit(want)
+        let share = if g.throttled.is_finite() { g.throttled.clamp(0.0, 1.0) } else { 1.0 };
+        let hidden = g.gpu.tdp.0.saturating_sub(g.limit.0.min(g.gpu.tdp.0)) as f64 * share;
+        let seen = Watts((g.draw.0 as f64 + hidden).ceil() as u64);
+        let rise = if m.last == Watts::ZERO { Watts::ZERO } else { seen - m.last };
+        m.last = seen;
+        let ahead = seen + rise;
+        let with_margin = (ahead.0 as f64 * (1.0 + self.config.margin.max(0.0))).ceil() as u64;
+        g.gpu.clamp_limit(Watts(with_margin))
     }
 }
 

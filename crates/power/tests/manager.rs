@@ -22,7 +22,7 @@ fn group(workload: u64, node: usize, tier: PowerTier, draw: u64) -> Group {
         gpu: H100,
         limit: Watts(700),
         draw: Watts(draw),
-        throttled: false,
+        throttled: 0.0,
     }
 }
 
@@ -159,7 +159,7 @@ fn an_impossible_limit_names_the_work_to_preempt_lowest_tier_first() {
 
 #[test]
 fn uncapping_waits_for_the_demand_to_stay_covered() {
-    let config = ManagerConfig { restore_after: 3, hold: 0, margin: 0.0 };
+    let config = ManagerConfig { restore_after: 3, margin: 0.0 };
     let mut m = PowerManager::new(config);
     let tight = picture(
         20_000,
@@ -190,7 +190,7 @@ fn uncapping_waits_for_the_demand_to_stay_covered() {
 fn a_throttled_group_asks_for_its_tdp() {
     let mut g = group(1, 0, PowerTier::Training, 450);
     g.limit = Watts(450);
-    g.throttled = true;
+    g.throttled = 1.0;
     let p = picture(100_000, 100_000, vec![g]);
     let plan = PowerManager::default().plan(&p);
     assert_eq!(plan.wanted[0], Watts(700));
@@ -224,7 +224,7 @@ proptest! {
     /// its demand only when every lower tier sharing its rack or site is at its minimum.
     #[test]
     fn plans_never_exceed_a_limit_and_cap_latency_critical_work_last(
-        spec in prop::collection::vec((0usize..6, tier_strategy(), 80u64..=700, 1u32..=8, any::<bool>()), 1..24),
+        spec in prop::collection::vec((0usize..6, tier_strategy(), 80u64..=700, 1u32..=8, 0.0f64..=1.0), 1..24),
         site_extra in 0u64..60_000,
         rack_extra in 0u64..40_000,
         rounds in 1usize..4,

@@ -13,6 +13,7 @@ pub mod fgd;
 pub mod inference;
 pub mod inflate;
 pub mod openb;
+pub mod power;
 pub mod reference;
 pub mod replay;
 pub mod synthetic;
