@@ -45,10 +45,10 @@ pub struct PowerArgs {
     #[arg(long, default_value_t = 41.0)]
     rack_kw: f64,
     /// Share of servers running replicas of the inference service.
-    #[arg(long, default_value_t = 0.75)]
+    #[arg(long, default_value_t = 0.8)]
     inference_share: f64,
     /// Share of servers running training gangs; the rest run best-effort jobs.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.15)]
     training_share: f64,
     /// Servers per training gang.
     #[arg(long, default_value_t = 4)]
@@ -56,8 +56,10 @@ pub struct PowerArgs {
     /// GPUs per inference replica (tensor parallelism).
     #[arg(long, default_value_t = 4)]
     replica_gpus: u32,
-    /// Mean requests per second per replica the trace is scaled to.
-    #[arg(long, default_value_t = 4.0)]
+    /// Mean requests per second per replica the trace is scaled to. At 3, a replica of the
+    /// reserved baseline is busy (prefill or decode) about 60% of the time, headroom a
+    /// service keeps for its bursts; see docs/power-model.md for other loads.
+    #[arg(long, default_value_t = 3.0)]
     rate_per_replica: f64,
     /// SLO: time to first token, in ms.
     #[arg(long, default_value_t = 1000.0)]

@@ -399,3 +399,37 @@ fn fleets_built_in_code_get_the_same_checks() {
     let e = Fleet::new(GpuCatalog::builtin(), vec![]).expect_err("no site");
     assert_eq!(e.0[0].problem, "a fleet needs at least one site");
 }
+
+#[test]
+fn provisioning_modes_are_read_and_checked() {
+    let over = edit(
+        "pue = 1.2\n",
+        "pue = 1.2\nprovisioning = \"oversubscribed\"\noversubscription = 0.3\ncurtailable_to_mw = 2\n",
+    );
+    let f = parse(&over, "t.toml", Path::new(".")).expect("valid");
+    assert_eq!(f.sites[0].provisioning, gigawatt_fleet::Provisioning::Oversubscribed { ratio: 0.3 });
+    assert_eq!(f.sites[0].curtailable_to, Megawatts(2.0));
+    let base = parse(BASE, "t.toml", Path::new(".")).expect("valid");
+    assert_eq!(base.sites[0].provisioning, gigawatt_fleet::Provisioning::Reserved);
+
+    let d = one(&edit("pue = 1.2\n", "pue = 1.2\nprovisioning = \"oversubscribed\"\n"));
+    at(&d, 13, 16, "site[0].oversubscription");
+    assert!(d.fix.contains("oversubscription = 0.3"), "{d}");
+
+    let d = one(&edit("pue = 1.2\n", "pue = 1.2\noversubscription = 0.3\n"));
+    at(&d, 13, 20, "site[0].oversubscription");
+    assert!(d.problem.contains("provisioned `reserved`"), "{d}");
+
+    let d =
+        one(&edit("pue = 1.2\n", "pue = 1.2\nprovisioning = \"oversubscribed\"\noversubscription = 1.5\n"));
+    at(&d, 14, 20, "site[0].oversubscription");
+    assert!(d.problem.contains("at most 1 (got 1.5)"), "{d}");
+
+    let d = one(&edit("pue = 1.2\n", "pue = 1.2\nprovisioning = \"oversubscribe\"\n"));
+    at(&d, 13, 16, "site[0].provisioning");
+    assert_eq!(d.fix, "write `oversubscribed`");
+
+    let d = one(&edit("pue = 1.2\n", "pue = 1.2\ncurtailable_to_mw = 9\n"));
+    at(&d, 13, 21, "site[0].curtailable_to_mw");
+    assert!(d.problem.contains("above the largest grid phase (8 MW)"), "{d}");
+}
