@@ -22,6 +22,16 @@ pub struct SiteInfo {
     pub budget_w: u64,
     /// IT power reserved by placed work (GPUs at TDP share, nodes' base power), in watts.
     pub power_w: u64,
+    /// `reserved` or `oversubscribed`.
+    #[serde(default)]
+    pub provisioning: String,
+    /// Share admitted beyond the budget at TDP (0 when reserved).
+    #[serde(default)]
+    pub oversubscription: f64,
+    /// What placed work draws with every GPU at its lowest power limit, in watts (on an
+    /// oversubscribed site this, not `power_w`, must fit the budget).
+    #[serde(default)]
+    pub floor_w: u64,
     /// Racks.
     pub racks: u32,
     /// Nodes.

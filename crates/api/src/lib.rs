@@ -8,6 +8,7 @@ pub mod agent;
 pub mod error;
 pub mod fleet;
 pub mod job;
+pub mod power;
 pub mod tokens;
 pub mod workload;
 
@@ -19,6 +20,7 @@ pub use agent::{
 pub use error::{ApiErrorBody, FieldError};
 pub use fleet::{NodeInfo, RackInfo, SetBudget, SetNodeState, SiteInfo};
 pub use job::{GangSpec, JobSpec, Resources, RunSpec, ServiceSpec, ValidJob, WorkloadKind};
+pub use power::{CurtailmentInfo, ScheduleCurtailment};
 pub use tokens::{CreateTenant, CreateToken, Role, TenantInfo, TokenCreated, TokenInfo, WhoAmI};
 pub use workload::{
     CompleteRequest, DecisionInfo, Explain, Page, TaskInfo, WatchEvent, WorkloadInfo, WorkloadState,

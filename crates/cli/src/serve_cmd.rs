@@ -65,6 +65,17 @@ pub struct ServeArgs {
     /// it, a node without an agent still takes work as a reservation that nothing runs.
     #[arg(long)]
     pub require_agents: bool,
+    /// How often the power manager of oversubscribed sites plans GPU power limits from
+    /// agent telemetry (the control interval).
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    pub power_interval: std::time::Duration,
+    /// Margin the power manager adds to each task's predicted draw (0.1 = +10%).
+    #[arg(long, default_value_t = 0.1)]
+    pub power_margin: f64,
+    /// How long before a budget cut (a lower grid phase, a curtailment) work is shed and
+    /// GPUs capped, so that the cut is met before it begins.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub budget_lead: std::time::Duration,
     /// Heartbeats of telemetry kept per node for `GET /v1/nodes/{name}/telemetry`.
     #[arg(long, default_value_t = 36)]
     pub telemetry_samples: usize,
@@ -201,9 +212,17 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 seed: args.seed,
                 keep_ended_ms,
                 require_agents: args.require_agents,
+                budget_lead_ms: i64::try_from(args.budget_lead.as_millis()).unwrap_or(i64::MAX),
             },
             snapshot_every: args.snapshot_every,
             agents,
+            power: gigawatt_server::PowerSettings {
+                interval: args.power_interval,
+                manager: gigawatt_power::manager::ManagerConfig {
+                    margin: args.power_margin,
+                    ..gigawatt_power::manager::ManagerConfig::default()
+                },
+            },
         };
         // Lead the log (a standby waits here, not listening) before taking traffic.
         let server = Server::start(store, config).await?;

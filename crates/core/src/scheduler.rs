@@ -763,14 +763,22 @@ impl Scheduler {
     /// priority.
     fn shed_site(&mut self, site: usize, budget: Watts, out: &mut Vec<Decision>) {
         let at_minimum = self.state.oversubscribed(site);
-        let held = |state: &ClusterState| {
-            let s = &state.sites[site];
-            if at_minimum { s.floor } else { s.power }
-        };
-        let reserved = held(&self.state);
+        let reserved = held(&self.state, site);
         if reserved <= budget {
             return;
         }
+        let site_id = self.state.sites[site].id.clone();
+        for id in self.shed_order(site) {
+            if held(&self.state, site) <= budget {
+                break;
+            }
+            let why = PreemptWhy::PowerBudget { site: site_id.clone(), budget, reserved, at_minimum };
+            self.evict(id, why, out);
+        }
+    }
+
+    /// The workloads with a task on `site`, in the order a budget cut preempts them.
+    fn shed_order(&self, site: usize) -> Vec<WorkloadId> {
         let mut victims: Vec<(PriorityClass, Reverse<u64>, WorkloadId)> = self
             .workloads
             .iter()
@@ -778,14 +786,41 @@ impl Scheduler {
             .map(|(id, e)| (e.workload.priority, Reverse(e.placed_seq), *id))
             .collect();
         victims.sort();
-        let site_id = self.state.sites[site].id.clone();
-        for (_, _, id) in victims {
-            if held(&self.state) <= budget {
+        victims.into_iter().map(|v| v.2).collect()
+    }
+
+    /// What cutting `site`'s IT budget to `budget` would preempt, in order, with each
+    /// workload's priority. Changes nothing: this is how a curtailment is judged before
+    /// it is accepted.
+    ///
+    /// # Errors
+    /// [`CoreError::UnknownSite`] for a site the fleet does not have.
+    pub fn would_shed(
+        &self,
+        site: &str,
+        budget: Watts,
+    ) -> Result<Vec<(WorkloadId, PriorityClass)>, CoreError> {
+        let s = self.state.sites.iter().position(|x| x.id == site).ok_or_else(|| {
+            let known: Vec<&str> = self.state.sites.iter().map(|s| s.id.as_str()).collect();
+            CoreError::UnknownSite(site.to_string(), known.join(", "))
+        })?;
+        if held(&self.state, s) <= budget {
+            return Ok(Vec::new());
+        }
+        let mut state = self.state.clone();
+        let mut out = Vec::new();
+        for id in self.shed_order(s) {
+            if held(&state, s) <= budget {
                 break;
             }
-            let why = PreemptWhy::PowerBudget { site: site_id.clone(), budget, reserved, at_minimum };
-            self.evict(id, why, out);
+            if let Some(e) = self.workloads.get(&id) {
+                for t in e.tasks.iter().flatten() {
+                    state.release(t);
+                }
+                out.push((id, e.workload.priority));
+            }
         }
+        Ok(out)
     }
 
     /// Records that a node's capacity (and its rack's and site's power) grew.
@@ -858,6 +893,13 @@ impl Scheduler {
         }
         self.explain_failures = true;
     }
+}
+
+/// What a site holds against its budget: its reservation, or on an oversubscribed site its
+/// floor (the power manager caps the rest).
+fn held(state: &ClusterState, site: usize) -> Watts {
+    let s = &state.sites[site];
+    if state.oversubscribed(site) { s.floor } else { s.power }
 }
 
 /// Whether power limits turned any node away.

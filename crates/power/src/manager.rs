@@ -634,13 +634,19 @@ impl Fill {
                     (left as f64 / asked as f64).min(1.0)
                 }
             };
+            // Every group of the round gets the same share of what it asks in its rack and
+            // site, computed before anyone is served.
+            let rack_share: Vec<f64> =
+                (0..self.rack_left.len()).map(|r| share(self.rack_left[r], rack_ask[r])).collect();
+            let site_share: Vec<f64> =
+                (0..self.site_left.len()).map(|s| share(self.site_left[s], site_ask[s])).collect();
             let mut granted_any = false;
             for (k, &(i, r, s)) in members.iter().enumerate() {
                 if ask[k] <= 0 {
                     continue;
                 }
                 let g = &picture.groups[i];
-                let theta = share(self.rack_left[r], rack_ask[r]).min(share(self.site_left[s], site_ask[s]));
+                let theta = rack_share[r].min(site_share[s]);
                 let per_gpu = ((ask[k] as f64 * theta) / f64::from(g.gpus.max(1))).floor() as i128;
                 let per_gpu = per_gpu.min(self.rack_left[r].max(0) / i128::from(g.gpus.max(1)));
                 let per_gpu = per_gpu.min(self.site_left[s].max(0) / i128::from(g.gpus.max(1)));

@@ -282,3 +282,12 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_tier_short_of_power_shares_it_evenly() {
+    // Three training groups that all want their TDP on a site with 6.4 kW above the floors.
+    let groups: Vec<Group> = (0..3).map(|i| group(i + 1, i as usize, PowerTier::Training, 700)).collect();
+    let p = picture(25_000, 100_000, groups);
+    let plan = PowerManager::default().plan(&p);
+    assert_eq!(plan.limits, vec![Watts(466); 3], "6.4 kW / 24 GPUs = 266 W each above 200 W");
+}

@@ -7,6 +7,7 @@
 //! from the log, so memory never holds what the log does not.
 
 pub mod agents;
+pub mod budgets;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use gigawatt_core::{
 };
 use gigawatt_fleet::Fleet;
 use gigawatt_store::{LogEvent, Record, Store, StoreError, View};
-use gigawatt_units::{Timestamp, Watts};
+use gigawatt_units::Timestamp;
 use rand::SeedableRng;
 
 use crate::auth::{self, Caller};
@@ -40,7 +41,14 @@ pub struct EngineConfig {
     /// agent takes work as a reservation (nothing runs it); a node whose agent was lost
     /// never does.
     pub require_agents: bool,
+    /// How long before a budget cut (a lower grid phase, a curtailment) the core starts
+    /// holding it: work is shed and GPUs capped before the cut begins.
+    pub budget_lead_ms: i64,
 }
+
+/// The default budget lead: enough for the power manager to lower limits and for agents
+/// to apply them (a few heartbeats).
+pub const DEFAULT_BUDGET_LEAD_MS: i64 = 30_000;
 
 /// What the engine keeps of a fleet node for the agent protocol.
 #[derive(Debug, Clone)]
@@ -84,6 +92,7 @@ pub struct Engine {
     /// are woken to send a heartbeat at once instead of at their next interval.
     touched: BTreeSet<String>,
     require_agents: bool,
+    budget_lead_ms: i64,
 }
 
 /// What start-up found.
@@ -146,6 +155,7 @@ impl Engine {
             fleet_nodes: Arc::new(fleet_nodes),
             touched: BTreeSet::new(),
             require_agents: config.require_agents,
+            budget_lead_ms: config.budget_lead_ms.max(0),
         };
         // Nodes down, lost or without their agent first (no workloads yet, so this
         // decides nothing).
@@ -161,7 +171,7 @@ impl Engine {
         for node in engine.view.nodes_down.keys().filter(|n| !engine.fleet_nodes.contains_key(*n)) {
             tracing::warn!("node {node} is down in the log but not in the fleet; ignored");
         }
-        let budgets: Vec<_> = engine.view.budgets.iter().map(|(s, b)| (s.clone(), *b)).collect();
+        let budgets: Vec<_> = engine.view.applied_budgets.iter().map(|(s, b)| (s.clone(), *b)).collect();
         for (site, budget) in budgets {
             let event = Event::BudgetChanged { site: site.clone(), budget };
             if let Err(e) = engine.scheduler.handle(now, event, &mut engine.rng) {
@@ -214,7 +224,7 @@ impl Engine {
     }
 
     /// Applies a new record to the view and stages it for the next commit.
-    fn stage(&mut self, at_ms: i64, event: LogEvent) -> Result<(), ApiError> {
+    pub(crate) fn stage(&mut self, at_ms: i64, event: LogEvent) -> Result<(), ApiError> {
         let tenant = match &event {
             LogEvent::TenantCreated { tenant, .. } => Some(tenant.clone()),
             LogEvent::TokenIssued { tenant, .. } => tenant.clone(),
@@ -454,16 +464,13 @@ impl Engine {
         Ok(())
     }
 
-    /// When the next time limit or archival falls due.
+    /// When the next time limit, archival or budget change after `now` falls due.
     #[must_use]
-    pub fn next_deadline(&self) -> Option<i64> {
+    pub fn next_deadline(&self, now: i64) -> Option<i64> {
         let limit = self.timers.first().map(|(d, _)| *d);
         let archive =
             self.keep_ended_ms.and_then(|keep| self.ended.first().map(|(at, _)| at.saturating_add(keep)));
-        match (limit, archive) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [limit, archive, self.next_budget_change(now)].into_iter().flatten().min()
     }
 
     /// Creates a tenant.
@@ -544,15 +551,6 @@ impl Engine {
             }
         }
     }
-
-    /// Sets a site's IT power budget; work over it is preempted, lowest priority first.
-    pub fn set_budget(&mut self, now_ms: i64, site: &str, budget: Watts, by: &str) -> Result<(), ApiError> {
-        if !self.scheduler.state().sites.iter().any(|s| s.id == site) {
-            return Err(ApiError::not_found("site", site));
-        }
-        self.stage(now_ms, LogEvent::BudgetChanged { site: site.to_string(), budget, by: by.to_string() })?;
-        self.core(now_ms, Event::BudgetChanged { site: site.to_string(), budget })
-    }
 }
 
 /// Opens the store and loads the engine, initialising an empty log. Returns the engine,
@@ -567,6 +565,8 @@ pub async fn open(
     if engine.view.seq == 0 {
         first_token = Some(engine.initialize(now_ms).map_err(|e| anyhow::anyhow!("{}", e.message))?);
     }
+    // Phases that began and curtailments that started or ended while no server ran.
+    engine.apply_budget_schedule(now_ms).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let staged = engine.take_staged();
     match store.append(&staged).await {
         Ok(()) => Ok((engine, report, first_token)),

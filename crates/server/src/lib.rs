@@ -19,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod power;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -52,6 +53,27 @@ pub struct ServerConfig {
     pub snapshot_every: u64,
     /// Node agents: intervals, telemetry window, where task output is kept.
     pub agents: agents::AgentSettings,
+    /// The power manager of oversubscribed sites: its control interval and behaviour.
+    pub power: PowerSettings,
+}
+
+/// How the live power manager runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PowerSettings {
+    /// Time between two plans.
+    pub interval: Duration,
+    /// The manager's behaviour.
+    pub manager: gigawatt_power::manager::ManagerConfig,
+}
+
+impl Default for PowerSettings {
+    /// A plan every 5 s (the default heartbeat interval: fresh telemetry for each plan).
+    fn default() -> PowerSettings {
+        PowerSettings {
+            interval: Duration::from_secs(5),
+            manager: gigawatt_power::manager::ManagerConfig::default(),
+        }
+    }
 }
 
 /// Everything the handlers share.
@@ -70,6 +92,8 @@ pub struct AppState {
     pub agents: agents::registry::Registry,
     /// Task output shipped by agents, when kept.
     pub logs: Option<agents::logs::Logs>,
+    /// The live power manager's limits, admissions and figures.
+    pub power: power::PowerControl,
     writer: mpsc::Sender<writer::Msg>,
     /// Live tokens by hash, refreshed after each commit, so that authentication never
     /// waits for a commit in flight.
@@ -190,6 +214,7 @@ pub struct Server {
     pub first_admin_token: Option<String>,
     writer: tokio::task::JoinHandle<()>,
     watchdog: tokio::task::JoinHandle<()>,
+    power: tokio::task::JoinHandle<()>,
     leadership: gigawatt_store::Leadership,
 }
 
@@ -220,6 +245,7 @@ impl Server {
             metrics: metrics::Metrics::default(),
             agents: agents::registry::Registry::new(config.agents, live_agents),
             logs,
+            power: power::PowerControl::new(config.power.manager),
             writer: tx,
             tokens: std::sync::RwLock::new(HashMap::new()),
             live_token_ids: std::sync::RwLock::new(std::collections::HashSet::new()),
@@ -234,7 +260,8 @@ impl Server {
         }
         let writer = tokio::spawn(writer::run(state.clone(), rx));
         let watchdog = tokio::spawn(agents::watchdog(state.clone()));
-        Ok(Server { state, report, first_admin_token, writer, watchdog, leadership })
+        let power = tokio::spawn(power::run(state.clone(), config.power.interval));
+        Ok(Server { state, report, first_admin_token, writer, watchdog, power, leadership })
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves.
@@ -273,6 +300,7 @@ impl Server {
             .await?;
         watchdog.abort();
         self.watchdog.abort();
+        self.power.abort();
         if lost.load(Ordering::Relaxed) {
             self.writer.abort();
             anyhow::bail!(

@@ -100,6 +100,45 @@ fn register_agents(r: &mut Registry, agents: &crate::agents::registry::Registry,
     r.register("tenant_energy_joules", "Energy used by a tenant's tasks (their share of each GPU)", tenant);
 }
 
+/// The live power manager's figures per oversubscribed site, and its event counts.
+fn register_power(r: &mut Registry, power: &crate::power::PowerControl) {
+    let (sites, caps, uncaps) = power.figures();
+    let gauges: [(&str, &str, FloatGauges); 4] = [
+        (
+            "site_power_envelope_watts",
+            "Fixed draw plus every GPU power limit: what the power manager keeps under the budget",
+            Family::default(),
+        ),
+        (
+            "site_power_predicted_watts",
+            "Draw the power manager predicts for its next interval",
+            Family::default(),
+        ),
+        (
+            "site_power_measured_watts",
+            "Busy nodes' base power plus the GPU draw agents report",
+            Family::default(),
+        ),
+        ("site_power_capped_tasks", "Tasks held below their predicted demand", Family::default()),
+    ];
+    for (site, f) in &sites {
+        let l = vec![("site".to_string(), site.clone())];
+        gauges[0].2.get_or_create(&l).set(f.envelope.0 as f64);
+        gauges[1].2.get_or_create(&l).set(f.predicted.0 as f64);
+        gauges[2].2.get_or_create(&l).set(f.measured.0 as f64);
+        gauges[3].2.get_or_create(&l).set(f.capped as f64);
+    }
+    for (name, help, family) in gauges {
+        r.register(name, help, family);
+    }
+    let counts = Family::<Labels, Gauge>::default();
+    counts.get_or_create(&vec![("action".into(), "cap".into())]).set(i64::try_from(caps).unwrap_or(i64::MAX));
+    counts
+        .get_or_create(&vec![("action".into(), "uncap".into())])
+        .set(i64::try_from(uncaps).unwrap_or(i64::MAX));
+    r.register("power_actions", "Caps and uncaps decided by the power manager since start", counts);
+}
+
 impl Metrics {
     /// Records one commit.
     pub fn observe_commit(&self, records: usize, commands: usize, took: Duration) {
@@ -117,9 +156,11 @@ impl Metrics {
         engine: &Engine,
         agents: &crate::agents::registry::Registry,
         energy: &[TenantEnergy],
+        power: &crate::power::PowerControl,
     ) -> String {
         let mut r = Registry::with_prefix("gigawatt");
         register_agents(&mut r, agents, energy);
+        register_power(&mut r, power);
         r.register("commits", "Group commits of the event log", self.commits.clone());
         r.register("log_records", "Records appended to the event log", self.records.clone());
         r.register("commands", "Commands applied by the writer", self.commands.clone());

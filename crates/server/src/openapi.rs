@@ -24,6 +24,7 @@ use crate::http;
         http::fleet::list_nodes, http::fleet::get_node, http::fleet::set_node_state,
         http::agents::register, http::agents::heartbeat, http::agents::ship_logs, http::agents::changes, http::agents::list_agents,
         http::agents::telemetry, http::agents::set_power_limit, http::agents::read_logs, http::agents::energy,
+        http::power::schedule, http::power::list, http::power::cancel,
     ),
     modifiers(&Bearer),
     tags(
@@ -32,6 +33,7 @@ use crate::http;
         (name = "auth", description = "Tenants, tokens and the audit log"),
         (name = "ops", description = "Health, readiness, metrics"),
         (name = "agents", description = "The node agents' protocol, their telemetry, power limits and energy"),
+        (name = "power", description = "Curtailments, power caps and alerts"),
     )
 )]
 pub struct ApiDoc;

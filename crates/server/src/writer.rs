@@ -54,7 +54,7 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
     let mut msgs = Vec::with_capacity(MAX_BATCH);
     let mut snapshot_task: Option<tokio::task::JoinHandle<()>> = None;
     loop {
-        let deadline = state.engine.read().await.next_deadline();
+        let deadline = state.engine.read().await.next_deadline(crate::now_ms());
         let sleep = deadline.map(|d| Duration::from_millis(u64::try_from(d - crate::now_ms()).unwrap_or(0)));
         tokio::select! {
             n = rx.recv_many(&mut msgs, MAX_BATCH) => if n == 0 { break },
@@ -72,7 +72,10 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
         let mut engine = state.engine.write().await;
         let now = crate::now_ms();
         let replies: Vec<Reply> = jobs.into_iter().map(|job| job(&mut engine, now)).collect();
-        let mut result = engine.expire(now).and_then(|()| engine.archive(now));
+        let mut result = engine
+            .expire(now)
+            .and_then(|()| engine.archive(now))
+            .and_then(|()| engine.apply_budget_schedule(now));
         let records = engine.take_staged();
         if result.is_ok() {
             result = match state.store.append(&records).await {

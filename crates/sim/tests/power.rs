@@ -86,6 +86,14 @@ fn the_same_inputs_give_the_same_figures() {
 }
 
 #[test]
+fn oversubscription_stops_where_the_floors_no_longer_fit() {
+    let requests = trace();
+    let e = experiment(0.5, 10.0);
+    let err = run_all(&e, &requests, &[0.9], 1).expect_err("a 0.9 ratio cannot hold at minimum power");
+    assert!(err.to_string().contains("can be oversubscribed by at most 0.6"), "{err}");
+}
+
+#[test]
 fn a_mix_that_cannot_fit_is_refused_with_the_reason() {
     let requests = trace();
     let mut e = experiment(0.01, 10.0);
@@ -104,7 +112,7 @@ proptest! {
         inference in 0.0f64..1.0,
         training_of_rest in 0.0f64..1.0,
         rate in 0.5f64..6.0,
-        ratio in 0.0f64..1.0,
+        ratio in 0.0f64..0.6,
         rack_kw in 21.0f64..90.0,
         seed in any::<u64>(),
     ) {

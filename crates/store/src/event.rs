@@ -1,6 +1,6 @@
 //! The events of the log.
 
-use gigawatt_api::{GpuInventory, Role, RunSpec, WorkloadKind, WorkloadState};
+use gigawatt_api::{GpuInventory, Role, RunSpec, WorkloadKind, WorkloadState, rfc3339};
 use gigawatt_core::{PendingWhy, PlacedWhy, PreemptWhy, RejectWhy, TaskPlacement, Workload, WorkloadId};
 use gigawatt_units::Watts;
 use serde::{Deserialize, Serialize};
@@ -204,8 +204,78 @@ pub enum LogEvent {
         site: String,
         /// The new budget.
         budget: Watts,
-        /// Who changed it (a token id).
+        /// Who changed it: a token id, or for a scheduled change what caused it (a grid
+        /// phase, a curtailment).
         by: String,
+        /// Whether the budget schedule (grid phases and curtailments) made the change, as
+        /// opposed to an operator setting the budget by hand (which overrides the phases).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        scheduled: bool,
+    },
+    /// A curtailment (a temporary lower grid budget, e.g. a grid operator's demand
+    /// response) was scheduled.
+    CurtailmentScheduled {
+        /// Its number, from 1.
+        id: u64,
+        /// Site id.
+        site: String,
+        /// The most the site may draw from the grid meanwhile, facility side, in watts.
+        to_w: u64,
+        /// When it starts (Unix ms).
+        from_ms: i64,
+        /// When it ends (Unix ms).
+        until_ms: i64,
+        /// Why, in the requester's words.
+        reason: String,
+        /// Who (a token id).
+        by: String,
+    },
+    /// A curtailment was called off.
+    CurtailmentCancelled {
+        /// Its number.
+        id: u64,
+        /// Who (a token id).
+        by: String,
+    },
+    /// Something about power a person must know: a budget that leaves no room for
+    /// latency-critical work, a limit no cap can meet.
+    PowerAlert {
+        /// Site id.
+        site: String,
+        /// The workload it concerns, if one.
+        workload: Option<WorkloadId>,
+        /// What, in words.
+        message: String,
+    },
+    /// The power manager held a task's GPUs below their predicted demand.
+    PowerCapped {
+        /// The workload.
+        workload: WorkloadId,
+        /// The task.
+        task: u32,
+        /// Its node.
+        node: String,
+        /// Its power tier (`training`, `latency-critical`, ...).
+        tier: String,
+        /// Limit per GPU before, in watts.
+        from_w: u64,
+        /// Limit per GPU now.
+        to_w: u64,
+        /// Its predicted demand per GPU.
+        wanted_w: u64,
+        /// Why, in words: the rack or site that ran out and what it would have drawn.
+        why: String,
+    },
+    /// A capped task's demand has been covered for a while again.
+    PowerUncapped {
+        /// The workload.
+        workload: WorkloadId,
+        /// The task.
+        task: u32,
+        /// Its node.
+        node: String,
+        /// Limit per GPU now, in watts.
+        to_w: u64,
     },
 }
 
@@ -228,6 +298,11 @@ impl LogEvent {
             LogEvent::NodeDown { .. } => "node-down",
             LogEvent::NodeUp { .. } => "node-up",
             LogEvent::BudgetChanged { .. } => "budget-changed",
+            LogEvent::CurtailmentScheduled { .. } => "curtailment-scheduled",
+            LogEvent::CurtailmentCancelled { .. } => "curtailment-cancelled",
+            LogEvent::PowerAlert { .. } => "power-alert",
+            LogEvent::PowerCapped { .. } => "power-capped",
+            LogEvent::PowerUncapped { .. } => "power-uncapped",
             LogEvent::NodeRegistered { .. } => "node-registered",
             LogEvent::NodeLost { .. } => "node-lost",
             LogEvent::TaskStarted { .. } => "task-started",
@@ -247,7 +322,10 @@ impl LogEvent {
             | LogEvent::WorkloadPreempted { workload, .. }
             | LogEvent::WorkloadFinished { workload, .. }
             | LogEvent::TaskStarted { workload, .. }
-            | LogEvent::TaskExited { workload, .. } => Some(*workload),
+            | LogEvent::TaskExited { workload, .. }
+            | LogEvent::PowerCapped { workload, .. }
+            | LogEvent::PowerUncapped { workload, .. } => Some(*workload),
+            LogEvent::PowerAlert { workload, .. } => *workload,
             _ => None,
         }
     }
@@ -293,8 +371,28 @@ impl LogEvent {
             }
             LogEvent::NodeDown { node, reason } => format!("node {node} down: {reason}"),
             LogEvent::NodeUp { node, reason } => format!("node {node} up: {reason}"),
-            LogEvent::BudgetChanged { site, budget, by } => {
-                format!("site {site} budget set to {} by token {by}", budget)
+            LogEvent::BudgetChanged { site, budget, by, scheduled: false } => {
+                format!("site {site} budget set to {budget} by token {by}")
+            }
+            LogEvent::BudgetChanged { site, budget, by, scheduled: true } => {
+                format!("site {site} IT budget now {budget}: {by}")
+            }
+            LogEvent::CurtailmentScheduled { id, site, to_w, from_ms, until_ms, reason, by } => format!(
+                "curtailment {id} of site {site} to {} from {} until {} scheduled by token {by}: {reason}",
+                Watts(*to_w),
+                rfc3339(*from_ms),
+                rfc3339(*until_ms)
+            ),
+            LogEvent::CurtailmentCancelled { id, by } => format!("curtailment {id} cancelled by token {by}"),
+            LogEvent::PowerAlert { site, message, .. } => format!("power alert at site {site}: {message}"),
+            LogEvent::PowerCapped { workload, task, node, tier, from_w, to_w, wanted_w, why } => format!(
+                "{workload} task {task} on {node} ({tier}) capped from {from_w} W to {to_w} W per GPU \
+                 (it would draw {wanted_w} W): {why}"
+            ),
+            LogEvent::PowerUncapped { workload, task, node, to_w } => {
+                format!(
+                    "{workload} task {task} on {node} uncapped: its demand is covered again ({to_w} W per GPU)"
+                )
             }
             LogEvent::NodeRegistered { node, generation, backend, gpus, .. } => {
                 format!(

@@ -23,4 +23,6 @@ mod view;
 pub use backend::{Durability, FoldError, FoldReport, Store, StoreError, fold};
 pub use event::{LogEvent, Record};
 pub use leader::Leadership;
-pub use view::{AgentRecord, TaskExit, TaskRun, Tenant, Token, View, ViewError, WorkloadRecord, hex};
+pub use view::{
+    AgentRecord, Curtailment, TaskExit, TaskRun, Tenant, Token, View, ViewError, WorkloadRecord, hex,
+};

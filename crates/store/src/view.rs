@@ -301,8 +301,14 @@ pub struct View {
     pub workloads: BTreeMap<WorkloadId, Arc<WorkloadRecord>>,
     /// Nodes taken down by an operator, with why.
     pub nodes_down: BTreeMap<String, String>,
-    /// Site budgets set through the API (they override the fleet file's phases).
+    /// Site budgets set by hand through the API (they override the fleet file's phases).
     pub budgets: BTreeMap<String, Watts>,
+    /// The IT budget last applied to each site, by hand or by the schedule.
+    #[serde(default)]
+    pub applied_budgets: BTreeMap<String, Watts>,
+    /// Curtailments by number, cancelled ones included.
+    #[serde(default)]
+    pub curtailments: BTreeMap<u64, Curtailment>,
     /// Nodes whose agent registered at least once, with its latest registration.
     #[serde(default)]
     pub agents: BTreeMap<String, AgentRecord>,
@@ -324,6 +330,33 @@ pub struct View {
     /// Workloads pending or running.
     #[serde(skip)]
     live: usize,
+}
+
+/// A temporary lower grid budget for a site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Curtailment {
+    /// Site id.
+    pub site: String,
+    /// The most the site may draw from the grid, facility side, in watts.
+    pub to_w: u64,
+    /// Start (Unix ms).
+    pub from_ms: i64,
+    /// End (Unix ms).
+    pub until_ms: i64,
+    /// Why.
+    pub reason: String,
+    /// Who scheduled it.
+    pub by: String,
+    /// Whether it was called off.
+    pub cancelled: bool,
+}
+
+impl Curtailment {
+    /// Whether it lowers the budget at `t`.
+    #[must_use]
+    pub fn active_at(&self, t: i64) -> bool {
+        !self.cancelled && self.from_ms <= t && t < self.until_ms
+    }
 }
 
 /// Workload ids are 52-bit, so that every id is exact in a JSON number (2^53).
@@ -428,9 +461,34 @@ impl View {
             LogEvent::NodeUp { node, .. } => {
                 self.nodes_down.remove(node);
             }
-            LogEvent::BudgetChanged { site, budget, .. } => {
-                self.budgets.insert(site.clone(), *budget);
+            LogEvent::BudgetChanged { site, budget, scheduled, .. } => {
+                if !*scheduled {
+                    self.budgets.insert(site.clone(), *budget);
+                }
+                self.applied_budgets.insert(site.clone(), *budget);
             }
+            LogEvent::CurtailmentScheduled { id, site, to_w, from_ms, until_ms, reason, by } => {
+                if self.curtailments.contains_key(id) {
+                    return Err(fail(format!("curtailment {id} scheduled twice")));
+                }
+                self.curtailments.insert(
+                    *id,
+                    Curtailment {
+                        site: site.clone(),
+                        to_w: *to_w,
+                        from_ms: *from_ms,
+                        until_ms: *until_ms,
+                        reason: reason.clone(),
+                        by: by.clone(),
+                        cancelled: false,
+                    },
+                );
+            }
+            LogEvent::CurtailmentCancelled { id, .. } => match self.curtailments.get_mut(id) {
+                Some(c) => c.cancelled = true,
+                None => return Err(fail(format!("curtailment {id} cancelled but never scheduled"))),
+            },
+            LogEvent::PowerAlert { .. } | LogEvent::PowerCapped { .. } | LogEvent::PowerUncapped { .. } => {}
             LogEvent::NodeRegistered { node, generation, backend, address, version, gpus } => {
                 if let Some(old) = self.agents.get(node)
                     && old.generation >= *generation
@@ -510,6 +568,8 @@ impl View {
             workloads: self.workloads.clone(),
             nodes_down: self.nodes_down.clone(),
             budgets: self.budgets.clone(),
+            applied_budgets: self.applied_budgets.clone(),
+            curtailments: self.curtailments.clone(),
             agents: self.agents.clone(),
             power_limits: self.power_limits.clone(),
             tenant_energy: self.tenant_energy.clone(),

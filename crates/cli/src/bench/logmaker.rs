@@ -197,9 +197,11 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
             seed: 42,
             keep_ended_ms: None,
             require_agents: false,
+            budget_lead_ms: gigawatt_server::engine::DEFAULT_BUDGET_LEAD_MS,
         },
         snapshot_every: spec.snapshot_every,
         agents: gigawatt_server::agents::AgentSettings::default(),
+        power: gigawatt_server::PowerSettings::default(),
     };
     let server = Server::start(store, config).await?;
     let state = server.state.clone();

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod agents;
 pub mod config;
 pub mod http;
+pub mod site;
 pub mod table;
 pub mod top;
 pub mod verbs;
@@ -165,6 +166,9 @@ pub enum ClientCommand {
     PowerLimit(agents::PowerLimitArgs),
     /// Energy used per tenant, in kJ and kWh.
     Energy(agents::EnergyArgs),
+    /// Site power operations: curtailments (operators).
+    #[command(subcommand)]
+    Site(site::SiteCommand),
     /// Create and list tenants (admin).
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
@@ -188,6 +192,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Agents(a) => agents::agents(&a),
         ClientCommand::PowerLimit(a) => agents::power_limit(&a),
         ClientCommand::Energy(a) => agents::energy(&a),
+        ClientCommand::Site(c) => site::site(&c),
         ClientCommand::Tenant(c) => admin::tenant(&c),
         ClientCommand::Token(c) => admin::token(&c),
     }

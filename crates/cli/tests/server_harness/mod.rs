@@ -163,11 +163,16 @@ impl Server {
     /// (`--listen 127.0.0.1:0`, read back from its banner, so no two tests can race for a
     /// port; `extra` may name its own `--listen`), plus `extra` arguments. Returns once it answers `/readyz`.
     pub fn start(db: &TestDb, extra: &[&str]) -> Server {
-        let fleet = repo().join("fleets/france.toml");
+        Server::start_with_fleet(db, &repo().join("fleets/france.toml"), extra)
+    }
+
+    /// Like [`Server::start`], on another fleet file.
+    #[allow(dead_code, reason = "not every test binary uses its own fleet")]
+    pub fn start_with_fleet(db: &TestDb, fleet: &std::path::Path, extra: &[&str]) -> Server {
         let mut child = Command::new(gigawatt_bin())
             .arg("serve")
             .arg("--fleet")
-            .arg(&fleet)
+            .arg(fleet)
             .args(["--db", &db.url])
             .args(if extra.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
             .args(extra)

@@ -203,6 +203,9 @@ pub async fn heartbeat(
         .unwrap_or_default();
     let synced = state.agents.synced();
     let engine = state.engine.read().await;
+    let core = engine.scheduler.state();
+    let oversubscribed =
+        core.node_by_name(&node).is_some_and(|i| core.oversubscribed(core.node(i).site as usize));
     let assignments = engine
         .assignments(&node)
         .into_iter()
@@ -213,12 +216,20 @@ pub async fn heartbeat(
             }
             // A new copy waits until every agent's state is known again after a restart,
             // and until the previous copy of the same task stopped.
-            let older = parse_workload_id(&a.workload)
-                .is_some_and(|id| state.agents.older_copy_alive(id, a.task, a.generation));
-            synced && !older
+            let id = parse_workload_id(&a.workload);
+            let older = id.is_some_and(|id| state.agents.older_copy_alive(id, a.task, a.generation));
+            // On an oversubscribed site, until the power manager made room for it.
+            let powered =
+                !oversubscribed || id.is_some_and(|id| state.power.admitted(id, a.task, a.generation));
+            synced && !older && powered
         })
         .collect();
-    let power_limits_w = engine.power_limits(&node);
+    // The lower of an operator's limit and the power manager's, per GPU.
+    let mut power_limits_w = engine.power_limits(&node);
+    for (gpu, w) in state.power.limits(&node) {
+        let e = power_limits_w.entry(gpu).or_insert(w);
+        *e = (*e).min(w);
+    }
     drop(engine);
     Ok(Json(Desired {
         assignments,

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod events;
 pub mod fleet;
 pub mod ops;
+pub mod power;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -57,6 +58,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sites", get(fleet::list_sites))
         .route("/v1/sites/{id}", get(fleet::get_site))
         .route("/v1/sites/{id}/budget", put(fleet::set_budget))
+        .route("/v1/sites/{id}/curtailments", post(power::schedule).get(power::list))
+        .route("/v1/sites/{id}/curtailments/{number}", delete(power::cancel))
         .route("/v1/racks", get(fleet::list_racks))
         .route("/v1/nodes", get(fleet::list_nodes))
         .route("/v1/nodes/{name}", get(fleet::get_node))

@@ -74,6 +74,18 @@ pub fn build(e: &PowerExperiment, ratio: f64) -> Result<SiteLayout, PowerError> 
             e.site_mw, e.pue, nameplate
         )));
     }
+    // Oversubscription stops where the servers at their GPUs' lowest limits no longer fit:
+    // the core would refuse them, and no power cap could keep the site under its budget.
+    let floor = e.node_base + Watts(e.gpu.min_limit.0 * u64::from(e.gpus_per_node));
+    if ratio > 0.0 && nodes as u64 * floor.0 > it_budget.0 {
+        let most = it_budget.0 as f64 / floor.0 as f64 * nameplate.0 as f64 / it_budget.0 as f64 - 1.0;
+        return Err(PowerError::Config(format!(
+            "oversubscription {ratio} deploys {nodes} servers, which draw {} even with every GPU at its lowest \
+             power limit ({floor} each), over the {it_budget} IT budget: this site can be oversubscribed by at \
+             most {most:.2}",
+            Watts(nodes as u64 * floor.0)
+        )));
+    }
     let rack_limit = Watts((e.rack_kw * 1000.0).floor() as u64);
     let per_rack = (((1.0 + ratio) * rack_limit.0 as f64) / nameplate.0 as f64).floor().max(1.0) as usize;
     let mut racks = Vec::new();
