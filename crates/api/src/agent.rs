@@ -355,6 +355,23 @@ pub struct TenantEnergy {
     pub energy_j: f64,
     /// The same in kilowatt-hours.
     pub energy_kwh: f64,
+    /// Grams of CO2 of the energy of its ended tasks, on sites with a carbon-intensity
+    /// series.
+    #[serde(default)]
+    pub co2_g: f64,
+}
+
+/// Energy and CO2 of one site on one UTC day (`GET /v1/energy/sites`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SiteEnergy {
+    /// The site.
+    pub site: String,
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// Energy of the tasks that ran there that day, in kWh.
+    pub energy_kwh: f64,
+    /// Its CO2, in kg; absent when the site has no carbon-intensity series.
+    pub co2_kg: Option<f64>,
 }
 
 /// Environment variable names the agent sets for every task.

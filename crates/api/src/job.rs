@@ -118,6 +118,16 @@ pub struct ServiceSpec {
     pub replicas: u32,
 }
 
+/// A job that may wait for cleaner electricity: it starts when the carbon intensity of
+/// the grid is expected to be lowest, and still ends by its deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeferSpec {
+    /// The latest time it must have ended, RFC 3339 (`2026-12-06T06:00:00Z`). Its
+    /// `time_limit` is how long it is expected to run.
+    pub deadline: String,
+}
+
 /// A job as a user writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +175,10 @@ pub struct JobSpec {
     /// `timed-out` when it is reached (Slurm's `--time`). No limit by default.
     #[serde(default)]
     pub time_limit: Option<String>,
+    /// Carbon-aware deferral: the job may wait for a low-carbon window before its
+    /// deadline (needs `time_limit`, and a site with a carbon-intensity series).
+    #[serde(default)]
+    pub deferrable: Option<DeferSpec>,
 }
 
 /// What the node agents need to run a workload; kept beside the core's [`Workload`] in

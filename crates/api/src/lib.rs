@@ -14,17 +14,17 @@ pub mod workload;
 
 pub use agent::{
     AgentChanges, AgentInfo, Assignment, Desired, GpuInventory, GpuTelemetry, Heartbeat, LogAck, LogChunk,
-    LogSlice, LogStream, NodeTelemetry, RegisterAgent, Registered, SetPowerLimit, TaskKey, TaskReport,
-    TaskState, TelemetrySample, TelemetrySeries, TenantEnergy,
+    LogSlice, LogStream, NodeTelemetry, RegisterAgent, Registered, SetPowerLimit, SiteEnergy, TaskKey,
+    TaskReport, TaskState, TelemetrySample, TelemetrySeries, TenantEnergy,
 };
 pub use error::{ApiErrorBody, FieldError};
 pub use fleet::{NodeInfo, RackInfo, SetBudget, SetNodeState, SiteInfo};
-pub use job::{GangSpec, JobSpec, Resources, RunSpec, ServiceSpec, ValidJob, WorkloadKind};
+pub use job::{DeferSpec, GangSpec, JobSpec, Resources, RunSpec, ServiceSpec, ValidJob, WorkloadKind};
 pub use power::{CurtailmentInfo, ScheduleCurtailment};
 pub use tokens::{CreateTenant, CreateToken, Role, TenantInfo, TokenCreated, TokenInfo, WhoAmI};
 pub use workload::{
-    CompleteRequest, DecisionInfo, Explain, Page, TaskInfo, WatchEvent, WorkloadInfo, WorkloadState,
-    format_workload_id, parse_workload_id,
+    CompleteRequest, DecisionInfo, Explain, Page, ReportUsage, TaskInfo, WatchEvent, WorkloadInfo,
+    WorkloadState, format_workload_id, parse_workload_id,
 };
 
 /// The API version prefix every route but the health and metrics endpoints lives under.

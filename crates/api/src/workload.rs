@@ -116,6 +116,16 @@ pub struct WorkloadInfo {
     /// The same in kilowatt-hours.
     #[serde(default)]
     pub energy_kwh: f64,
+    /// Grams of CO2 of the energy of its ended copies, from the carbon intensity of the
+    /// sites they ran on (absent when none has a series).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub co2_g: Option<f64>,
+    /// Output tokens it reported (`POST /v1/workloads/{id}/usage`).
+    #[serde(default)]
+    pub tokens: u64,
+    /// Energy per reported token, in joules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joules_per_token: Option<f64>,
     /// The job as submitted.
     pub spec: JobSpec,
 }
@@ -197,4 +207,15 @@ pub fn parse_workload_id(s: &str) -> Option<WorkloadId> {
         return None;
     }
     digits.parse().ok().map(WorkloadId)
+}
+
+/// What a running workload produced since its last report (`POST
+/// /v1/workloads/{id}/usage`): an inference service reports its output tokens, and the
+/// control plane divides its energy by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportUsage {
+    /// Output tokens produced since the previous report, at most 10^12.
+    #[schema(maximum = 1_000_000_000_000_u64)]
+    pub tokens: u64,
 }

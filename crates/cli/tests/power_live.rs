@@ -32,6 +32,7 @@ grid = [{ from = 2020-01-01, capacity_mw = 0.025 }]
 provisioning = "oversubscribed"
 oversubscription = 0.5
 curtailable_to_mw = 0.019
+carbon_intensity = "CARBON"
 
   [[site.rack_group]]
   prefix = "lab-r"
@@ -110,7 +111,8 @@ fn load_rising_is_capped_within_a_control_interval_and_a_curtailment_is_met_then
     let Some(db) = TestDb::new(Backend::Sqlite, "power_live") else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let fleet = dir.path().join("lab.toml");
-    std::fs::write(&fleet, FLEET).expect("fleet file");
+    let carbon = server_harness::repo().join("carbon/fr-2024-example.csv");
+    std::fs::write(&fleet, FLEET.replace("CARBON", &carbon.to_string_lossy())).expect("fleet file");
     let server = Server::start_with_fleet(
         &db,
         &fleet,
@@ -250,4 +252,33 @@ fn load_rising_is_capped_within_a_control_interval_and_a_curtailment_is_met_then
         .collect();
     assert!(changes.iter().any(|t| t.contains("curtailment 1")), "{changes:?}");
     assert!(changes.len() >= 2, "the cut and the return: {changes:?}");
+
+    // Energy and carbon: the first job reports tokens, then is cancelled; its energy, CO2
+    // and energy per token follow, and so do the site's figures for the day.
+    let first = &ids[0];
+    let tenant_token = api.issue_token(&admin, "tenant", Some("acme")).1;
+    let u = api.post(&format!("/v1/workloads/{first}/usage"), &tenant_token, &json!({"tokens": 1_000_000}));
+    u.expect_status(200);
+    assert_eq!(u.body["tokens"], json!(1_000_000));
+    api.send("POST", &format!("/v1/workloads/{first}/cancel"), Some(&admin), None).expect_status(200);
+    let w = wait_for("the first job's energy", 30, || {
+        let w = api.get(&format!("/v1/workloads/{first}"), &admin).body.clone();
+        (w["co2_g"].as_f64().unwrap_or(0.0) > 0.0).then_some(w)
+    });
+    let (joules, grams) = (w["energy_j"].as_f64().unwrap_or(0.0), w["co2_g"].as_f64().unwrap_or(0.0));
+    assert!(joules > 1_000.0, "{w}");
+    // The French profile lies between 11 and 46 g/kWh.
+    let per_kwh = grams / (joules / 3.6e6);
+    assert!((10.0..50.0).contains(&per_kwh), "{per_kwh} g/kWh from {w}");
+    let per_token = w["joules_per_token"].as_f64().unwrap_or(0.0);
+    assert!((per_token - joules / 1e6).abs() < 1e-6 * joules, "{w}");
+    let sites = api.get("/v1/energy/sites", &admin).expect_status(200).body.clone();
+    let lab =
+        sites.as_array().and_then(|s| s.iter().find(|x| x["site"] == "lab")).cloned().expect("lab today");
+    assert!(
+        lab["co2_kg"].as_f64().unwrap_or(0.0) > 0.0 && lab["energy_kwh"].as_f64().unwrap_or(0.0) > 0.0,
+        "{lab}"
+    );
+    let tenants = api.get("/v1/energy", &admin).expect_status(200).body.clone();
+    assert!(tenants.to_string().contains("co2_g"), "{tenants}");
 }

@@ -176,6 +176,69 @@ impl CarbonSeries {
         self.mean_over(start, end).of(power.over(end.since(start)))
     }
 
+    /// Whether the series is one week of data (its points span between six and seven
+    /// days and one step): such a profile is read as a *typical week* that repeats, which
+    /// is how the bundled French example is meant to be used on any date.
+    #[must_use]
+    pub fn is_typical_week(&self) -> bool {
+        let (Some(first), Some(last)) = (self.points.first(), self.points.last()) else { return false };
+        let span = last.0.0 - first.0.0;
+        (6 * DAY_MS..WEEK_MS).contains(&span)
+    }
+
+    /// Maps `t` into the series' week when it is a typical week (see
+    /// [`is_typical_week`](Self::is_typical_week)); otherwise returns `t`.
+    #[must_use]
+    pub fn in_typical_week(&self, t: Timestamp) -> Timestamp {
+        match self.points.first() {
+            Some(first) if self.is_typical_week() => {
+                Timestamp(first.0.0 + (t.0 - first.0.0).rem_euclid(WEEK_MS))
+            }
+            _ => t,
+        }
+    }
+
+    /// The series over `[start, end]` with a typical week repeated to cover it (whole
+    /// weeks shifted by multiples of seven days), for planning on any date; any other
+    /// series as it is.
+    #[must_use]
+    pub fn repeated_over(&self, start: Timestamp, end: Timestamp) -> CarbonSeries {
+        let Some(&(first, _)) = self.points.first() else { return self.clone() };
+        if !self.is_typical_week() || end <= start {
+            return self.clone();
+        }
+        let first_week = (start.0 - first.0).div_euclid(WEEK_MS) - 1;
+        let last_week = (end.0 - first.0).div_euclid(WEEK_MS) + 1;
+        let mut points = Vec::new();
+        for k in first_week..=last_week.min(first_week + 520) {
+            points.extend(self.points.iter().map(|&(t, v)| (Timestamp(t.0 + k * WEEK_MS), v)));
+        }
+        CarbonSeries::new(points).unwrap_or_else(|_| self.clone())
+    }
+
+    /// Like [`emissions`](Self::emissions), reading a typical week as repeating: the
+    /// window is cut where it wraps around the week.
+    #[must_use]
+    pub fn emissions_repeating(&self, start: Timestamp, end: Timestamp, power: Watts) -> GramsCo2 {
+        if !self.is_typical_week() || end <= start {
+            return self.emissions(start, end, power);
+        }
+        let mut total = GramsCo2::ZERO;
+        let mut t = start;
+        // At most a few wraps for any real run; bounded anyway.
+        for _ in 0..1_000 {
+            if t >= end {
+                break;
+            }
+            let folded = self.in_typical_week(t);
+            let week_end = self.points.first().map_or(end.0, |f| f.0.0 + WEEK_MS);
+            let piece = (end.0 - t.0).min(week_end - folded.0).max(1);
+            total += self.emissions(folded, Timestamp(folded.0 + piece), power);
+            t = Timestamp(t.0 + piece);
+        }
+        total
+    }
+
     /// The emissions of `energy` drawn at instant `t`, for energy measured per interval
     /// (a task's joules from its agent) rather than as a power over a window.
     #[must_use]
@@ -210,6 +273,9 @@ impl CarbonSeries {
         }
     }
 }
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+const WEEK_MS: i64 = 7 * DAY_MS;
 
 /// Milliseconds from `a` to `b`, as a float for integration.
 fn span_ms(a: Timestamp, b: Timestamp) -> f64 {
@@ -477,6 +543,25 @@ fn excerpt(s: &str) -> String {
     match s.char_indices().nth(40) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod week_tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_week_repeats_on_any_date() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../carbon/fr-2024-example.csv");
+        let Ok(s) = load_carbon_csv(&path) else { panic!("the bundled profile loads") };
+        assert!(s.is_typical_week());
+        let Some(&(first, _)) = s.points().first() else { panic!("points") };
+        let later = Timestamp(first.0 + 100 * WEEK_MS + 3_600_000);
+        assert_eq!(s.in_typical_week(later), Timestamp(first.0 + 3_600_000));
+        // Two weeks of a constant 1 kW: 336 kWh at the week's mean intensity, twice.
+        let g = s.emissions_repeating(later, Timestamp(later.0 + 2 * WEEK_MS), Watts(1000));
+        let week = s.emissions(first, Timestamp(first.0 + WEEK_MS), Watts(1000));
+        assert!((g.0 - 2.0 * week.0).abs() < 1e-6 * g.0, "{g:?} vs 2 × {week:?}");
     }
 }
 

@@ -95,8 +95,21 @@ pub struct Site {
     /// The lowest grid draw a curtailment (a grid operator's demand-response request) may
     /// ask of the site, facility side. Zero when the file says nothing.
     pub curtailable_to: Megawatts,
+    /// The carbon intensity of the site's electricity over time, when the fleet file names
+    /// a series: what energy used there costs in CO2.
+    pub carbon: Option<SiteCarbon>,
     /// Racks in file order.
     pub racks: Vec<Rack>,
+}
+
+/// A site's carbon-intensity series and the file it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SiteCarbon {
+    /// The file, as the fleet file names it.
+    pub file: String,
+    /// The series.
+    #[serde(skip)]
+    pub series: std::sync::Arc<crate::carbon::CarbonSeries>,
 }
 
 /// How a site counts the power of the GPUs it admits.

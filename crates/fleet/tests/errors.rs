@@ -378,6 +378,7 @@ fn fleets_built_in_code_get_the_same_checks() {
         pue: Pue(1.2),
         provisioning: Default::default(),
         curtailable_to: Megawatts(0.0),
+        carbon: None,
         racks: vec![Rack { id: "r1".into(), power_limit: Watts(150_000), network_domain: "d".into(), nodes }],
     };
     // Aliases are rewritten to canonical ids.
@@ -432,4 +433,40 @@ fn provisioning_modes_are_read_and_checked() {
     let d = one(&edit("pue = 1.2\n", "pue = 1.2\ncurtailable_to_mw = 9\n"));
     at(&d, 13, 21, "site[0].curtailable_to_mw");
     assert!(d.problem.contains("above the largest grid phase (8 MW)"), "{d}");
+}
+
+#[test]
+fn a_carbon_series_is_read_and_a_malformed_one_is_reported_where_it_is_wrong() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("good.csv"),
+        "timestamp,gco2_per_kwh\n2024-01-15T00:00:00Z,20\n2024-01-15T01:00:00Z,30\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("bad.csv"),
+        "timestamp,gco2_per_kwh\n2024-01-15T00:00:00Z,20\n2024-01-15T01:00:00Z,-3\n",
+    )
+    .expect("write");
+    let with = |file: &str| edit("pue = 1.2\n", &format!("pue = 1.2\ncarbon_intensity = \"{file}\"\n"));
+    let f = parse(&with("good.csv"), "t.toml", dir.path()).expect("valid");
+    let carbon = f.sites[0].carbon.as_ref().expect("a series");
+    assert_eq!(carbon.file, "good.csv");
+    assert_eq!(carbon.series.points().len(), 2);
+
+    let err = match parse(&with("bad.csv"), "t.toml", dir.path()) {
+        Err(LoadError::Invalid(d)) => d.0,
+        other => panic!("accepted or failed otherwise: {other:?}"),
+    };
+    assert_eq!(err.len(), 1, "{err:#?}");
+    assert!(err[0].file.ends_with("bad.csv") && err[0].line == 3, "{}", err[0]);
+    assert!(err[0].problem.contains("-3"), "{}", err[0]);
+
+    let d = match parse(&with("missing.csv"), "t.toml", dir.path()) {
+        Err(LoadError::Invalid(d)) => d.0,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(d.len(), 1, "{d:#?}");
+    at(&d[0], 13, 20, "site[0].carbon_intensity");
+    assert!(d[0].problem.contains("missing.csv"), "{}", d[0]);
 }

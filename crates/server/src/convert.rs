@@ -1,8 +1,8 @@
 //! From the engine's state to the API's shapes.
 
 use gigawatt_api::{
-    DecisionInfo, GangSpec, JobSpec, NodeInfo, RackInfo, Resources, ServiceSpec, SiteInfo, TaskInfo,
-    TokenInfo, WorkloadInfo, rfc3339,
+    DecisionInfo, DeferSpec, GangSpec, JobSpec, NodeInfo, RackInfo, Resources, ServiceSpec, SiteInfo,
+    TaskInfo, TokenInfo, WorkloadInfo, rfc3339,
 };
 use gigawatt_core::{NodeState, Shape};
 use gigawatt_store::{Record, Token, WorkloadRecord};
@@ -38,6 +38,7 @@ pub fn spec_of(w: &WorkloadRecord) -> JobSpec {
         command: w.run.command.clone(),
         env: w.run.env.clone(),
         time_limit: w.run.time_limit_s.map(|s| format!("{s}s")),
+        deferrable: w.deferral.as_ref().map(|d| DeferSpec { deadline: rfc3339(d.deadline_ms) }),
     }
 }
 
@@ -87,6 +88,9 @@ pub fn workload_info(engine: &Engine, w: &WorkloadRecord) -> WorkloadInfo {
         exit_code: w.exit_code,
         energy_j: w.energy_j,
         energy_kwh: w.energy_j / 3.6e6,
+        co2_g: (w.co2_g > 0.0).then_some(w.co2_g),
+        tokens: w.tokens,
+        joules_per_token: (w.tokens > 0).then(|| w.energy_j / w.tokens as f64),
         spec: spec_of(w),
     }
 }

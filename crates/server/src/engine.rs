@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod budgets;
+mod deferral;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -79,6 +80,8 @@ pub struct Engine {
     rng: CoreRng,
     /// Time limits: (deadline ms, workload), checked lazily against the view.
     timers: BTreeSet<(i64, WorkloadId)>,
+    /// Deferred workloads: (release ms, workload).
+    deferred: BTreeSet<(i64, WorkloadId)>,
     /// Ended workloads by when they ended, for archiving.
     ended: BTreeSet<(i64, WorkloadId)>,
     keep_ended_ms: Option<i64>,
@@ -148,6 +151,7 @@ impl Engine {
             fleet: config.fleet.clone(),
             rng,
             timers: BTreeSet::new(),
+            deferred: BTreeSet::new(),
             ended: BTreeSet::new(),
             keep_ended_ms: config.keep_ended_ms,
             staged: Vec::new(),
@@ -182,6 +186,13 @@ impl Engine {
             engine.view.workloads_after(0).filter(|w| !w.state.is_final()).map(|w| w.workload.id).collect();
         for id in live {
             let Some(w) = engine.view.workloads.get(&id) else { continue };
+            // Still waiting for its low-carbon window: the core hears of it then.
+            if let Some(d) =
+                w.deferral.as_ref().filter(|d| d.until_ms > now_ms && w.state == WorkloadState::Pending)
+            {
+                engine.deferred.insert((d.until_ms, id));
+                continue;
+            }
             let (workload, tasks) = (w.workload.clone(), w.tasks.clone());
             if let Err(e) = engine.scheduler.restore(workload.clone(), &tasks) {
                 // The fleet changed under the log (a node or rack left the file, a limit
@@ -371,6 +382,7 @@ impl Engine {
         let id = self.view.id_for(self.view.submitted);
         let job = spec.validate(id, &tenant).map_err(ApiError::from)?;
         let workload = job.workload.clone();
+        let deferred = self.plan_deferral(now_ms, spec, &workload)?;
         self.stage(
             now_ms,
             LogEvent::WorkloadSubmitted {
@@ -381,7 +393,10 @@ impl Engine {
                 by: caller.token_id.clone(),
             },
         )?;
-        self.core(now_ms, Event::Arrival(workload))?;
+        match deferred {
+            Some(d) => self.hold(now_ms, d)?,
+            None => self.core(now_ms, Event::Arrival(workload))?,
+        }
         Ok((id, true))
     }
 
@@ -420,11 +435,17 @@ impl Engine {
         by: Option<String>,
     ) -> Result<(), ApiError> {
         self.stage(now_ms, LogEvent::WorkloadFinished { workload: id, state, exit_code, by })?;
+        // A deferred workload never reached the core.
+        if let Some(&held) = self.deferred.iter().find(|(_, w)| *w == id) {
+            self.deferred.remove(&held);
+            return Ok(());
+        }
         self.core(now_ms, Event::Cancel(id))
     }
 
     /// Ends every running workload past its time limit.
     pub fn expire(&mut self, now_ms: i64) -> Result<(), ApiError> {
+        self.release_deferred(now_ms)?;
         while let Some(&(deadline, id)) = self.timers.first() {
             if deadline > now_ms {
                 break;
@@ -470,7 +491,8 @@ impl Engine {
         let limit = self.timers.first().map(|(d, _)| *d);
         let archive =
             self.keep_ended_ms.and_then(|keep| self.ended.first().map(|(at, _)| at.saturating_add(keep)));
-        [limit, archive, self.next_budget_change(now)].into_iter().flatten().min()
+        let deferred = self.deferred.first().map(|(at, _)| *at);
+        [limit, archive, deferred, self.next_budget_change(now)].into_iter().flatten().min()
     }
 
     /// Creates a tenant.

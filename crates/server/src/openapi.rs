@@ -25,6 +25,7 @@ use crate::http;
         http::agents::register, http::agents::heartbeat, http::agents::ship_logs, http::agents::changes, http::agents::list_agents,
         http::agents::telemetry, http::agents::set_power_limit, http::agents::read_logs, http::agents::energy,
         http::power::schedule, http::power::list, http::power::cancel,
+        http::energy::report_usage, http::energy::sites,
     ),
     modifiers(&Bearer),
     tags(

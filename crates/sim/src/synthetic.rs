@@ -295,6 +295,7 @@ pub fn try_fleet(spec: &FleetSpec) -> Result<Fleet, Diagnostics> {
             pue: Pue(t.pue),
             provisioning: Provisioning::Reserved,
             curtailable_to: Megawatts(0.0),
+            carbon: None,
             racks,
         });
     }

@@ -186,6 +186,40 @@ pub enum LogEvent {
         energy_j: f64,
         /// Why it could not start, if it never did.
         message: Option<String>,
+        /// The node's site, for energy per site and day.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        site: Option<String>,
+        /// When the copy started (Unix ms), to spread its energy over the days it ran.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_ms: Option<i64>,
+        /// Grams of CO2 of that energy, from the site's carbon-intensity series (absent
+        /// when the site has none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        co2_g: Option<f64>,
+    },
+    /// A deferrable workload was held back for a lower-carbon window: the core hears of it
+    /// at `until_ms`.
+    WorkloadDeferred {
+        /// The workload.
+        workload: WorkloadId,
+        /// When it is released to the scheduler (Unix ms).
+        until_ms: i64,
+        /// Its deadline: the latest end (Unix ms).
+        deadline_ms: i64,
+        /// The site whose carbon-intensity series was planned on.
+        site: String,
+        /// Expected CO2 of the run starting then, in grams.
+        expected_g: f64,
+        /// Expected CO2 of the run starting at once, in grams.
+        immediate_g: f64,
+    },
+    /// A workload reported what it produced: output tokens of an inference service, for
+    /// energy per token.
+    UsageReported {
+        /// The workload.
+        workload: WorkloadId,
+        /// Tokens produced since its previous report.
+        tokens: u64,
     },
     /// An operator set (or cleared, `watts = None`) the power limit of a node's GPUs.
     PowerLimitSet {
@@ -308,6 +342,8 @@ impl LogEvent {
             LogEvent::TaskStarted { .. } => "task-started",
             LogEvent::TaskExited { .. } => "task-exited",
             LogEvent::PowerLimitSet { .. } => "power-limit-set",
+            LogEvent::UsageReported { .. } => "usage-reported",
+            LogEvent::WorkloadDeferred { .. } => "workload-deferred",
         }
     }
 
@@ -324,6 +360,8 @@ impl LogEvent {
             | LogEvent::TaskStarted { workload, .. }
             | LogEvent::TaskExited { workload, .. }
             | LogEvent::PowerCapped { workload, .. }
+            | LogEvent::UsageReported { workload, .. }
+            | LogEvent::WorkloadDeferred { workload, .. }
             | LogEvent::PowerUncapped { workload, .. } => Some(*workload),
             LogEvent::PowerAlert { workload, .. } => *workload,
             _ => None,
@@ -389,6 +427,16 @@ impl LogEvent {
                 "{workload} task {task} on {node} ({tier}) capped from {from_w} W to {to_w} W per GPU \
                  (it would draw {wanted_w} W): {why}"
             ),
+            LogEvent::UsageReported { workload, tokens } => format!("{workload} reported {tokens} tokens"),
+            LogEvent::WorkloadDeferred { workload, until_ms, deadline_ms, site, expected_g, immediate_g } => {
+                format!(
+                    "{workload} deferred until {} for a cleaner grid at site {site}: {expected_g:.0} g CO2 expected \
+                 against {immediate_g:.0} g starting now, {:.0} g saved; it ends by its deadline {}",
+                    rfc3339(*until_ms),
+                    (immediate_g - expected_g).max(0.0),
+                    rfc3339(*deadline_ms)
+                )
+            }
             LogEvent::PowerUncapped { workload, task, node, to_w } => {
                 format!(
                     "{workload} task {task} on {node} uncapped: its demand is covered again ({to_w} W per GPU)"
@@ -418,6 +466,8 @@ impl LogEvent {
                 signal,
                 energy_j,
                 message,
+                co2_g,
+                ..
             } => {
                 let how = match (exit_code, signal, message) {
                     (_, _, Some(m)) => format!("could not start: {m}"),
@@ -425,8 +475,9 @@ impl LogEvent {
                     (None, Some(s), None) => format!("was killed by signal {s}"),
                     (None, None, None) => "ended".to_string(),
                 };
+                let co2 = co2_g.map(|g| format!(", {g:.1} g CO2")).unwrap_or_default();
                 format!(
-                    "{workload} task {task} on {node} {how} (generation {generation}, {:.1} kJ)",
+                    "{workload} task {task} on {node} {how} (generation {generation}, {:.1} kJ{co2})",
                     energy_j / 1e3
                 )
             }

@@ -105,6 +105,15 @@ pub struct WorkloadRecord {
     /// joules.
     #[serde(default)]
     pub energy_j: f64,
+    /// Grams of CO2 of that energy, where its sites have a carbon-intensity series.
+    #[serde(default)]
+    pub co2_g: f64,
+    /// Output tokens it reported (inference services), for energy per token.
+    #[serde(default)]
+    pub tokens: u64,
+    /// Its carbon-aware deferral, if it was held back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferral: Option<Deferral>,
 }
 
 /// The current copy of one task, as agents reported it.
@@ -162,6 +171,9 @@ impl WorkloadRecord {
             idempotency_key: idempotency_key.clone(),
             runs: vec![TaskRun::default(); workload.shape.tasks() as usize],
             energy_j: 0.0,
+            co2_g: 0.0,
+            tokens: 0,
+            deferral: None,
         })
     }
 
@@ -179,8 +191,31 @@ impl WorkloadRecord {
                 }
                 return Ok(());
             }
-            LogEvent::TaskExited { task, generation, exit_code, signal, energy_j, message, .. } => {
+            LogEvent::UsageReported { tokens, .. } => {
+                self.tokens = self.tokens.saturating_add(*tokens);
+                return Ok(());
+            }
+            LogEvent::WorkloadDeferred { until_ms, deadline_ms, site, expected_g, immediate_g, .. } => {
+                self.deferral = Some(Deferral {
+                    until_ms: *until_ms,
+                    deadline_ms: *deadline_ms,
+                    site: site.clone(),
+                    expected_g: *expected_g,
+                    immediate_g: *immediate_g,
+                });
+                self.reason = format!(
+                    "deferred until {} for a cleaner grid ({:.0} g CO2 saved)",
+                    gigawatt_api::rfc3339(*until_ms),
+                    (immediate_g - expected_g).max(0.0)
+                );
+                self.updated_at = r.at_ms;
+                return Ok(());
+            }
+            LogEvent::TaskExited {
+                task, generation, exit_code, signal, energy_j, message, co2_g, ..
+            } => {
                 self.energy_j += energy_j;
+                self.co2_g += co2_g.unwrap_or(0.0);
                 let run = self.run_mut(*task)?;
                 if run.generation == *generation {
                     run.exit = Some(TaskExit {
@@ -249,7 +284,10 @@ impl WorkloadRecord {
         let (first, rest) = records.split_first()?;
         let mut w = WorkloadRecord::submitted(first)?;
         for r in rest {
-            let late = matches!(r.event, LogEvent::TaskStarted { .. } | LogEvent::TaskExited { .. });
+            let late = matches!(
+                r.event,
+                LogEvent::TaskStarted { .. } | LogEvent::TaskExited { .. } | LogEvent::UsageReported { .. }
+            );
             if w.state.is_final() && !late {
                 continue;
             }
@@ -318,6 +356,13 @@ pub struct View {
     /// Energy used by each tenant's tasks, in joules (archiving keeps it).
     #[serde(default)]
     pub tenant_energy: BTreeMap<String, f64>,
+    /// CO2 of each tenant's tasks, in grams (archiving keeps it).
+    #[serde(default)]
+    pub tenant_co2: BTreeMap<String, f64>,
+    /// Energy (J) and CO2 (g) per site and UTC day (days since 1970-01-01): each task's
+    /// energy spread evenly over the time it ran.
+    #[serde(default)]
+    pub site_days: BTreeMap<String, BTreeMap<i64, (f64, f64)>>,
     /// Token id by secret hash.
     #[serde(skip)]
     token_by_hash: HashMap<String, String>,
@@ -330,6 +375,49 @@ pub struct View {
     /// Workloads pending or running.
     #[serde(skip)]
     live: usize,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Adds `joules` and `grams` used evenly over `[start, end]` to the days they fell on.
+fn spread_over_days(days: &mut BTreeMap<i64, (f64, f64)>, start: i64, end: i64, joules: f64, grams: f64) {
+    let (start, end) = (start.min(end), end);
+    if end == start {
+        let e = days.entry(end.div_euclid(DAY_MS)).or_default();
+        e.0 += joules;
+        e.1 += grams;
+        return;
+    }
+    let span = (end - start) as f64;
+    let mut t = start;
+    // A copy runs days, not years; bounded anyway.
+    for _ in 0..4000 {
+        if t >= end {
+            break;
+        }
+        let day = t.div_euclid(DAY_MS);
+        let next = ((day + 1) * DAY_MS).min(end);
+        let share = (next - t) as f64 / span;
+        let e = days.entry(day).or_default();
+        e.0 += joules * share;
+        e.1 += grams * share;
+        t = next;
+    }
+}
+
+/// A workload's carbon-aware deferral.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deferral {
+    /// When it is released to the scheduler (Unix ms).
+    pub until_ms: i64,
+    /// Its deadline, the latest end (Unix ms).
+    pub deadline_ms: i64,
+    /// The site planned on.
+    pub site: String,
+    /// Expected CO2 starting then, grams.
+    pub expected_g: f64,
+    /// Expected CO2 starting at once, grams.
+    pub immediate_g: f64,
 }
 
 /// A temporary lower grid budget for a site.
@@ -489,6 +577,11 @@ impl View {
                 None => return Err(fail(format!("curtailment {id} cancelled but never scheduled"))),
             },
             LogEvent::PowerAlert { .. } | LogEvent::PowerCapped { .. } | LogEvent::PowerUncapped { .. } => {}
+            LogEvent::UsageReported { workload, .. } | LogEvent::WorkloadDeferred { workload, .. } => {
+                if let Some(w) = self.workloads.get_mut(workload) {
+                    Arc::make_mut(w).apply(r).map_err(fail)?;
+                }
+            }
             LogEvent::NodeRegistered { node, generation, backend, address, version, gpus } => {
                 if let Some(old) = self.agents.get(node)
                     && old.generation >= *generation
@@ -519,10 +612,21 @@ impl View {
                 agent.lost = Some(reason.clone());
             }
             LogEvent::TaskStarted { workload, .. } | LogEvent::TaskExited { workload, .. } => {
-                if let LogEvent::TaskExited { energy_j, .. } = &r.event
-                    && let Some(tenant) = &r.tenant
-                {
-                    *self.tenant_energy.entry(tenant.clone()).or_default() += energy_j;
+                if let LogEvent::TaskExited { energy_j, co2_g, site, started_ms, .. } = &r.event {
+                    if let Some(tenant) = &r.tenant {
+                        *self.tenant_energy.entry(tenant.clone()).or_default() += energy_j;
+                        *self.tenant_co2.entry(tenant.clone()).or_default() += co2_g.unwrap_or(0.0);
+                    }
+                    if let Some(site) = site {
+                        let days = self.site_days.entry(site.clone()).or_default();
+                        spread_over_days(
+                            days,
+                            started_ms.unwrap_or(r.at_ms),
+                            r.at_ms,
+                            *energy_j,
+                            co2_g.unwrap_or(0.0),
+                        );
+                    }
                 }
                 // A workload archived meanwhile has nothing left to update.
                 if let Some(w) = self.workloads.get_mut(workload) {
@@ -573,6 +677,8 @@ impl View {
             agents: self.agents.clone(),
             power_limits: self.power_limits.clone(),
             tenant_energy: self.tenant_energy.clone(),
+            tenant_co2: self.tenant_co2.clone(),
+            site_days: self.site_days.clone(),
             ..View::default()
         }
     }

@@ -182,6 +182,7 @@ fn job(rng: &mut SplitMix64, n: u64, tenant: &str) -> JobSpec {
         command: vec!["python".into(), program.into(), "--config".into(), format!("configs/run-{n}.yaml")],
         env: BTreeMap::from([("WANDB_PROJECT".to_string(), tenant.to_string())]),
         time_limit: None,
+        deferrable: None,
     }
 }
 

@@ -59,6 +59,9 @@ pub struct PowerLimitArgs {
 /// Options of `gigawatt energy`.
 #[derive(Debug, Args)]
 pub struct EnergyArgs {
+    /// Per site and day instead of per tenant (operators).
+    #[arg(long)]
+    pub sites: bool,
     #[command(flatten)]
     pub conn: Conn,
 }
@@ -197,17 +200,31 @@ pub fn power_limit(a: &PowerLimitArgs) -> anyhow::Result<()> {
 /// `gigawatt energy`: energy used per tenant.
 pub fn energy(a: &EnergyArgs) -> anyhow::Result<()> {
     let api = connect(&a.conn)?;
+    if a.sites {
+        let list: Vec<gigawatt_api::SiteEnergy> =
+            typed(api.get("/v1/energy/sites", &[])?, "energy per site and day")?;
+        if a.conn.output == Output::Json {
+            return emit_json(&list);
+        }
+        let mut t = Table::new(&["SITE", "DAY", ">kWh", ">kg CO2"]);
+        for e in &list {
+            let co2 = e.co2_kg.map_or_else(|| "-".into(), |k| format!("{k:.3}"));
+            t.row(vec![e.site.clone(), e.day.clone(), format!("{:.4}", e.energy_kwh), co2]);
+        }
+        return emit(&t.render());
+    }
     let list: Vec<TenantEnergy> = typed(api.get("/v1/energy", &[])?, "energy per tenant")?;
     if a.conn.output == Output::Json {
         return emit_json(&list);
     }
-    let mut t = Table::new(&["TENANT", ">WORKLOADS", ">ENERGY (kJ)", ">kWh"]);
+    let mut t = Table::new(&["TENANT", ">WORKLOADS", ">ENERGY (kJ)", ">kWh", ">g CO2"]);
     for e in &list {
         t.row(vec![
             e.tenant.clone(),
             e.workloads.to_string(),
             format!("{:.1}", e.energy_j / 1e3),
             format!("{:.4}", e.energy_kwh),
+            format!("{:.2}", e.co2_g),
         ]);
     }
     emit(&t.render())

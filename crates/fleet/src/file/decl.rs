@@ -44,6 +44,7 @@ pub(crate) const SITE_KEYS: &[&str] = &[
     "provisioning",
     "oversubscription",
     "curtailable_to_mw",
+    "carbon_intensity",
     "rack_group",
     "import",
 ];
@@ -85,6 +86,7 @@ pub(super) struct SiteDecl {
     pub grid: Vec<(NaiveDate, f64)>,
     pub provisioning: Provisioning,
     pub curtailable_to_mw: f64,
+    pub carbon_intensity: Option<Sp<String>>,
     pub rack_groups: Vec<RackGroupDecl>,
     pub import: Option<ImportDecl>,
     pub ok: bool,
@@ -280,6 +282,8 @@ fn site(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> SiteDecl {
         },
         None => 0.0,
     };
+    let carbon_intensity =
+        t.string(cx, "carbon_intensity", "carbon_intensity = \"../carbon/fr-2024-example.csv\"");
     let mut rack_groups = Vec::new();
     if let Some((arr, _)) = t.array(cx, "rack_group", "[[site.rack_group]]") {
         for (i, v) in arr.iter().enumerate() {
@@ -305,6 +309,7 @@ fn site(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> SiteDecl {
         grid,
         provisioning,
         curtailable_to_mw,
+        carbon_intensity,
         rack_groups,
         import,
         ok: cx.errors.len() == errors_before,

@@ -293,6 +293,31 @@ pub(super) fn sites(
             names.claim(cx, &g.prefix.span, &format!("{}.prefix", rg.path), &rg.path, &group);
             racks.extend(group);
         }
+        let carbon = s.carbon_intensity.as_ref().and_then(|c| {
+            let resolved = base.join(&c.v);
+            let field = format!("{}.carbon_intensity", s.path);
+            match crate::carbon::load_carbon_csv(&resolved) {
+                Ok(series) => {
+                    Some(crate::model::SiteCarbon { file: c.v.clone(), series: std::sync::Arc::new(series) })
+                }
+                // Unreadable: point at the key in the fleet file. Malformed: the CSV's own
+                // lines and columns.
+                Err(diags) if diags.0.iter().all(|d| d.line == 0) => {
+                    let why = diags.0.first().map_or_else(String::new, |d| d.problem.clone());
+                    cx.err(
+                        &c.span,
+                        &field,
+                        format!("`{}` (resolved to `{}`): {why}", c.v, resolved.display()),
+                        "the path is relative to the folder of the fleet file",
+                    );
+                    None
+                }
+                Err(diags) => {
+                    cx.errors.0.extend(diags.0);
+                    None
+                }
+            }
+        });
         if let Some(imp) = &s.import {
             let (resolved, shown) = match nodes_override {
                 Some(p) => (p.to_path_buf(), p.to_path_buf()),
@@ -345,7 +370,7 @@ pub(super) fn sites(
                 Ok(_) => {}
             }
         }
-        out.extend(build_site(s, racks));
+        out.extend(build_site(s, racks, carbon));
     }
     out
 }
@@ -403,7 +428,7 @@ fn check_fit(
     }
 }
 
-fn build_site(s: &SiteDecl, racks: Vec<Rack>) -> Option<Site> {
+fn build_site(s: &SiteDecl, racks: Vec<Rack>, carbon: Option<crate::model::SiteCarbon>) -> Option<Site> {
     if !s.ok {
         return None;
     }
@@ -418,6 +443,7 @@ fn build_site(s: &SiteDecl, racks: Vec<Rack>) -> Option<Site> {
         pue: Pue(s.pue?),
         provisioning: s.provisioning,
         curtailable_to: Megawatts(s.curtailable_to_mw),
+        carbon,
         racks,
     })
 }

@@ -117,6 +117,9 @@ struct Site {
     /// The lowest facility draw, in MW, that a curtailment may ask of the site (default 0).
     #[schemars(range(min = 0.0))]
     curtailable_to_mw: Option<f64>,
+    /// A CSV of the carbon intensity of the site's electricity (`timestamp,gco2_per_kwh`),
+    /// relative to the fleet file: energy is turned into grams of CO2 with it.
+    carbon_intensity: Option<String>,
     /// Groups of identical racks.
     #[serde(default)]
     rack_group: Vec<RackGroup>,

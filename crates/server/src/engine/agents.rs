@@ -214,6 +214,9 @@ impl Engine {
                         }
                         _ => None,
                     };
+                    let energy_j = if r.energy_j.is_finite() { r.energy_j.max(0.0) } else { 0.0 };
+                    let started_ms = if current_copy { run.started_at } else { None };
+                    let (site, co2_g) = self.carbon_of(node, started_ms.unwrap_or(now_ms), now_ms, energy_j);
                     self.stage(
                         now_ms,
                         LogEvent::TaskExited {
@@ -223,8 +226,11 @@ impl Engine {
                             node: node.to_string(),
                             exit_code: r.exit_code,
                             signal: r.signal,
-                            energy_j: if r.energy_j.is_finite() { r.energy_j.max(0.0) } else { 0.0 },
+                            energy_j,
                             message,
+                            site,
+                            started_ms,
+                            co2_g,
                         },
                     )?;
                     if current_copy {
@@ -234,6 +240,35 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The site of `node` and the grams of CO2 of `energy_j` used evenly from `start` to
+    /// `end` there, when the site has a carbon-intensity series (a one-week profile is
+    /// read as a typical week).
+    #[must_use]
+    pub fn carbon_of(
+        &self,
+        node: &str,
+        start: i64,
+        end: i64,
+        energy_j: f64,
+    ) -> (Option<String>, Option<f64>) {
+        let core = self.scheduler.state();
+        let Some(site) =
+            core.node_by_name(node).and_then(|i| self.fleet.sites.get(core.node(i).site as usize))
+        else {
+            return (None, None);
+        };
+        let co2 = site.carbon.as_ref().map(|c| {
+            let (s, e) =
+                (gigawatt_units::Timestamp(start.min(end)), gigawatt_units::Timestamp(end.max(start + 1)));
+            // The mean intensity over the run, from a 1 MW probe over the same window.
+            let probe = gigawatt_units::Watts(1_000_000);
+            let hours = (e.0 - s.0) as f64 / 3.6e6;
+            let per_kwh = c.series.emissions_repeating(s, e, probe).0 / (1000.0 * hours);
+            per_kwh * energy_j / 3.6e6
+        });
+        (Some(site.id.clone()), co2)
     }
 
     /// Ends a live workload whose task exits decide it.

@@ -579,6 +579,9 @@ pub fn tenant_energy(engine: &Engine, state: &AppState) -> Vec<TenantEnergy> {
     }
     joules
         .into_iter()
-        .map(|(tenant, (j, n))| TenantEnergy { tenant, workloads: n, energy_j: j, energy_kwh: j / 3.6e6 })
+        .map(|(tenant, (j, n))| {
+            let co2_g = engine.view.tenant_co2.get(&tenant).copied().unwrap_or(0.0);
+            TenantEnergy { tenant, workloads: n, energy_j: j, energy_kwh: j / 3.6e6, co2_g }
+        })
         .collect()
 }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod energy;
 pub mod events;
 pub mod fleet;
 pub mod ops;
@@ -53,6 +54,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/agent/changes", get(agents::changes))
         .route("/v1/agents", get(agents::list_agents))
         .route("/v1/energy", get(agents::energy))
+        .route("/v1/energy/sites", get(energy::sites))
+        .route("/v1/workloads/{id}/usage", post(energy::report_usage))
         .route("/v1/nodes/{name}/telemetry", get(agents::telemetry))
         .route("/v1/nodes/{name}/power-limit", put(agents::set_power_limit))
         .route("/v1/sites", get(fleet::list_sites))

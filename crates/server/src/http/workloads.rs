@@ -209,6 +209,9 @@ pub async fn get_one(
             // Add what live copies counted since their last recorded exit.
             info.energy_j += state.agents.live_energy(w.workload.id);
             info.energy_kwh = info.energy_j / 3.6e6;
+            if info.tokens > 0 {
+                info.joules_per_token = Some(info.energy_j / info.tokens as f64);
+            }
             return Ok(Json(info));
         }
     }

@@ -130,6 +130,7 @@ pub fn build(e: &PowerExperiment, ratio: f64) -> Result<SiteLayout, PowerError> 
         pue: Pue(e.pue),
         provisioning,
         curtailable_to: Megawatts(0.0),
+        carbon: None,
         racks: fleet_racks,
     };
     let fleet =
