@@ -10,7 +10,9 @@
 //! `common` checks the state against its own oracle; each property insists on its own
 //! kind of check:
 //!
-//! 1. no resource or power budget is ever exceeded (and `audit` passes);
+//! 1. no resource or power budget is ever exceeded (and `audit` passes); on oversubscribed
+//!    sites (half of them) reservations stay within what each limit admits and the floor,
+//!    every allocated GPU at its lowest power limit, within the limit itself;
 //! 2. gangs are all-or-nothing and hold their topology;
 //! 3. no workload lands on a site its data class forbids;
 //! 4. the same fleet, events and seed give the same decisions, for every policy;
@@ -67,6 +69,8 @@ struct SiteSpec {
     soc2: bool,
     pue_tenths: u32,
     grid_kw: u32,
+    /// Oversubscription in percent, 0 for a `reserved` site.
+    oversub_pct: u32,
     groups: Vec<RackGroupSpec>,
 }
 
@@ -113,6 +117,13 @@ impl FleetSpec {
                 s.pue_tenths % 10,
                 f64::from(s.grid_kw) / 1000.0
             );
+            if s.oversub_pct > 0 {
+                let _ = writeln!(
+                    t,
+                    "provisioning = \"oversubscribed\"\noversubscription = {:.2}\n",
+                    f64::from(s.oversub_pct) / 100.0
+                );
+            }
             for (gi, g) in s.groups.iter().enumerate() {
                 let nt = self.node_type(g.node_type);
                 let (min, tdp) = nt
@@ -180,16 +191,12 @@ fn site() -> impl Strategy<Value = SiteSpec> {
         10u32..=16,
         // 5 kW to 200 kW of grid: a few busy nodes exhaust the smaller ones.
         prop_oneof![5u32..=60, 60u32..=200],
+        // Half the sites oversubscribed, by 10% to 60%.
+        prop_oneof![Just(0u32), 10u32..=60],
         prop::collection::vec(rack_group(), 1..=2),
     )
-        .prop_map(|(country, hds, secnumcloud, soc2, pue_tenths, grid_kw, groups)| SiteSpec {
-            country,
-            hds,
-            secnumcloud,
-            soc2,
-            pue_tenths,
-            grid_kw,
-            groups,
+        .prop_map(|(country, hds, secnumcloud, soc2, pue_tenths, grid_kw, oversub_pct, groups)| {
+            SiteSpec { country, hds, secnumcloud, soc2, pue_tenths, grid_kw, oversub_pct, groups }
         })
 }
 

@@ -1075,3 +1075,41 @@ fn restore_puts_back_exactly_what_was_placed_and_queues_the_rest() {
     assert!(d.iter().any(|d| matches!(d, Decision::Released { workload } if *workload == id(1))));
     assert!(restored.retry_all(&mut rng).is_empty());
 }
+
+/// `LAB` with a 25 kW grid connection, reserved or oversubscribed by 50%.
+fn lab_at_25kw(oversubscribed: bool) -> String {
+    let grid = LAB.replace("capacity_mw = 1 }]", "capacity_mw = 0.025 }]");
+    if oversubscribed {
+        grid.replace("pue = 1.0\n", "pue = 1.0\nprovisioning = \"oversubscribed\"\noversubscription = 0.5\n")
+    } else {
+        grid
+    }
+}
+
+#[test]
+fn an_oversubscribed_site_admits_beyond_its_tdp_sum_while_its_floor_fits() {
+    // Reserved: two 10.2 kW servers fit 25 kW, the third waits.
+    let mut h = Harness::toml(&lab_at_25kw(false));
+    for n in 1..=3 {
+        h.arrive(job(n).gpus(8));
+    }
+    assert_eq!(h.sched.pending().collect::<Vec<_>>(), vec![id(3)]);
+
+    // Oversubscribed by 50%: 37.5 kW admitted at TDP, the floor (4.6 kW + 8 × 200 W each)
+    // within 25 kW: three run (30.6 kW at TDP, 18.6 kW at the floor), the fourth waits.
+    let mut h = Harness::toml(&lab_at_25kw(true));
+    for n in 1..=4 {
+        h.arrive(job(n).gpus(8));
+    }
+    assert_eq!(h.sched.pending().collect::<Vec<_>>(), vec![id(4)]);
+    let site = &h.sched.state().sites[0];
+    assert_eq!((site.power, site.floor), (Watts(30_600), Watts(18_600)));
+
+    // A cut to 15 kW sheds by the floor: one server goes (floor 12.4 kW), not two.
+    let d = h.ok(Event::BudgetChanged { site: "lab".into(), budget: Watts(15_000) });
+    let preempted: Vec<WorkloadId> =
+        d.iter().filter(|x| matches!(x, Decision::Preempted { .. })).map(Decision::workload).collect();
+    assert_eq!(preempted, vec![id(3)]);
+    assert!(d[0].to_string().contains("even with every GPU at its lowest power limit"), "{}", d[0]);
+    assert_eq!(h.sched.state().sites[0].floor, Watts(12_400));
+}

@@ -197,9 +197,36 @@ struct NodeInfo {
     base: Watts,
     tdp: Watts,
     idle: Watts,
+    /// Lowest power limit of its GPUs (between idle and TDP).
+    min: Watts,
 }
 
 impl NodeInfo {
+    /// What the node draws at most with every allocated GPU at its lowest power limit
+    /// (a GPU never draws more than its limit, nor more than its share).
+    fn floor(&self, tasks: u32, used: &BTreeMap<u16, u32>) -> Watts {
+        if tasks == 0 {
+            return Watts::ZERO;
+        }
+        let per_gpu = |g: u32| {
+            let milli = used.get(&(g as u16)).copied().unwrap_or(0);
+            if milli == 0 {
+                self.idle
+            } else {
+                (self.idle + (self.tdp - self.idle).scaled_milli(milli)).min(self.min)
+            }
+        };
+        self.base + (0..self.gpus).map(per_gpu).sum::<Watts>()
+    }
+
+    /// The most one more task of `count` GPUs and `total` thousandths may add to the floor.
+    fn floor_increase_bound(&self, tasks: u32, count: u32, total: u32) -> Watts {
+        let start =
+            if tasks == 0 { self.base + Watts(self.idle.0 * u64::from(self.gpus)) } else { Watts::ZERO };
+        let to_min = Watts((self.min - self.idle).0 * u64::from(count));
+        start + (self.tdp - self.idle).scaled_milli(total).min(to_min)
+    }
+
     /// The reservation rule, written independently of the core: base power while busy,
     /// and per GPU its idle draw plus its allocated share of the rest of its TDP.
     fn reservation(&self, tasks: u32, used: &BTreeMap<u16, u32>) -> Watts {
@@ -227,6 +254,15 @@ struct SiteInfo {
     country: String,
     certs: BTreeSet<Certification>,
     budget: Watts,
+    /// Reservations admitted beyond a limit, in thousandths (0: reserved).
+    over_milli: u64,
+}
+
+impl SiteInfo {
+    /// The most reservation a limit of this site admits.
+    fn admits(&self, limit: Watts) -> Watts {
+        if self.over_milli == 0 { limit } else { limit + limit.scaled_milli(self.over_milli as u32) }
+    }
 }
 
 /// The 27 EU member states plus Iceland, Liechtenstein and Norway, written out here
@@ -325,6 +361,7 @@ impl Harness {
                 country: site.country.0.clone(),
                 certs: site.certifications.clone(),
                 budget: site.it_budget_at(now),
+                over_milli: (site.provisioning.ratio() * 1000.0).round() as u64,
             });
             for rack in &site.racks {
                 rack_ids.push(rack.id.clone());
@@ -345,6 +382,8 @@ impl Harness {
                             base: node.base_power,
                             tdp: spec.map_or(Watts::ZERO, |s| s.tdp),
                             idle: spec.map_or(Watts::ZERO, |s| s.idle),
+                            min: spec
+                                .map_or(Watts::ZERO, |s| s.min_power_limit.clamp(s.idle.min(s.tdp), s.tdp)),
                         },
                     );
                 }
@@ -410,7 +449,10 @@ impl Harness {
         };
         let site_power_before: Option<Watts> = match &event {
             Event::BudgetChanged { site, .. } => {
-                self.sched.state().sites.iter().find(|s| s.id == *site).map(|s| s.power)
+                let state = self.sched.state();
+                let i = state.sites.iter().position(|s| s.id == *site);
+                // An oversubscribed site holds its floor against the budget.
+                i.map(|i| if state.oversubscribed(i) { state.sites[i].floor } else { state.sites[i].power })
             }
             _ => None,
         };
@@ -569,7 +611,11 @@ impl Harness {
         let Some((site, domain, _)) = self.racks.get(&n.rack).cloned() else {
             return;
         };
-        let spec = n.gpu_model.as_ref().filter(|_| n.gpu_count > 0).map(|m| (m.id.clone(), m.tdp, m.idle));
+        let spec = n
+            .gpu_model
+            .as_ref()
+            .filter(|_| n.gpu_count > 0)
+            .map(|m| (m.id.clone(), m.tdp, m.idle, m.min_limit));
         self.node_names.push(n.name.clone());
         self.nodes.insert(
             n.name.clone(),
@@ -584,6 +630,10 @@ impl Harness {
                 base: n.base_power,
                 tdp: spec.as_ref().map_or(Watts::ZERO, |s| s.1),
                 idle: spec.as_ref().map_or(Watts::ZERO, |s| s.2),
+                min: spec.as_ref().map_or(Watts::ZERO, |s| {
+                    let min = if s.3 == Watts::ZERO { s.1 } else { s.3 };
+                    min.clamp(s.2.min(s.1), s.1)
+                }),
             },
         );
     }
@@ -844,7 +894,9 @@ impl Harness {
         }
         let mut free: Vec<NodeFree> = Vec::new();
         let mut rack_power: BTreeMap<String, Watts> = BTreeMap::new();
+        let mut rack_floor: BTreeMap<String, Watts> = BTreeMap::new();
         let mut site_power = vec![Watts::ZERO; self.sites.len()];
+        let mut site_floor = vec![Watts::ZERO; self.sites.len()];
         for node in &state.nodes {
             let Some(info) = self.nodes.get(&node.name) else {
                 problems.push((Kind::Budget, format!("node {} unknown to the oracle", node.name)));
@@ -891,23 +943,46 @@ impl Harness {
                     format!("{} reserves {} but its tasks need {power}", node.name, node.power),
                 ));
             }
+            let floor = info.floor(u.tasks, &u.gpu);
+            if floor != node.floor {
+                problems.push((
+                    Kind::Budget,
+                    format!("{} floor is {} but its tasks make it {floor}", node.name, node.floor),
+                ));
+            }
             *rack_power.entry(info.rack.clone()).or_default() += power;
+            *rack_floor.entry(info.rack.clone()).or_default() += floor;
             site_power[info.site] += power;
+            site_floor[info.site] += floor;
         }
         for (rack, p) in &rack_power {
-            let limit = self.racks[rack].2;
-            if *p > limit {
-                problems.push((Kind::Budget, format!("rack {rack} reserves {p}, over its limit {limit}")));
+            let (site, _, limit) = &self.racks[rack];
+            let s = &self.sites[*site];
+            if *p > s.admits(*limit) {
+                problems.push((Kind::Budget, format!("rack {rack} reserves {p}, over what {limit} admits")));
+            }
+            let floor = rack_floor.get(rack).copied().unwrap_or_default();
+            if s.over_milli > 0 && floor > *limit {
+                problems.push((Kind::Budget, format!("rack {rack} floor {floor}, over its limit {limit}")));
             }
         }
         for (i, s) in self.sites.iter().enumerate() {
-            if site_power[i] > s.budget {
+            // Oversubscribed: the floor is what must fit (a cut may leave more reserved).
+            let (held, what) =
+                if s.over_milli > 0 { (site_floor[i], "floor") } else { (site_power[i], "reservation") };
+            if held > s.budget {
                 problems.push((
                     Kind::Budget,
-                    format!("site {} reserves {}, over its budget {}", s.id, site_power[i], s.budget),
+                    format!("site {} {what} {held}, over its budget {}", s.id, s.budget),
                 ));
             }
             let core = &state.sites[i];
+            if core.floor != site_floor[i] {
+                problems.push((
+                    Kind::Budget,
+                    format!("site {}: core floor {}, oracle {}", s.id, core.floor, site_floor[i]),
+                ));
+            }
             if core.budget != s.budget || core.power != site_power[i] {
                 problems.push((
                     Kind::Budget,
@@ -943,9 +1018,15 @@ impl Harness {
                     c => n.gpu_free.iter().filter(|f| **f == 1000).count() >= c as usize,
                 };
                 let delta = info.increase_bound(n.tasks, d.gpu.total().0);
+                let fdelta = info.floor_increase_bound(n.tasks, d.gpu.count, d.gpu.total().0);
+                let over = site.over_milli > 0;
+                let rack_limit = self.racks[&info.rack].2;
                 let rack_ok = rack_power.get(&info.rack).copied().unwrap_or_default() + delta
-                    <= self.racks[&info.rack].2;
-                let site_ok = site_power[info.site] + delta <= site.budget;
+                    <= site.admits(rack_limit)
+                    && (!over
+                        || rack_floor.get(&info.rack).copied().unwrap_or_default() + fdelta <= rack_limit);
+                let site_ok = site_power[info.site] + delta <= site.admits(site.budget)
+                    && (!over || site_floor[info.site] + fdelta <= site.budget);
                 if n.up
                     && residency_allows(&site.country, &site.certs, w.data_class)
                     && model_ok
