@@ -359,6 +359,9 @@ pub struct TenantEnergy {
     /// series.
     #[serde(default)]
     pub co2_g: f64,
+    /// Grams of CO2 its deferred jobs are expected to save against starting at once.
+    #[serde(default)]
+    pub co2_saved_g: f64,
 }
 
 /// Energy and CO2 of one site on one UTC day (`GET /v1/energy/sites`).

@@ -62,6 +62,9 @@ fn a_deferrable_job_waits_for_its_low_carbon_window_and_says_what_it_saves() {
     assert!(!log.iter().any(|e| e["event"] == "workload-placed"), "not placed before its window");
     let explain = api.get(&format!("/v1/workloads/{id}/explain"), &tenant).body.to_string();
     assert!(explain.contains("for a cleaner grid at site valence"), "{explain}");
+    let energy = api.get("/v1/energy", &tenant).expect_status(200).body.clone();
+    let saved = energy[0]["co2_saved_g"].as_f64().unwrap_or(0.0);
+    assert!((saved - (immediate - expected)).abs() < 1e-6 * immediate, "{energy}");
 
     // Still waiting after a restart.
     server.kill();

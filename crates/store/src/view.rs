@@ -359,6 +359,10 @@ pub struct View {
     /// CO2 of each tenant's tasks, in grams (archiving keeps it).
     #[serde(default)]
     pub tenant_co2: BTreeMap<String, f64>,
+    /// CO2 each tenant's deferred jobs are expected to save against starting at once, in
+    /// grams.
+    #[serde(default)]
+    pub tenant_co2_saved: BTreeMap<String, f64>,
     /// Energy (J) and CO2 (g) per site and UTC day (days since 1970-01-01): each task's
     /// energy spread evenly over the time it ran.
     #[serde(default)]
@@ -578,6 +582,12 @@ impl View {
             },
             LogEvent::PowerAlert { .. } | LogEvent::PowerCapped { .. } | LogEvent::PowerUncapped { .. } => {}
             LogEvent::UsageReported { workload, .. } | LogEvent::WorkloadDeferred { workload, .. } => {
+                if let LogEvent::WorkloadDeferred { expected_g, immediate_g, .. } = &r.event
+                    && let Some(tenant) = &r.tenant
+                {
+                    *self.tenant_co2_saved.entry(tenant.clone()).or_default() +=
+                        (immediate_g - expected_g).max(0.0);
+                }
                 if let Some(w) = self.workloads.get_mut(workload) {
                     Arc::make_mut(w).apply(r).map_err(fail)?;
                 }
@@ -678,6 +688,7 @@ impl View {
             power_limits: self.power_limits.clone(),
             tenant_energy: self.tenant_energy.clone(),
             tenant_co2: self.tenant_co2.clone(),
+            tenant_co2_saved: self.tenant_co2_saved.clone(),
             site_days: self.site_days.clone(),
             ..View::default()
         }

@@ -217,7 +217,7 @@ pub fn energy(a: &EnergyArgs) -> anyhow::Result<()> {
     if a.conn.output == Output::Json {
         return emit_json(&list);
     }
-    let mut t = Table::new(&["TENANT", ">WORKLOADS", ">ENERGY (kJ)", ">kWh", ">g CO2"]);
+    let mut t = Table::new(&["TENANT", ">WORKLOADS", ">ENERGY (kJ)", ">kWh", ">g CO2", ">g CO2 SAVED"]);
     for e in &list {
         t.row(vec![
             e.tenant.clone(),
@@ -225,6 +225,7 @@ pub fn energy(a: &EnergyArgs) -> anyhow::Result<()> {
             format!("{:.1}", e.energy_j / 1e3),
             format!("{:.4}", e.energy_kwh),
             format!("{:.2}", e.co2_g),
+            format!("{:.0}", e.co2_saved_g),
         ]);
     }
     emit(&t.render())

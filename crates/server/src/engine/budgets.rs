@@ -276,6 +276,9 @@ impl Engine {
         let held = self.scheduler.state().sites.iter().find(|s| s.id == site).map(|s| s.budget);
         let (scheduled, _) =
             self.fleet.site(site).map(|s| self.scheduled_budget(s, now_ms)).unwrap_or_default();
+        let shed =
+            self.scheduler.would_shed(site, scheduled).map_err(|e| ApiError::internal(e.to_string()))?;
+        self.alert_latency_critical(now_ms, site, scheduled, &format!("set by token {by}"), &shed)?;
         if held != Some(scheduled) {
             self.core(now_ms, Event::BudgetChanged { site: site.to_string(), budget: scheduled })?;
         }

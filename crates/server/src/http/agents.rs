@@ -581,7 +581,8 @@ pub fn tenant_energy(engine: &Engine, state: &AppState) -> Vec<TenantEnergy> {
         .into_iter()
         .map(|(tenant, (j, n))| {
             let co2_g = engine.view.tenant_co2.get(&tenant).copied().unwrap_or(0.0);
-            TenantEnergy { tenant, workloads: n, energy_j: j, energy_kwh: j / 3.6e6, co2_g }
+            let co2_saved_g = engine.view.tenant_co2_saved.get(&tenant).copied().unwrap_or(0.0);
+            TenantEnergy { tenant, workloads: n, energy_j: j, energy_kwh: j / 3.6e6, co2_g, co2_saved_g }
         })
         .collect()
 }
