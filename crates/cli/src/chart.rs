@@ -52,12 +52,7 @@ pub fn write(path: &Path, workload: &str, rows: &[&SummaryRow], max_arrived: u32
                 .label(format!("{policy} ({last:.2}%)"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .draw()?;
+        legend(&mut chart)?;
         root.present()?;
         Ok(())
     };
@@ -108,14 +103,29 @@ pub fn power(path: &Path, results: &[gigawatt_sim::power::RatioResult], budget_m
                 ))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .draw()?;
+        legend(&mut chart)?;
         root.present()?;
         Ok(())
     };
     draw().map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("writing chart {}", path.display()))
+}
+
+/// The legend both charts draw: lower right, framed.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+) -> Result<(), Box<dyn std::error::Error + 'a>>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .draw()?;
+    Ok(())
 }

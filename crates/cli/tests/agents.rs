@@ -7,7 +7,7 @@ mod server_harness;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -23,18 +23,7 @@ struct Agent {
 
 impl Agent {
     fn start(base: &str, token: &str, node: &str, dir: &Path) -> Agent {
-        let child = Command::new(gigawatt_bin())
-            .args(["agent", "--server", base, "--node", node, "--simulate", "8xH100"])
-            .arg("--data-dir")
-            .arg(dir.join(node))
-            .env("GIGAWATT_TOKEN", token)
-            .env("GIGAWATT_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gigawatt agent starts");
-        Agent { child, node: node.to_string() }
+        Agent { child: server_harness::spawn_agent(base, token, node, dir), node: node.to_string() }
     }
 
     /// SIGKILL, as a machine dying would.

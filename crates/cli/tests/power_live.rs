@@ -6,11 +6,11 @@
 mod server_harness;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server_harness::{Api, Backend, Server, TestDb, gigawatt_bin};
+use server_harness::{Api, Backend, Server, TestDb};
 
 /// One site of three DGX H100-like servers (10.2 kW each at full load) on a 25 kW IT
 /// budget: `reserved` it would take two, `oversubscribed` by 0.5 it takes three (30.6 kW at
@@ -54,18 +54,7 @@ impl Drop for Agent {
 }
 
 fn agent(base: &str, token: &str, node: &str, dir: &Path) -> Agent {
-    let child = Command::new(gigawatt_bin())
-        .args(["agent", "--server", base, "--node", node, "--simulate", "8xH100"])
-        .arg("--data-dir")
-        .arg(dir.join(node))
-        .env("GIGAWATT_TOKEN", token)
-        .env("GIGAWATT_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gigawatt agent starts");
-    Agent(child)
+    Agent(server_harness::spawn_agent(base, token, node, dir))
 }
 
 fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {

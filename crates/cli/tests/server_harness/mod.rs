@@ -265,6 +265,23 @@ impl Drop for Server {
 }
 
 /// A blocking HTTP client with a total time limit per request.
+/// Starts `gigawatt agent --simulate 8xH100` for `node` against the server at `base`, its
+/// data under `dir/node`, quiet.
+#[allow(dead_code, reason = "not every test binary runs agents")]
+pub fn spawn_agent(base: &str, token: &str, node: &str, dir: &std::path::Path) -> Child {
+    Command::new(gigawatt_bin())
+        .args(["agent", "--server", base, "--node", node, "--simulate", "8xH100"])
+        .arg("--data-dir")
+        .arg(dir.join(node))
+        .env("GIGAWATT_TOKEN", token)
+        .env("GIGAWATT_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gigawatt agent starts")
+}
+
 pub fn client(timeout: Duration) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(timeout).build().expect("an HTTP client")
 }
