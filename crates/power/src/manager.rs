@@ -344,7 +344,7 @@ impl PowerManager {
     pub fn plan(&mut self, picture: &Picture) -> Plan {
         let wanted: Vec<Watts> = picture.groups.iter().map(|g| self.predict(g)).collect();
         let mut fill = Fill::new(picture);
-        let infeasible = fill.infeasible(picture, &wanted);
+        let infeasible = fill.infeasible(picture);
         // Pass 1: up to the predicted demand; pass 2: up to the TDP.
         let mut binding: Vec<Option<(bool, usize)>> = vec![None; picture.groups.len()];
         for tier in PowerTier::TOP_DOWN {
@@ -513,7 +513,7 @@ impl Fill {
     }
 
     /// Racks and sites whose floor exceeds their limit, with the work to preempt.
-    fn infeasible(&self, picture: &Picture, _wanted: &[Watts]) -> Vec<Action> {
+    fn infeasible(&self, picture: &Picture) -> Vec<Action> {
         let mut out = Vec::new();
         let scopes = self
             .site_left

@@ -128,7 +128,7 @@ pub async fn plan_once(state: &AppState, now: i64) -> Vec<LogEvent> {
     let mut admitted = HashSet::new();
     for (i, g) in built.picture.groups.iter().enumerate() {
         let limit = published[i];
-        let (node, gpus, generation) = &built.where_[i];
+        let (node, gpus, generation) = &built.placements[i];
         let entry = limits.entry(node.clone()).or_default();
         for gpu in gpus {
             entry.insert(*gpu, limit.0);
@@ -153,7 +153,7 @@ pub async fn plan_once(state: &AppState, now: i64) -> Vec<LogEvent> {
         .filter(|k| !inner.admitted.contains(*k))
         .filter_map(|(w, t, _)| {
             built
-                .where_
+                .placements
                 .iter()
                 .zip(&built.picture.groups)
                 .find(|(_, g)| g.key == GroupKey { workload: *w, task: *t })
@@ -164,7 +164,7 @@ pub async fn plan_once(state: &AppState, now: i64) -> Vec<LogEvent> {
     inner.limits = limits;
     // Copies admitted before stay admitted while they exist.
     let alive: HashSet<(WorkloadId, u32, u64)> = built
-        .where_
+        .placements
         .iter()
         .zip(&built.picture.groups)
         .map(|((_, _, gen_), g)| (g.key.workload, g.key.task, *gen_))
@@ -229,7 +229,7 @@ pub async fn plan_once(state: &AppState, now: i64) -> Vec<LogEvent> {
 struct Built {
     picture: Picture,
     /// Per group: node, GPU indices, generation of the copy.
-    where_: Vec<(String, Vec<u16>, u64)>,
+    placements: Vec<(String, Vec<u16>, u64)>,
     /// Per group: the limit its agent reports (zero when none yet).
     reported: Vec<Watts>,
     /// Per group: index of its site in the picture.
@@ -244,7 +244,7 @@ impl Built {
             .groups
             .iter()
             .position(|g| g.key == *key)
-            .map_or_else(String::new, |i| self.where_[i].0.clone())
+            .map_or_else(String::new, |i| self.placements[i].0.clone())
     }
 }
 
@@ -270,7 +270,7 @@ fn build(engine: &Engine, state: &AppState, since_ms: i64) -> Option<Built> {
     let mut measured = vec![Watts::ZERO; sites.len()];
     let mut node_gpus: HashMap<&str, HashSet<u16>> = HashMap::new();
     let mut groups = Vec::new();
-    let mut where_ = Vec::new();
+    let mut placements = Vec::new();
     let mut reported = Vec::new();
     let mut site_of_group = Vec::new();
     // Telemetry per node since the last plan: mean power and throttled share per GPU, and
@@ -326,7 +326,7 @@ fn build(engine: &Engine, state: &AppState, since_ms: i64) -> Option<Built> {
                 draw: if report == 0 { gpu.idle } else { draw },
                 throttled: of(|x| x.1),
             });
-            where_.push((n.name.clone(), gpus, w.run(t.task).generation));
+            placements.push((n.name.clone(), gpus, w.run(t.task).generation));
             reported.push(Watts(report));
             site_of_group.push(s);
         }
@@ -359,7 +359,7 @@ fn build(engine: &Engine, state: &AppState, since_ms: i64) -> Option<Built> {
     }
     Some(Built {
         picture: Picture { sites, racks, nodes, groups },
-        where_,
+        placements,
         reported,
         site_of_group,
         measured,
