@@ -247,8 +247,10 @@ pub struct ChangesQuery {
     /// The node.
     pub node: String,
     /// Its generation.
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub generation: u64,
     /// The version last seen; absent: answer the current one at once.
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub seen: Option<u64>,
 }
 
@@ -267,6 +269,7 @@ const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(25);
         (status = 403, description = "Only agent and admin tokens poll for changes", body = ApiErrorBody),
         (status = 404, description = "No such node", body = ApiErrorBody),
         (status = 409, description = "`stale-generation`: the agent was fenced", body = ApiErrorBody),
+        (status = 422, description = "A number is out of range", body = ApiErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -276,6 +279,11 @@ pub async fn changes(
     ApiQuery(q): ApiQuery<ChangesQuery>,
 ) -> Result<Json<gigawatt_api::AgentChanges>, ApiError> {
     caller.require(&AGENTS, "polling for changes").map_err(|e| refused(&q.node, "poll", e))?;
+    for (field, v) in [("generation", Some(q.generation)), ("seen", q.seen)] {
+        if let Some(v) = v.filter(|v| i64::try_from(*v).is_err()) {
+            return Err(ApiError::field(field, format!("{v} is out of range; give 0..=9223372036854775807")));
+        }
+    }
     {
         let engine = state.engine.read().await;
         check_generation(&engine, &q.node, q.generation).map_err(|e| refused(&q.node, "poll", e))?;
@@ -462,6 +470,7 @@ pub struct LogQuery {
     /// `stdout` (default) or `stderr`.
     pub stream: Option<LogStream>,
     /// Byte offset to read from (default 0).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub offset: Option<u64>,
     /// The most bytes to return (default and maximum 1 MiB).
     pub limit: Option<u32>,
@@ -489,6 +498,12 @@ pub async fn read_logs(
     let task = q.task.unwrap_or(0);
     let stream = q.stream.unwrap_or(LogStream::Stdout);
     let offset = q.offset.unwrap_or(0);
+    if i64::try_from(offset).is_err() {
+        return Err(ApiError::field(
+            "offset",
+            format!("{offset} is out of range; give 0..=9223372036854775807"),
+        ));
+    }
     let limit = match q.limit {
         None => 1 << 20,
         Some(n) if (1..=1 << 20).contains(&n) => n as usize,
