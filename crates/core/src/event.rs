@@ -37,6 +37,10 @@ pub enum Event {
         /// New IT power budget.
         budget: Watts,
     },
+    /// The periodic pass: fair-share decay, reclaim of lent quota, reservations for
+    /// gangs and backfill into them. Drivers send it every few tens of seconds (the
+    /// simulator on its virtual clock, the control plane on the wall clock).
+    Tick,
 }
 
 /// Where one task of a workload was placed.

@@ -31,6 +31,11 @@ pub enum Reason {
     RackPowerLimit,
     /// Placing the task would take the site over its IT power budget.
     SitePowerBudget,
+    /// The node is reserved for a gang and the workload's time limit does not end before
+    /// the reservation starts (or it has none).
+    Reserved,
+    /// The node's flavour (or site power) is outside what the tenant's quota admits.
+    Quota,
     /// The node fits on its own, but no group of nodes satisfies the gang's topology.
     Topology,
 }
@@ -48,6 +53,8 @@ impl Reason {
             Reason::InsufficientMemory => "insufficient memory",
             Reason::RackPowerLimit => "rack power limit",
             Reason::SitePowerBudget => "site power budget",
+            Reason::Reserved => "reserved for a gang",
+            Reason::Quota => "outside the tenant's quota",
             Reason::Topology => "gang topology",
         }
     }
@@ -73,6 +80,13 @@ pub struct PendingWhy {
     pub tasks_placed: u32,
     /// Tasks still waiting.
     pub tasks_pending: u32,
+    /// Quota holds it back (its tenant's, or its cohort's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<crate::quota::QuotaWhy>,
+    /// Work of the same shape is ahead of it in line (by priority and fair share), and
+    /// that work does not fit either: it waits behind this workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<crate::WorkloadId>,
 }
 
 impl PendingWhy {
@@ -90,6 +104,12 @@ impl PendingWhy {
 
 impl fmt::Display for PendingWhy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(q) = &self.quota {
+            return write!(f, "waiting: {q}");
+        }
+        if let Some(b) = self.behind {
+            return write!(f, "waiting behind {b}, which asks for the same and is ahead in line");
+        }
         write!(f, "{}/{} nodes fit", self.nodes_fit, self.nodes_total)?;
         let mut reasons: Vec<_> = self.rejected.iter().collect();
         // Largest count first, then declaration order, so the sentence reads by importance.
@@ -238,6 +258,14 @@ pub enum PreemptWhy {
         /// The node.
         node: String,
     },
+    /// Its tenant was borrowing quota that another tenant, within its nominal quota,
+    /// needed back.
+    Reclaim {
+        /// The workload that was owed the room.
+        by: crate::WorkloadId,
+        /// Its tenant.
+        tenant: String,
+    },
     /// A higher-priority workload needed the room.
     Priority {
         /// The workload that took the room.
@@ -261,6 +289,10 @@ impl fmt::Display for PreemptWhy {
             ),
             PreemptWhy::NodeLost { node } => write!(f, "node {node} was lost; requeued whole"),
             PreemptWhy::Priority { by, class } => write!(f, "preempted for {by} ({class})"),
+            PreemptWhy::Reclaim { by, tenant } => write!(
+                f,
+                "its tenant was borrowing quota that tenant {tenant} needs back for {by} (within its nominal quota); requeued whole"
+            ),
         }
     }
 }

@@ -49,12 +49,15 @@ fn group_of(idx: usize, node: &NodeState, topology: Topology, rack_domain: &[u32
     }
 }
 
-/// Places `tasks` tasks of `need` under `topology`, all or nothing.
+/// Places `tasks` tasks of `need` under `topology`, all or nothing. `only` restricts the
+/// search to these nodes (the members of the groups where capacity was freed: no other
+/// group changed since the gang last failed).
 pub(crate) fn place(
     sched: &mut Scheduler,
     need: &Need,
     topology: Topology,
     tasks: u32,
+    only: Option<&[u32]>,
     rng: &mut CoreRng,
 ) -> Result<Vec<(TaskAlloc, TaskWhy)>, PendingWhy> {
     // One pass of the filter: per-node reasons for the explanation, and the groups that
@@ -64,7 +67,17 @@ pub(crate) fn place(
     let mut why = PendingWhy::default();
     // Per group: capacity in tasks, free GPU share, and the members in node order.
     let mut groups: BTreeMap<u32, (u64, GpuMilli, Vec<u32>)> = BTreeMap::new();
-    for (i, node) in state.nodes.iter().enumerate() {
+    let all: Vec<u32>;
+    let scan: &[u32] = match only {
+        Some(list) => list,
+        None => {
+            all = (0..state.nodes.len() as u32).collect();
+            &all
+        }
+    };
+    for &i in scan {
+        let i = i as usize;
+        let Some(node) = state.nodes.get(i) else { continue };
         why.nodes_total += 1;
         if let Err(r) = state.check(node, need) {
             why.count(r);

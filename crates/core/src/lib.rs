@@ -46,6 +46,7 @@
 //!     demand: TaskDemand { gpu: GpuDemand::whole(8), gpu_models: vec![], cpu: MilliCores(64_000), memory: Mebibytes(512_000) },
 //!     shape: Shape::Single,
 //!     duration: None,
+//!     time_limit: None,
 //! };
 //! let decisions = scheduler.handle(now, Event::Arrival(job), &mut rng).expect("event applies");
 //! // The Lab site is in France but holds no HDS certification: health data may not go there,
@@ -56,12 +57,15 @@
 pub mod event;
 pub mod explain;
 pub mod policy;
+pub mod quota;
 pub mod residency;
 pub mod state;
 
+mod backfill;
 mod error;
 mod gang;
 mod index;
+mod queue;
 mod scheduler;
 mod workload;
 
@@ -69,7 +73,10 @@ pub use error::CoreError;
 pub use event::{Decision, Event, TaskPlacement};
 pub use explain::{PendingWhy, PlacedWhy, PreemptWhy, Reason, RejectWhy, ScoreTerm, TaskWhy};
 pub use policy::{BoundedSearch, Policy, PolicyKind, TypicalPod, TypicalPods, UnknownPolicy};
-pub use scheduler::{DEFAULT_MAX_CANDIDATES, Scheduler, SchedulerConfig, WorkloadStatus};
+pub use quota::{CohortSpec, FairShareConfig, FlavourQuota, FlavourSpec, QuotaWhy, Quotas, TenantQuota};
+pub use scheduler::{
+    BackfillConfig, DEFAULT_MAX_CANDIDATES, QueuePosition, Reservation, Scheduler, SchedulerConfig, WorkloadStatus,
+};
 pub use state::{ClusterState, NodeIdx, NodeState};
 pub use workload::{
     DataClass, GpuDemand, PriorityClass, Shape, TaskDemand, TenantId, Topology, Workload, WorkloadId,

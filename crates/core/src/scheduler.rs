@@ -1,18 +1,28 @@
 //! The scheduler: applies one event to the state and says what it decided.
+//!
+//! The event path is built so that its cost does not grow with what merely waits:
+//! pending work lives in classes (see [`crate::queue`]), an event tries only the head of
+//! each class that the capacity it freed could help, and stops a class at its first
+//! failure. Work that needs a wider look (reservations for gangs, backfill into them,
+//! reclaiming lent quota, fair-share decay) happens in the periodic pass,
+//! [`Event::Tick`] (see `backfill.rs`).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use gigawatt_fleet::Fleet;
-use gigawatt_units::{GpuMilli, Timestamp, Watts};
+use gigawatt_units::{GpuMilli, Seconds, Timestamp, Watts};
 use serde::Serialize;
 
 use crate::error::CoreError;
 use crate::event::{Decision, Event, TaskPlacement};
-use crate::explain::{PendingWhy, PlacedWhy, PreemptWhy, RejectWhy, TaskWhy};
+use crate::explain::{PendingWhy, PlacedWhy, PreemptWhy, Reason, RejectWhy, TaskWhy};
 use crate::policy::{BoundedSearch, Policy, Scored, tightest_gpu};
-use crate::state::{ClusterState, GpuPick, ModelSet, Need, NodeIdx, NodeState, TaskAlloc};
-use crate::workload::{PriorityClass, Shape, Workload, WorkloadId};
+use crate::queue::{ClassKey, Queue, Rank, Slot};
+use crate::quota::{QuotaBook, QuotaError, QuotaWhy, Quotas};
+use crate::state::{Admit, ClusterState, GpuPick, ModelSet, NO_FLAVOUR, Need, NodeIdx, NodeState, TaskAlloc};
+use crate::workload::{PriorityClass, Shape, TenantId, Workload, WorkloadId};
 use crate::{CoreRng, gang, index};
 use rand::Rng;
 
@@ -22,6 +32,10 @@ const UNIFORM_DRAWS: usize = 512;
 /// Candidates scored per task by default: enough for FGD to keep its packing quality on
 /// the openb trace (95.41% at 128 against 95.42% exact; 95.12% at 64).
 pub const DEFAULT_MAX_CANDIDATES: u32 = 128;
+
+/// Tenants of one class an event looks past when their quota flavours, not capacity,
+/// turned the freed nodes away (another tenant of the class may use them).
+const FLAVOUR_SKIPS: u32 = 32;
 
 /// How the scheduler behaves where policy, not physics, decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,17 +52,53 @@ pub struct SchedulerConfig {
     /// Let a task that fits nowhere evict strictly lower-priority work (lowest priority,
     /// then youngest, first; fewest victims wins). Evicted workloads are requeued whole.
     pub priority_preemption: bool,
+    /// Order pending work of different tenants by fair share (weighted dominant share
+    /// with decayed past use) rather than by arrival alone.
+    pub fair_share: bool,
+    /// Reservations for gangs and backfill into them (see [`BackfillConfig`]).
+    pub backfill: BackfillConfig,
+}
+
+/// Reservations and backfill, made by the periodic pass ([`Event::Tick`]).
+///
+/// The trade-off: every reservation holds nodes idle (except for backfill) until its
+/// gang can start, so more reservations, or reservations further ahead, protect more
+/// big gangs from starving at the price of utilisation; Slurm's `bf_window` and
+/// `bf_max_job_test` make the same trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BackfillConfig {
+    /// Gangs that may hold a reservation at once (0 disables reservations).
+    pub max_reservations: u32,
+    /// How far ahead a reservation may start, in seconds; a gang whose earliest start is
+    /// later gets none yet.
+    pub horizon_s: u64,
+    /// Workloads the backfill walk may try per pass (Slurm's `bf_max_job_test`).
+    pub depth: u32,
+}
+
+impl BackfillConfig {
+    /// No reservations, no backfill: the queue is strictly ordered.
+    pub const OFF: BackfillConfig = BackfillConfig { max_reservations: 0, horizon_s: 0, depth: 0 };
+}
+
+impl Default for BackfillConfig {
+    /// Four reservations at once, up to 7 days ahead, 2,000 backfill tries per pass.
+    fn default() -> Self {
+        BackfillConfig { max_reservations: 4, horizon_s: 7 * 86_400, depth: 2_000 }
+    }
 }
 
 impl Default for SchedulerConfig {
     /// Production behaviour: queue what does not fit, score the 128 tightest feasible
     /// nodes (exact whenever no more than 128 fit; ~18,000 FGD decisions/s on a
-    /// 25,000-node fleet), preempt lower priorities.
+    /// 25,000-node fleet), preempt lower priorities, fair share, reservations and backfill.
     fn default() -> Self {
         SchedulerConfig {
             drop_unschedulable: false,
             max_candidates: Some(DEFAULT_MAX_CANDIDATES),
             priority_preemption: true,
+            fair_share: true,
+            backfill: BackfillConfig::default(),
         }
     }
 }
@@ -69,31 +119,69 @@ pub(crate) struct Entry {
     pub(crate) need: Need,
     pub(crate) tasks: Vec<Option<TaskAlloc>>,
     /// Arrival order, for FIFO within a priority class.
-    seq: u64,
+    pub(crate) seq: u64,
     /// When it last got tasks placed (for "youngest first" shedding).
-    placed_seq: u64,
+    pub(crate) placed_seq: u64,
     /// How many GPU models the cluster had when `need.models` was resolved; a model that
     /// joins later (with a new node) means resolving again.
     models_known: usize,
-    /// Retry against every node next time (set when evicted: it has not failed anywhere).
-    full_retry: bool,
-    /// Power (rack or site) turned nodes away at some attempt: freed power may help.
-    power_blocked: bool,
+    /// Its class in the queue.
+    pub(crate) class: u32,
+    /// Its tenant's index in the queue.
+    pub(crate) tenant: u32,
+    /// When its tasks were last placed (time limits count from here).
+    pub(crate) started: Option<Timestamp>,
+    /// GPU thousandths charged per quota flavour, to refund exactly.
+    charges: Vec<(u8, u64)>,
+    /// Watts charged per site, to refund exactly.
+    power: Vec<(u32, u64)>,
 }
 
 impl Entry {
-    fn placed(&self) -> u32 {
+    pub(crate) fn placed(&self) -> u32 {
         self.tasks.iter().filter(|t| t.is_some()).count() as u32
     }
+
+    pub(crate) fn slot(&self) -> Slot {
+        (Reverse(self.workload.priority), self.seq, self.workload.id)
+    }
+
+    /// What it is charged per flavour.
+    pub(crate) fn charges_list(&self) -> &[(u8, u64)] {
+        &self.charges
+    }
+
+    /// When its time limit ends, if it runs and has one.
+    pub(crate) fn ends(&self) -> Option<Timestamp> {
+        Some(self.started? + self.workload.time_limit?)
+    }
+}
+
+/// A tenant's use, for fair share: GPU thousandths per resource (flavours) and watts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TenantUse {
+    pub(crate) now: Vec<u64>,
+    pub(crate) decayed: Vec<f64>,
+    pub(crate) share: u64,
+    pub(crate) over: bool,
+}
+
+/// A gang's reservation: nodes held for it from `start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    /// When the nodes are expected to be free, from the time limits of what runs there.
+    pub start: Timestamp,
+    /// The nodes.
+    pub nodes: Vec<NodeIdx>,
 }
 
 /// The scheduling core. Feed it events with [`Scheduler::handle`]; it returns decisions.
 pub struct Scheduler {
-    state: ClusterState,
+    pub(crate) state: ClusterState,
     policy: Box<dyn Policy>,
-    config: SchedulerConfig,
+    pub(crate) config: SchedulerConfig,
     catalog: gigawatt_fleet::GpuCatalog,
-    workloads: BTreeMap<WorkloadId, Entry>,
+    pub(crate) workloads: BTreeMap<WorkloadId, Entry>,
     queue: BTreeSet<(Reverse<PriorityClass>, u64, WorkloadId)>,
     seq: u64,
     scratch: Vec<(NodeIdx, Scored)>,
@@ -106,6 +194,20 @@ pub struct Scheduler {
     freed_nodes: BTreeSet<u32>,
     /// Sites where rack or site power was freed (or the budget changed) since then.
     freed_sites: BTreeSet<u32>,
+    /// The latest time an event carried.
+    pub(crate) now: Timestamp,
+    pub(crate) quotas: QuotaBook,
+    pub(crate) pq: Queue,
+    pub(crate) usage: Vec<TenantUse>,
+    /// Capacity per fair-share resource (flavours, then power).
+    pub(crate) caps: Vec<u64>,
+    /// Workloads holding at least one task, per priority class (index = class order).
+    running: [BTreeSet<WorkloadId>; 3],
+    pub(crate) reservations: BTreeMap<WorkloadId, Reservation>,
+    pub(crate) last_tick: Option<Timestamp>,
+    /// Members of each rack and each network domain, with the node count they were
+    /// built at (gangs look at the groups of freed nodes only).
+    topo: (usize, Vec<Vec<u32>>, Vec<Vec<u32>>),
 }
 
 /// The most GPUs, CPU and memory one node offers (not necessarily the same node).
@@ -123,6 +225,10 @@ fn largest_nodes(state: &ClusterState) -> [Largest; 4] {
     out
 }
 
+fn prio_index(p: PriorityClass) -> usize {
+    p as usize
+}
+
 impl Scheduler {
     /// A scheduler for `fleet` with budgets as of `now` and nodes in fleet order.
     pub fn new(
@@ -131,7 +237,9 @@ impl Scheduler {
         config: SchedulerConfig,
         now: Timestamp,
     ) -> Result<Scheduler, CoreError> {
-        Ok(Scheduler::with_state(ClusterState::from_fleet(fleet, now)?, fleet, policy, config))
+        let mut s = Scheduler::with_state(ClusterState::from_fleet(fleet, now)?, fleet, policy, config);
+        s.now = now;
+        Ok(s)
     }
 
     /// A scheduler over a prepared state (for example with a seeded node order).
@@ -142,7 +250,7 @@ impl Scheduler {
         policy: Box<dyn Policy>,
         config: SchedulerConfig,
     ) -> Scheduler {
-        Scheduler {
+        let mut s = Scheduler {
             state,
             policy,
             config,
@@ -158,7 +266,18 @@ impl Scheduler {
             explain_failures: true,
             freed_nodes: BTreeSet::new(),
             freed_sites: BTreeSet::new(),
-        }
+            now: Timestamp(0),
+            quotas: QuotaBook::default(),
+            pq: Queue::default(),
+            usage: Vec::new(),
+            caps: Vec::new(),
+            running: Default::default(),
+            reservations: BTreeMap::new(),
+            last_tick: None,
+            topo: (usize::MAX, Vec::new(), Vec::new()),
+        };
+        s.refresh_caps();
+        s
     }
 
     /// The cluster state.
@@ -171,6 +290,12 @@ impl Scheduler {
     #[must_use]
     pub fn policy_name(&self) -> &str {
         self.policy.name()
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> SchedulerConfig {
+        self.config
     }
 
     /// Where a workload stands, or `None` if unknown (never seen, finished or dropped).
@@ -199,6 +324,114 @@ impl Scheduler {
     /// Workloads waiting, highest priority and oldest first.
     pub fn pending(&self) -> impl Iterator<Item = WorkloadId> + '_ {
         self.queue.iter().map(|(_, _, id)| *id)
+    }
+
+    /// Number of workloads waiting.
+    #[must_use]
+    pub fn pending_count(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Puts in force a new quota configuration. Usage is recounted from what runs now;
+    /// nothing running is stopped (like Kueue, a lowered quota stops admissions until
+    /// usage is back under it), and every waiting workload is looked at again on the
+    /// next event.
+    ///
+    /// # Errors
+    /// [`QuotaError`] when the configuration is inconsistent; nothing changes then.
+    pub fn set_quotas(&mut self, quotas: Quotas) -> Result<(), QuotaError> {
+        quotas.validate()?;
+        let sites: Vec<String> = self.state.sites.iter().map(|s| s.id.clone()).collect();
+        self.quotas = QuotaBook::new(quotas, &sites);
+        let flavours: Vec<u8> = (0..self.state.nodes.len()).map(|i| self.flavour_of(i)).collect();
+        for (n, f) in self.state.nodes.iter_mut().zip(flavours) {
+            n.flavour = f;
+        }
+        self.refresh_caps();
+        // Recount: every charge again, with the new flavours.
+        for u in &mut self.usage {
+            u.now.iter_mut().for_each(|x| *x = 0);
+        }
+        let ids: Vec<WorkloadId> = self.workloads.keys().copied().collect();
+        for id in ids {
+            let Some(e) = self.workloads.get_mut(&id) else { continue };
+            e.charges.clear();
+            e.power.clear();
+            let allocs: Vec<TaskAlloc> = e.tasks.iter().flatten().cloned().collect();
+            for a in &allocs {
+                self.charge_task(id, a);
+            }
+        }
+        for t in 0..self.pq.tenants.len() as u32 {
+            self.refresh_share(t);
+        }
+        let usage = &self.usage;
+        self.pq.wake_all(|t, p| rank_in(usage, t, p));
+        for c in &mut self.pq.classes {
+            c.retry = true;
+        }
+        Ok(())
+    }
+
+    /// The quota configuration in force.
+    #[must_use]
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas.spec
+    }
+
+    /// What a tenant uses, its nominal and its borrowing limit in each flavour, as GPU
+    /// thousandths: `(flavour, used, nominal, borrowing limit)`.
+    #[must_use]
+    pub fn quota_usage(&self, tenant: &TenantId) -> Vec<(String, u64, u64, Option<u64>)> {
+        self.quotas
+            .spec
+            .flavours
+            .iter()
+            .enumerate()
+            .filter_map(|(f, spec)| {
+                let (u, n, b) = self.quotas.account(tenant, f)?;
+                Some((spec.name.clone(), u, n, b))
+            })
+            .collect()
+    }
+
+    /// The flavour a node belongs to under the quotas in force.
+    fn flavour_of(&self, node: usize) -> u8 {
+        let n = &self.state.nodes[node];
+        let site = &self.state.sites[n.site as usize];
+        let model = n.model.map(|m| self.state.models[m as usize].id.as_str());
+        self.quotas
+            .spec
+            .flavours
+            .iter()
+            .position(|f| Quotas::matches(f, model, &site.id, &site.region))
+            .map_or(NO_FLAVOUR, |f| f as u8)
+    }
+
+    /// Capacity per fair-share resource: GPU thousandths per flavour (one resource when
+    /// there are no flavours), then the sites' power budgets.
+    fn refresh_caps(&mut self) {
+        let nf = self.quotas.flavours().max(1);
+        let mut caps = vec![0u64; nf + 1];
+        for n in &self.state.nodes {
+            let r = if self.quotas.flavours() == 0 { 0 } else { n.flavour as usize };
+            if let Some(c) = caps.get_mut(r).filter(|_| r < nf) {
+                *c += u64::from(n.gpu_capacity().0);
+            }
+        }
+        caps[nf] = self.state.sites.iter().map(|s| s.budget.0).sum();
+        self.caps = caps;
+    }
+
+    /// The fair-share resource of a flavour.
+    fn resource_of(&self, flavour: u8) -> Option<usize> {
+        if self.quotas.flavours() == 0 {
+            Some(0)
+        } else if flavour == NO_FLAVOUR {
+            None
+        } else {
+            Some(flavour as usize)
+        }
     }
 
     /// Puts a workload back as the event log recorded it, deciding nothing. The control
@@ -253,20 +486,22 @@ impl Scheduler {
         self.seq += 1;
         let all_placed = allocs.iter().all(Option::is_some);
         let any_placed = allocs.iter().any(Option::is_some);
-        let priority = workload.priority;
-        let entry = Entry {
-            workload,
-            need,
-            tasks: allocs,
-            seq: self.seq,
-            placed_seq: if any_placed { self.seq } else { 0 },
-            models_known: self.state.models.len(),
-            full_retry: true,
-            power_blocked: false,
-        };
+        let placed: Vec<TaskAlloc> = allocs.iter().flatten().cloned().collect();
+        let entry = self.new_entry(workload, need, self.seq);
         self.workloads.insert(id, entry);
+        if let Some(e) = self.workloads.get_mut(&id) {
+            e.tasks = allocs;
+            e.placed_seq = if any_placed { e.seq } else { 0 };
+            e.started = any_placed.then_some(self.now);
+        }
+        for a in &placed {
+            self.charge_task(id, a);
+        }
+        if any_placed {
+            self.note_running(id);
+        }
         if !all_placed {
-            self.queue.insert((Reverse(priority), self.seq, id));
+            self.enqueue(id);
         }
         Ok(())
     }
@@ -278,6 +513,9 @@ impl Scheduler {
         let mut out = Vec::new();
         self.freed_nodes.extend(0..self.state.nodes.len() as u32);
         self.freed_sites.extend(0..self.state.sites.len() as u32);
+        for c in &mut self.pq.classes {
+            c.retry = true;
+        }
         self.retry_pending(rng, &mut out);
         out
     }
@@ -289,22 +527,37 @@ impl Scheduler {
         event: Event,
         rng: &mut CoreRng,
     ) -> Result<Vec<Decision>, CoreError> {
-        let _ = now;
+        self.now = self.now.max(now);
         let mut out = Vec::new();
         match event {
             Event::Arrival(w) => self.arrive(w, rng, &mut out),
             Event::Completion(id) | Event::Cancel(id) => {
-                let entry = self.workloads.remove(&id).ok_or(CoreError::UnknownWorkload(id))?;
-                self.queue.remove(&(Reverse(entry.workload.priority), entry.seq, id));
-                for t in entry.tasks.iter().flatten() {
-                    self.state.release(t);
-                    self.note_freed(t.node);
+                if !self.workloads.contains_key(&id) {
+                    return Err(CoreError::UnknownWorkload(id));
                 }
+                self.dequeue(id);
+                self.unreserve(id);
+                self.release_all(id);
+                self.workloads.remove(&id);
                 out.push(Decision::Released { workload: id });
                 self.retry_pending(rng, &mut out);
             }
             Event::NodeAdded(node) => {
+                let models_before = self.state.models.len();
                 let idx = self.state.add_node(node)?;
+                if self.state.models.len() != models_before {
+                    // A new model: classes naming it resolve again and are tried.
+                    for c in 0..self.pq.classes.len() {
+                        let names = self.pq.classes[c].model_names.clone();
+                        if let Ok(set) = self.model_set(&names) {
+                            self.pq.classes[c].key.set_models(set);
+                        }
+                        self.pq.classes[c].retry = true;
+                    }
+                }
+                let f = self.flavour_of(idx.0 as usize);
+                self.state.nodes[idx.0 as usize].flavour = f;
+                self.refresh_caps();
                 self.freed_nodes.insert(idx.0);
                 self.retry_pending(rng, &mut out);
             }
@@ -340,8 +593,168 @@ impl Scheduler {
                 self.shed_site(s, budget, &mut out);
                 self.retry_pending(rng, &mut out);
             }
+            Event::Tick => {
+                self.tick(rng, &mut out);
+            }
         }
         Ok(out)
+    }
+
+    fn new_entry(&mut self, w: Workload, need: Need, seq: u64) -> Entry {
+        let class = self.pq.class_of(&ClassKey::of(&need, w.shape), &w.demand.gpu_models);
+        let tenant = self.tenant_index(&w.tenant);
+        Entry {
+            tasks: vec![None; w.shape.tasks() as usize],
+            workload: w,
+            need,
+            seq,
+            placed_seq: 0,
+            models_known: self.state.models.len(),
+            class,
+            tenant,
+            started: None,
+            charges: Vec::new(),
+            power: Vec::new(),
+        }
+    }
+
+    /// The queue index of a tenant, with its fair-share account.
+    fn tenant_index(&mut self, id: &TenantId) -> u32 {
+        let t = self.pq.tenant_of(id);
+        while self.usage.len() <= t as usize {
+            let mut u = TenantUse { now: vec![0; self.caps.len()], decayed: vec![0.0; self.caps.len()], ..TenantUse::default() };
+            u.over = self.quotas.governs(id) && self.quotas.nominal_total(id) == 0;
+            self.usage.push(u);
+        }
+        t
+    }
+
+    /// Puts a workload in the queue (both the global order and its class).
+    fn enqueue(&mut self, id: WorkloadId) {
+        let Some(e) = self.workloads.get(&id) else { return };
+        let (t, c, slot) = (e.tenant, e.class, e.slot());
+        if !self.queue.insert(slot) {
+            return;
+        }
+        let usage = &self.usage;
+        self.pq.push(t, c, slot, |p| rank_in(usage, t, p));
+    }
+
+    /// Takes a workload out of the queue, if it is there.
+    fn dequeue(&mut self, id: WorkloadId) {
+        let Some(e) = self.workloads.get(&id) else { return };
+        let (t, c, slot) = (e.tenant, e.class, e.slot());
+        if self.queue.remove(&slot) {
+            let usage = &self.usage;
+            self.pq.remove(t, c, slot, |p| rank_in(usage, t, p));
+        }
+    }
+
+    fn note_running(&mut self, id: WorkloadId) {
+        if let Some(e) = self.workloads.get(&id) {
+            self.running[prio_index(e.workload.priority)].insert(id);
+        }
+    }
+
+    /// Charges one placed task to its tenant's quota and fair-share accounts.
+    fn charge_task(&mut self, id: WorkloadId, alloc: &TaskAlloc) {
+        let Some(e) = self.workloads.get_mut(&id) else { return };
+        let node = &self.state.nodes[alloc.node.0 as usize];
+        let milli: u64 = alloc.gpus.iter().map(|(_, m)| u64::from(m.0)).sum();
+        let gpus = alloc.gpus.len() as u32;
+        let share = alloc.gpus.first().map_or(GpuMilli::ZERO, |(_, m)| *m);
+        let watts = node.power_charge(gpus, share, alloc.cpu).0;
+        let (flavour, site) = (node.flavour, node.site);
+        e.charges.push((flavour, milli));
+        e.power.push((site, watts));
+        let tenant = e.workload.tenant.clone();
+        let t = e.tenant as usize;
+        if flavour != NO_FLAVOUR {
+            self.quotas.charge(&tenant, flavour as usize, milli, true);
+        }
+        self.quotas.charge_power(&tenant, site as usize, watts, true);
+        let r = self.resource_of(flavour);
+        let power_r = self.caps.len() - 1;
+        if let Some(u) = self.usage.get_mut(t) {
+            if let Some(r) = r {
+                u.now[r] += milli;
+            }
+            u.now[power_r] += watts;
+        }
+    }
+
+    /// Releases every task of a workload and refunds its charges; the tenant's parked
+    /// work may fit its quota again.
+    fn release_all(&mut self, id: WorkloadId) -> Vec<NodeIdx> {
+        let Some(e) = self.workloads.get_mut(&id) else { return Vec::new() };
+        let mut freed = Vec::new();
+        for t in e.tasks.iter_mut() {
+            if let Some(alloc) = t.take() {
+                self.state.release(&alloc);
+                freed.push(alloc.node);
+            }
+        }
+        let charges = std::mem::take(&mut e.charges);
+        let power = std::mem::take(&mut e.power);
+        let tenant = e.workload.tenant.clone();
+        let (t, prio) = (e.tenant, e.workload.priority);
+        e.started = None;
+        self.running[prio_index(prio)].remove(&id);
+        let power_r = self.caps.len() - 1;
+        let mut gpu_freed = 0u64;
+        for (f, milli) in charges {
+            if f != NO_FLAVOUR {
+                self.quotas.charge(&tenant, f as usize, milli, false);
+            }
+            if let Some(r) = self.resource_of(f)
+                && let Some(u) = self.usage.get_mut(t as usize)
+            {
+                u.now[r] = u.now[r].saturating_sub(milli);
+            }
+            gpu_freed += milli;
+        }
+        for (site, watts) in power {
+            self.quotas.charge_power(&tenant, site as usize, watts, false);
+            if let Some(u) = self.usage.get_mut(t as usize) {
+                u.now[power_r] = u.now[power_r].saturating_sub(watts);
+            }
+        }
+        for n in &freed {
+            self.note_freed(*n);
+        }
+        if !freed.is_empty() {
+            self.refresh_share(t);
+            let root = self.quotas.root(&tenant);
+            let usage = &self.usage;
+            self.pq.wake_tenant(t, root, |t, p| rank_in(usage, t, p));
+            if let Some(root) = root {
+                // Room freed in the tree: wake the best-ranked parked, about as many as
+                // the freed GPUs could serve.
+                let n = usize::try_from(gpu_freed.div_ceil(1000)).unwrap_or(usize::MAX).clamp(1, 64);
+                self.pq.wake_tree(root, n, |t, p| rank_in(usage, t, p));
+            }
+        }
+        freed
+    }
+
+    /// Recomputes a tenant's weighted dominant share and ranks it again in its classes.
+    pub(crate) fn refresh_share(&mut self, t: u32) {
+        let Some(id) = self.pq.tenants.get(t as usize).map(|q| q.id.clone()) else { return };
+        let weight = f64::from(self.quotas.weight(&id));
+        let w = self.quotas.spec.fair_share.history_weight.clamp(0.0, 1.0);
+        let governed = self.quotas.governs(&id);
+        let nominal = self.quotas.nominal_total(&id);
+        let Some(u) = self.usage.get_mut(t as usize) else { return };
+        let mut dominant = 0.0f64;
+        for (r, cap) in self.caps.iter().enumerate() {
+            let eff = (1.0 - w) * u.now[r] as f64 + w * u.decayed[r];
+            dominant = dominant.max(eff / (*cap).max(1) as f64);
+        }
+        u.share = if self.config.fair_share { (dominant / weight * 1e12) as u64 } else { 0 };
+        let gpu_now: u64 = u.now[..self.caps.len() - 1].iter().sum();
+        u.over = governed && gpu_now >= nominal;
+        let usage = &self.usage;
+        self.pq.rerank(t, |p| rank_in(usage, t, p));
     }
 
     fn arrive(&mut self, w: Workload, rng: &mut CoreRng, out: &mut Vec<Decision>) {
@@ -358,44 +771,67 @@ impl Scheduler {
             }
         };
         self.seq += 1;
-        let arrival = self.seq;
-        let tasks = vec![None; w.shape.tasks() as usize];
-        let priority = w.priority;
-        let models_known = self.state.models.len();
-        let entry = Entry {
-            workload: w,
-            need,
-            tasks,
-            seq: arrival,
-            placed_seq: 0,
-            models_known,
-            full_retry: false,
-            power_blocked: false,
-        };
+        let entry = self.new_entry(w, need, self.seq);
+        let (t, c) = (entry.tenant, entry.class);
         self.workloads.insert(id, entry);
-        let evicted_before = out.iter().filter(|d| matches!(d, Decision::Preempted { .. })).count();
-        let pending = self.try_place(id, None, rng, out);
-        if let (Some(why), Some(e)) = (&pending, self.workloads.get_mut(&id)) {
-            e.power_blocked = blocked_by_power(why);
+        self.enqueue(id);
+        // A tenant parked on quota in this class: this workload may be small enough.
+        if self.pq.tenants[t as usize].rank.get(&c) == Some(&None) {
+            match self.admission(id) {
+                Err(q) => {
+                    let tasks = self.workloads.get(&id).map_or(0, |e| e.workload.shape.tasks());
+                    let why = PendingWhy { quota: Some(q), tasks_pending: tasks, ..PendingWhy::default() };
+                    self.wait_or_drop(id, why, out);
+                    return;
+                }
+                Ok(_) => {
+                    let root = self.workloads.get(&id).and_then(|e| self.quotas.root(&e.workload.tenant));
+                    let usage = &self.usage;
+                    self.pq.wake_tenant(t, root, |t, p| rank_in(usage, t, p));
+                }
+            }
         }
+        // Work of the same class ranked ahead failed at the last event and nothing freed
+        // since: this one would fail too. Wait behind it.
+        if let Some((_, head)) = self.pq.class_head(c)
+            && head.2 != id
+            && !self.pq.classes[c as usize].retry
+        {
+            let tasks = self.workloads.get(&id).map_or(0, |e| e.workload.shape.tasks());
+            let why = PendingWhy { behind: Some(head.2), tasks_pending: tasks, ..PendingWhy::default() };
+            self.wait_or_drop(id, why, out);
+            return;
+        }
+        let evicted_before = out.iter().filter(|d| matches!(d, Decision::Preempted { .. })).count();
+        let pending = self.try_place(id, None, true, rng, out);
         match pending {
             None => {}
-            Some(why) if self.config.drop_unschedulable => {
-                if let Some(e) = self.workloads.remove(&id) {
-                    for t in e.tasks.iter().flatten() {
-                        self.state.release(t);
-                    }
-                }
-                out.push(Decision::Rejected { workload: id, why: RejectWhy::Unschedulable { why } });
-            }
             Some(why) => {
-                self.queue.insert((Reverse(priority), arrival, id));
-                out.push(Decision::Pending { workload: id, why });
+                if why.quota.is_some() {
+                    let root = self.workloads.get(&id).and_then(|e| self.quotas.root(&e.workload.tenant));
+                    self.pq.park(t, c, root);
+                } else if why.tasks_placed == 0 {
+                    self.pq.classes[c as usize].retry = false;
+                    self.pq.classes[c as usize].power_blocked = blocked_by_power(&why);
+                }
+                self.wait_or_drop(id, why, out);
             }
         }
         // A preemption requeued its victims: they may fit elsewhere right away.
         if out.iter().filter(|d| matches!(d, Decision::Preempted { .. })).count() > evicted_before {
             self.retry_pending(rng, out);
+        }
+    }
+
+    /// Reports a workload that waits, or drops it under the trace protocol.
+    fn wait_or_drop(&mut self, id: WorkloadId, why: PendingWhy, out: &mut Vec<Decision>) {
+        if self.config.drop_unschedulable {
+            self.dequeue(id);
+            self.release_all(id);
+            self.workloads.remove(&id);
+            out.push(Decision::Rejected { workload: id, why: RejectWhy::Unschedulable { why } });
+        } else {
+            out.push(Decision::Pending { workload: id, why });
         }
     }
 
@@ -415,6 +851,13 @@ impl Scheduler {
                 message: "shape: a workload needs at least one task".into(),
             });
         }
+        if let Some(limit) = w.time_limit
+            && !(limit.0.is_finite() && limit.0 > 0.0)
+        {
+            return Err(RejectWhy::InvalidDemand {
+                message: format!("time_limit: {} s; give a positive number of seconds", limit.0),
+            });
+        }
         let models = self.model_set(&d.gpu_models)?;
         if !self.state.sites.iter().any(|s| s.allows[w.data_class as usize]) {
             return Err(RejectWhy::NoSiteAllowed { data_class: w.data_class.to_string() });
@@ -427,6 +870,7 @@ impl Scheduler {
             cpu: d.cpu,
             memory: d.memory,
             data_class: w.data_class,
+            admit: Admit::default(),
         })
     }
 
@@ -471,11 +915,38 @@ impl Scheduler {
         Ok(ModelSet(bits))
     }
 
+    /// What quota and reservations allow a workload now: the flavours where its
+    /// remaining tasks fit its tenant's quota, its power room, and the reservations it
+    /// may use (its own) or backfill into (those starting after its time limit ends).
+    pub(crate) fn admission(&self, id: WorkloadId) -> Result<Admit, QuotaWhy> {
+        let Some(e) = self.workloads.get(&id) else { return Ok(Admit::default()) };
+        let remaining = e.workload.shape.tasks() - e.placed();
+        let mut admit = Admit {
+            flavours: None,
+            power_room: None,
+            tasks: remaining,
+            owner: Some(id),
+            ends_by: e.workload.time_limit.map(|l| self.now + l),
+        };
+        let tenant = &e.workload.tenant;
+        if self.quotas.governs(tenant) {
+            if self.quotas.flavours() > 0 {
+                let amount = u64::from(e.need.gpu_total().0) * u64::from(remaining);
+                admit.flavours = Some(self.quotas.mask(tenant, amount, u64::MAX)?);
+            }
+            admit.power_room = self.quotas.power_room(tenant);
+        }
+        Ok(admit)
+    }
+
     /// Tries to place the unplaced tasks of `id`. Returns why some still wait, if any.
+    /// Placing every task takes it out of the queue and charges its tenant. `near`
+    /// restricts a gang to the topology groups of these nodes (the ones freed).
     fn try_place(
         &mut self,
         id: WorkloadId,
-        within: Option<&[u32]>,
+        near: Option<&[u32]>,
+        preempt: bool,
         rng: &mut CoreRng,
         out: &mut Vec<Decision>,
     ) -> Option<PendingWhy> {
@@ -491,15 +962,24 @@ impl Scheduler {
                 e.models_known = models_now;
             }
         }
+        let admit = match self.admission(id) {
+            Ok(a) => a,
+            Err(q) => {
+                let tasks = self.workloads.get(&id).map_or(0, |e| e.workload.shape.tasks() - e.placed());
+                return Some(PendingWhy { quota: Some(q), tasks_pending: tasks, ..PendingWhy::default() });
+            }
+        };
         let entry = self.workloads.get(&id)?;
-        let need = entry.need.clone();
+        let mut need = entry.need.clone();
+        need.admit = admit;
         let shape = entry.workload.shape;
         let todo: Vec<u32> =
             entry.tasks.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i as u32).collect();
         let placed_before = entry.placed();
         let (placed, pending) = match shape {
             Shape::Gang { topology, .. } => {
-                match gang::place(self, &need, topology, todo.len() as u32, rng) {
+                let members = near.map(|n| self.group_members(n, topology));
+                match gang::place(self, &need, topology, todo.len() as u32, members.as_deref(), rng) {
                     Ok(list) => (todo.iter().copied().zip(list).collect::<Vec<_>>(), None),
                     Err(why) => (Vec::new(), Some(why)),
                 }
@@ -508,8 +988,12 @@ impl Scheduler {
                 let mut placed = Vec::new();
                 let mut pending = None;
                 for &task in &todo {
-                    let mut result = self.place_one(&need, within, rng);
-                    if result.is_err() && self.config.priority_preemption && self.preempt_for(id, &need, out)
+                    need.admit.tasks = (todo.len() - placed.len()) as u32;
+                    let mut result = self.place_one(&need, None, rng);
+                    if result.is_err()
+                        && preempt
+                        && self.config.priority_preemption
+                        && self.preempt_for(id, &need, out)
                     {
                         result = self.place_one(&need, None, rng);
                     }
@@ -529,10 +1013,17 @@ impl Scheduler {
         if !placed.is_empty() {
             self.seq += 1;
             let seq = self.seq;
+            let now = self.now;
             let mut tasks = Vec::with_capacity(placed.len());
             let mut whys = Vec::with_capacity(placed.len());
+            let mut allocs = Vec::with_capacity(placed.len());
+            let all = pending.is_none();
+            if all {
+                self.dequeue(id);
+            }
             let entry = self.workloads.get_mut(&id)?;
             entry.placed_seq = seq;
+            entry.started = Some(now);
             for (task, (alloc, mut why)) in placed {
                 why.task = task;
                 tasks.push(TaskPlacement {
@@ -541,8 +1032,18 @@ impl Scheduler {
                     gpus: alloc.gpus.clone(),
                 });
                 whys.push(why);
-                entry.tasks[task as usize] = Some(alloc);
+                entry.tasks[task as usize] = Some(alloc.clone());
+                allocs.push(alloc);
             }
+            let t = entry.tenant;
+            for a in &allocs {
+                self.charge_task(id, a);
+            }
+            self.note_running(id);
+            if all {
+                self.unreserve(id);
+            }
+            self.refresh_share(t);
             out.push(Decision::Placed {
                 workload: id,
                 tasks,
@@ -550,6 +1051,40 @@ impl Scheduler {
             });
         }
         pending
+    }
+
+    /// The members of the topology groups (racks, domains) of `nodes`, in node order.
+    fn group_members(&mut self, nodes: &[u32], topology: crate::workload::Topology) -> Vec<u32> {
+        use crate::workload::Topology;
+        if self.topo.0 != self.state.nodes.len() {
+            let mut racks = vec![Vec::new(); self.state.racks.len()];
+            let mut domains = vec![Vec::new(); self.state.domains.len()];
+            for (i, n) in self.state.nodes.iter().enumerate() {
+                racks[n.rack as usize].push(i as u32);
+                domains[self.state.racks[n.rack as usize].domain as usize].push(i as u32);
+            }
+            self.topo = (self.state.nodes.len(), racks, domains);
+        }
+        let mut out: Vec<u32> = match topology {
+            Topology::SameNode => nodes.to_vec(),
+            Topology::SameRack | Topology::SameDomain => {
+                let mut groups: Vec<u32> = nodes
+                    .iter()
+                    .filter_map(|n| self.state.nodes.get(*n as usize))
+                    .map(|n| {
+                        if topology == Topology::SameRack { n.rack } else { self.state.racks[n.rack as usize].domain }
+                    })
+                    .collect();
+                groups.sort_unstable();
+                groups.dedup();
+                let lists = if topology == Topology::SameRack { &self.topo.1 } else { &self.topo.2 };
+                groups.iter().flat_map(|g| lists[*g as usize].iter().copied()).collect()
+            }
+            Topology::Any => (0..self.state.nodes.len() as u32).collect(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Places one task: filter, score, pick the best node, pick GPUs, allocate.
@@ -682,26 +1217,49 @@ impl Scheduler {
 
     /// Frees room for one task of `id` by evicting strictly lower-priority workloads from
     /// the single node where the fewest (then the least important) victims suffice.
-    /// Returns whether anything was evicted.
+    /// Returns whether anything was evicted. Looks only at running work of lower
+    /// priority classes.
     fn preempt_for(&mut self, id: WorkloadId, need: &Need, out: &mut Vec<Decision>) -> bool {
         let Some(priority) = self.workloads.get(&id).map(|e| e.workload.priority) else { return false };
         if priority == PriorityClass::BestEffort {
             return false;
         }
-        // Lower-priority tasks per node: (priority, youngest first, workload, alloc).
+        let victims = self.victims_on_nodes(need, |wid, e| {
+            e.workload.priority < priority && wid != id
+        }, priority);
+        let Some(victims) = victims else { return false };
+        for v in victims {
+            self.evict(v, PreemptWhy::Priority { by: id, class: priority }, out);
+        }
+        true
+    }
+
+    /// The fewest running workloads, taken from those `eligible` accepts (lowest
+    /// priority, then youngest, first), whose eviction from one node lets a task of
+    /// `need` fit there. Only classes below `below` are looked at.
+    pub(crate) fn victims_on_nodes(
+        &self,
+        need: &Need,
+        eligible: impl Fn(WorkloadId, &Entry) -> bool,
+        below: PriorityClass,
+    ) -> Option<Vec<WorkloadId>> {
+        // Victim tasks per node: (priority, youngest first, workload, alloc).
         type Victim<'a> = (PriorityClass, Reverse<u64>, WorkloadId, &'a TaskAlloc);
         let mut per_node: BTreeMap<u32, Vec<Victim<'_>>> = BTreeMap::new();
-        for (wid, e) in &self.workloads {
-            if e.workload.priority >= priority || *wid == id {
-                continue;
-            }
-            for t in e.tasks.iter().flatten() {
-                per_node.entry(t.node.0).or_default().push((
-                    e.workload.priority,
-                    Reverse(e.placed_seq),
-                    *wid,
-                    t,
-                ));
+        for p in PriorityClass::ALL.iter().filter(|p| **p < below) {
+            for wid in &self.running[prio_index(*p)] {
+                let Some(e) = self.workloads.get(wid) else { continue };
+                if !eligible(*wid, e) {
+                    continue;
+                }
+                for t in e.tasks.iter().flatten() {
+                    per_node.entry(t.node.0).or_default().push((
+                        e.workload.priority,
+                        Reverse(e.placed_seq),
+                        *wid,
+                        t,
+                    ));
+                }
             }
         }
         // (victim count, highest victim priority, node) → victims.
@@ -727,11 +1285,7 @@ impl Scheduler {
                 }
             }
         }
-        let Some((_, victims)) = best else { return false };
-        for v in victims {
-            self.evict(v, PreemptWhy::Priority { by: id, class: priority }, out);
-        }
-        true
+        best.map(|(_, v)| v)
     }
 
     pub(crate) fn state_mut(&mut self) -> &mut ClusterState {
@@ -739,21 +1293,15 @@ impl Scheduler {
     }
 
     /// Stops a workload everywhere and puts it back in the queue.
-    fn evict(&mut self, id: WorkloadId, why: PreemptWhy, out: &mut Vec<Decision>) {
-        let Some(entry) = self.workloads.get_mut(&id) else {
+    pub(crate) fn evict(&mut self, id: WorkloadId, why: PreemptWhy, out: &mut Vec<Decision>) {
+        if !self.workloads.contains_key(&id) {
             return;
-        };
-        entry.full_retry = true;
-        let mut freed = Vec::new();
-        for t in entry.tasks.iter_mut() {
-            if let Some(alloc) = t.take() {
-                self.state.release(&alloc);
-                freed.push(alloc.node);
-            }
         }
-        self.queue.insert((Reverse(entry.workload.priority), entry.seq, id));
-        for n in freed {
-            self.note_freed(n);
+        self.release_all(id);
+        self.enqueue(id);
+        if let Some(c) = self.workloads.get(&id).map(|e| e.class) {
+            // It has not failed anywhere yet.
+            self.pq.classes[c as usize].retry = true;
         }
         out.push(Decision::Preempted { workload: id, why });
     }
@@ -824,6 +1372,16 @@ impl Scheduler {
     }
 
     /// Records that a node's capacity (and its rack's and site's power) grew.
+    pub(crate) fn note_freed_node(&mut self, node: NodeIdx) {
+        self.note_freed(node);
+    }
+
+    /// Tries to place a waiting workload now, without preempting (the backfill walk).
+    pub(crate) fn try_place_public(&mut self, id: WorkloadId, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+        self.try_place(id, None, false, rng, out);
+    }
+
+    /// Records that a node's capacity (and its rack's and site's power) grew.
     fn note_freed(&mut self, node: NodeIdx) {
         self.freed_nodes.insert(node.0);
         if let Some(n) = self.state.nodes.get(node.0 as usize) {
@@ -831,68 +1389,185 @@ impl Scheduler {
         }
     }
 
-    /// Tries waiting workloads again, in queue order, until a pass places nothing (an
-    /// eviction or a placement can change what fits for others). Only placements are
-    /// reported: a workload that still waits was already reported pending.
+    /// Tries waiting work again after capacity was freed. Only placements are reported:
+    /// a workload that still waits was already reported pending.
     ///
-    /// A waiting workload failed everywhere at its last attempt, and a node only turns
-    /// from unfit to fit when its own capacity grows, or, when power was what turned
-    /// nodes away, when power is freed in its rack or site. So a retry looks only at the
-    /// nodes freed since the last retry (plus the freed sites' nodes for power-blocked
-    /// work), as Kubernetes' queueing hints do. Gangs and evicted workloads, which need
-    /// groups or have not failed anywhere yet, retry against every node.
-    fn retry_pending(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+    /// After every event, the head of every class has failed against the state as it
+    /// is (or was placed). A node only turns from unfit to fit when its own capacity
+    /// grows, or, when power was what turned nodes away, when power is freed in its rack
+    /// or site. So only the classes for which one of the freed nodes has room are tried
+    /// (plus power-blocked classes when power was freed, and classes marked for a
+    /// retry), best head first; each stops at its first failure. Reservation owners whose
+    /// nodes were freed are tried first: their nodes wait for them.
+    pub(crate) fn retry_pending(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
         self.explain_failures = false;
-        // Each productive pass places at least one task, so this ends; the bound is a
-        // belt and braces against a policy bug.
-        for _ in 0..=self.queue.len() {
-            let before = out.len();
-            let dirty: Vec<u32> = std::mem::take(&mut self.freed_nodes).into_iter().collect();
-            let sites = std::mem::take(&mut self.freed_sites);
-            let mut powered: Vec<u32> = (0..self.state.nodes.len() as u32)
-                .filter(|i| sites.contains(&self.state.nodes[*i as usize].site))
-                .collect();
-            if !powered.is_empty() {
-                powered.extend(&dirty);
-                powered.sort_unstable();
-                powered.dedup();
+        let dirty: Vec<u32> = std::mem::take(&mut self.freed_nodes).into_iter().collect();
+        let sites = std::mem::take(&mut self.freed_sites);
+        // Distinct capacity shapes among the freed nodes: the gate compares classes to
+        // these, not to every node.
+        let mut shapes: Vec<u32> = Vec::new();
+        let mut seen: BTreeSet<(u32, Option<u16>, u32, u32, u64, u64, bool)> = BTreeSet::new();
+        for &n in &dirty {
+            let Some(node) = self.state.nodes.get(n as usize) else { continue };
+            if seen.insert((
+                node.site,
+                node.model,
+                node.free_whole,
+                node.max_free.0,
+                node.cpu_free.0,
+                node.mem_free.0,
+                node.up,
+            )) {
+                shapes.push(n);
             }
-            let waiting: Vec<(Reverse<PriorityClass>, u64, WorkloadId)> =
-                self.queue.iter().copied().collect();
-            for key in waiting {
-                if !self.queue.contains(&key) {
-                    continue;
-                }
-                let Some(e) = self.workloads.get(&key.2) else { continue };
-                let full = e.full_retry || matches!(e.workload.shape, Shape::Gang { .. });
-                let within: Option<&[u32]> = if full {
-                    None
-                } else if e.power_blocked && !powered.is_empty() {
-                    Some(&powered)
-                } else {
-                    Some(&dirty)
-                };
-                if within.is_some_and(<[u32]>::is_empty) {
-                    continue;
-                }
-                match self.try_place(key.2, within, rng, out) {
-                    None => {
-                        self.queue.remove(&key);
-                    }
-                    Some(why) => {
-                        if let Some(e) = self.workloads.get_mut(&key.2) {
-                            e.full_retry = false;
-                            e.power_blocked |= blocked_by_power(&why);
-                        }
-                    }
-                }
+        }
+        let owners: Vec<WorkloadId> = self
+            .reservations
+            .iter()
+            .filter(|(_, r)| r.nodes.iter().any(|n| dirty.binary_search(&n.0).is_ok()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in owners {
+            if self.queue.contains(&self.workloads.get(&id).map_or((Reverse(PriorityClass::BestEffort), 0, id), Entry::slot)) {
+                self.try_place(id, Some(&dirty), false, rng, out);
             }
-            if out.len() == before {
-                break;
+        }
+        let mut candidates: Vec<(Rank, u32)> = Vec::new();
+        for &c in &self.pq.active {
+            let class = &self.pq.classes[c as usize];
+            let go = class.retry
+                || (class.power_blocked && !sites.is_empty())
+                || shapes.iter().any(|n| self.state.has_room(&self.state.nodes[*n as usize], class.key.need()));
+            if let (true, Some(first)) = (go, class.ready.first()) {
+                candidates.push((*first, c));
             }
+        }
+        candidates.sort_unstable();
+        for (_, c) in candidates {
+            let full = self.pq.classes[c as usize].retry || self.pq.classes[c as usize].power_blocked;
+            self.drain(c, if full { None } else { Some(&dirty) }, rng, out);
         }
         self.explain_failures = true;
     }
+
+    /// Places the heads of class `c` in rank order until one fails for want of capacity.
+    /// A head its quota refuses parks its tenant; a head whose quota flavours alone turned
+    /// nodes away lets the next tenant try (a few times per event).
+    pub(crate) fn drain(&mut self, c: u32, near: Option<&[u32]>, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+        let mut cursor: Option<Rank> = None;
+        let mut skips = 0;
+        loop {
+            let class = &self.pq.classes[c as usize];
+            let next = match cursor {
+                None => class.ready.first(),
+                Some(r) => class.ready.range((Bound::Excluded(r), Bound::Unbounded)).next(),
+            };
+            let Some(rank) = next.copied() else { break };
+            let Some(slot) = self.pq.head(rank.3, c) else { break };
+            let id = slot.2;
+            let before = self.workloads.get(&id).map_or(0, Entry::placed);
+            match self.try_place(id, near, false, rng, out) {
+                None => {}
+                Some(why) if why.quota.is_some() => {
+                    let root = self.workloads.get(&id).and_then(|e| self.quotas.root(&e.workload.tenant));
+                    self.pq.park(rank.3, c, root);
+                }
+                Some(why) => {
+                    let placed_some = self.workloads.get(&id).map_or(0, Entry::placed) > before;
+                    let by_quota = why.nodes_fit == 0 && why.rejected.contains_key(&Reason::Quota);
+                    if by_quota && !placed_some && skips < FLAVOUR_SKIPS {
+                        skips += 1;
+                        cursor = Some(rank);
+                        continue;
+                    }
+                    let class = &mut self.pq.classes[c as usize];
+                    class.power_blocked = blocked_by_power(&why);
+                    break;
+                }
+            }
+        }
+        self.pq.classes[c as usize].retry = false;
+    }
+
+    /// Drops a workload's reservation and frees its nodes for others.
+    pub(crate) fn unreserve(&mut self, id: WorkloadId) {
+        if let Some(r) = self.reservations.remove(&id) {
+            for n in r.nodes {
+                if let Some(node) = self.state.nodes.get_mut(n.0 as usize)
+                    && node.reserved.is_some_and(|(_, o)| o == id)
+                {
+                    node.reserved = None;
+                    self.freed_nodes.insert(n.0);
+                }
+            }
+        }
+    }
+
+    /// The expected start of a waiting workload and the nodes planned for it, when a
+    /// reservation holds them (`squeue --start`).
+    #[must_use]
+    pub fn expected_start(&self, id: WorkloadId) -> Option<(Timestamp, Vec<String>)> {
+        let r = self.reservations.get(&id)?;
+        Some((r.start, r.nodes.iter().map(|n| self.state.node(*n).name.clone()).collect()))
+    }
+
+    /// Why a waiting workload waits, in the queue's terms: its quota, the workloads of
+    /// its tenant ahead of it, and its reservation. `None` when it does not wait.
+    #[must_use]
+    pub fn queue_position(&self, id: WorkloadId) -> Option<QueuePosition> {
+        let e = self.workloads.get(&id)?;
+        let slot = e.slot();
+        if !self.queue.contains(&slot) {
+            return None;
+        }
+        let tq = &self.pq.tenants[e.tenant as usize];
+        let ahead_in_tenant = tq.by_class.values().map(|s| s.range(..slot).count()).sum::<usize>() as u32;
+        let class = &self.pq.classes[e.class as usize];
+        let tenants_ahead = match tq.rank.get(&e.class).copied().flatten() {
+            Some(r) => class.ready.range(..r).count() as u32,
+            None => class.ready.len() as u32,
+        };
+        Some(QueuePosition {
+            ahead_in_tenant,
+            tenants_ahead_in_class: tenants_ahead,
+            parked_on_quota: tq.rank.get(&e.class) == Some(&None),
+            quota: self.admission(id).err(),
+            expected_start: self.expected_start(id),
+        })
+    }
+
+    /// Counts for reports: classes, active classes, parked (tenant, class) pairs.
+    #[must_use]
+    pub fn queue_stats(&self) -> (usize, usize, usize) {
+        (self.pq.classes.len(), self.pq.active.len(), self.pq.parked_count())
+    }
+}
+
+/// A waiting workload's place in line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuePosition {
+    /// Workloads of the same tenant ahead of it (higher priority or older).
+    pub ahead_in_tenant: u32,
+    /// Tenants ranked ahead of its tenant among those waiting with the same shape.
+    pub tenants_ahead_in_class: u32,
+    /// Whether its tenant is parked on quota for this shape.
+    pub parked_on_quota: bool,
+    /// What quota says now, when it refuses.
+    pub quota: Option<QuotaWhy>,
+    /// Its reservation's start and nodes, if it holds one.
+    pub expected_start: Option<(Timestamp, Vec<String>)>,
+}
+
+
+/// A tenant's rank for a head of priority `p`.
+pub(crate) fn rank_in(usage: &[TenantUse], t: u32, p: PriorityClass) -> Rank {
+    let (over, share) = usage.get(t as usize).map_or((false, 0), |u| (u.over, u.share));
+    (Reverse(p), over, share, t)
+}
+
+/// The decay factor of past use over `dt` with half-life `half`.
+pub(crate) fn decay(dt: Seconds, half: Seconds) -> f64 {
+    if half.0 <= 0.0 { 0.0 } else { 0.5f64.powf(dt.0.max(0.0) / half.0) }
 }
 
 /// What a site holds against its budget: its reservation, or on an oversubscribed site its
@@ -904,8 +1579,8 @@ fn held(state: &ClusterState, site: usize) -> Watts {
 
 /// Whether power limits turned any node away.
 fn blocked_by_power(why: &PendingWhy) -> bool {
-    why.rejected.contains_key(&crate::explain::Reason::RackPowerLimit)
-        || why.rejected.contains_key(&crate::explain::Reason::SitePowerBudget)
+    why.rejected.contains_key(&Reason::RackPowerLimit)
+        || why.rejected.contains_key(&Reason::SitePowerBudget)
 }
 
 /// GPUs for a task on its chosen node: the policy's choice for a share of one GPU (or
@@ -978,6 +1653,7 @@ grid = [{ from = 2026-01-01, capacity_mw = 1 }]
             },
             shape: Shape::Single,
             duration: None,
+            time_limit: None,
         }
     }
 

@@ -32,7 +32,7 @@ use crate::error::CoreError;
 use crate::explain::Reason;
 use crate::index::FitIndex;
 use crate::residency;
-use crate::workload::DataClass;
+use crate::workload::{DataClass, WorkloadId};
 
 /// A node's position in the scheduler's order. Lower indices win ties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -112,7 +112,15 @@ pub struct NodeState {
     /// shares), recomputed on every change: nodes with equal hashes score alike, which
     /// lets policies memoise across nodes.
     pub state_hash: u64,
+    /// The quota flavour the node belongs to ([`NO_FLAVOUR`] when none).
+    pub flavour: u8,
+    /// A reservation for a gang: from when, and for which workload. Other work may use
+    /// the node only if its time limit ends by then (backfill).
+    pub reserved: Option<(Timestamp, WorkloadId)>,
 }
+
+/// [`NodeState::flavour`] of a node no flavour matches.
+pub const NO_FLAVOUR: u8 = u8::MAX;
 
 /// The GPU shape of a task, for policies that group alike tasks: `Some(0)` for a share
 /// of one GPU, `Some(n)` for `n` whole GPUs, `None` for a task without GPU.
@@ -175,6 +183,8 @@ impl NodeState {
             shapes: Vec::new(),
             version: 0,
             state_hash: 0,
+            flavour: NO_FLAVOUR,
+            reserved: None,
         };
         node.refresh();
         node
@@ -272,6 +282,24 @@ impl NodeState {
         };
         (start + dynamic, start + dynamic.min(to_floor))
     }
+
+    /// The power a task of `gpus` GPUs at `milli` each is charged against its tenant's
+    /// power quota on this node: its GPUs' reservations plus its share of the base power
+    /// (by GPUs; a task without GPUs by CPU). Depends only on the node's figures, so a
+    /// release refunds exactly what the placement charged.
+    #[must_use]
+    pub fn power_charge(&self, gpus: u32, milli: GpuMilli, cpu: MilliCores) -> Watts {
+        let gpu_part = Watts(self.gpu_reservation(milli).0.saturating_mul(u64::from(gpus)));
+        let total = u64::from(self.gpu_count());
+        let base = if gpus > 0 && total > 0 {
+            (self.base_power.0 * u64::from(gpus)).div_ceil(total)
+        } else if self.cpu_total.0 > 0 {
+            (u128::from(self.base_power.0) * u128::from(cpu.0)).div_ceil(u128::from(self.cpu_total.0)) as u64
+        } else {
+            0
+        };
+        gpu_part + Watts(base)
+    }
 }
 
 /// FNV-1a, 64-bit: tiny, fast and the same on every platform (std's hasher is not
@@ -326,6 +354,8 @@ pub struct SiteState {
     pub oversubscription_milli: u32,
     /// Whether each [`DataClass`] (by index) may live here.
     pub allows: [bool; 4],
+    /// The site's region (quota flavours select by region).
+    pub region: String,
 }
 
 /// GPUs chosen on one node for one task: `(gpu index, share taken)`.
@@ -400,6 +430,7 @@ impl ClusterState {
                 oversubscription_milli: (site.provisioning.ratio() * 1000.0).round().clamp(0.0, 1000.0)
                     as u32,
                 allows,
+                region: site.region.clone(),
             });
             for rack in &site.racks {
                 let rack_idx = racks.len() as u32;
@@ -611,7 +642,24 @@ impl ClusterState {
         {
             return Err(Reason::SitePowerBudget);
         }
-        Ok(())
+        need.admit.check(node, need)
+    }
+
+    /// Whether `node` has the room for one task of `need`, power, reservations and
+    /// quota aside: the cheap gate that tells whether a class is worth trying.
+    #[must_use]
+    pub fn has_room(&self, node: &NodeState, need: &Need) -> bool {
+        node.up
+            && self.sites[node.site as usize].allows[need.data_class.index()]
+            && (need.gpu_count == 0
+                || (node.model.is_some_and(|m| need.models.allows(m))
+                    && if need.gpu_count == 1 {
+                        node.max_free >= need.milli
+                    } else {
+                        node.free_whole >= need.gpu_count
+                    }))
+            && node.cpu_free >= need.cpu
+            && node.mem_free >= need.memory
     }
 
     /// Takes `alloc` out of the cluster. The caller has checked that it fits
@@ -867,6 +915,47 @@ impl ModelSet {
     }
 }
 
+/// What admission allows one workload on top of its needs: the quota flavours it may use,
+/// its power room per site, and the reservations it may use or backfill into.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Admit {
+    /// Flavours it may use (bit per flavour); `None` for any node.
+    pub flavours: Option<u64>,
+    /// Watts of power quota left per site index; `None` when unlimited.
+    pub power_room: Option<Vec<u64>>,
+    /// Tasks still to place, which the power room must hold.
+    pub tasks: u32,
+    /// The workload itself, which may use its own reservation.
+    pub owner: Option<WorkloadId>,
+    /// When its time limit ends if started now; it may use reserved nodes whose
+    /// reservation starts no earlier (backfill). `None`: no time limit, never backfills.
+    pub ends_by: Option<Timestamp>,
+}
+
+impl Admit {
+    /// The admission part of the node filter: reservation, then quota.
+    fn check(&self, node: &NodeState, need: &Need) -> Result<(), Reason> {
+        if let Some((start, owner)) = node.reserved
+            && self.owner != Some(owner)
+            && self.ends_by.is_none_or(|end| end > start)
+        {
+            return Err(Reason::Reserved);
+        }
+        if let Some(mask) = self.flavours
+            && (node.flavour == NO_FLAVOUR || mask & (1u64 << node.flavour) == 0)
+        {
+            return Err(Reason::Quota);
+        }
+        if let Some(room) = &self.power_room
+            && node.power_charge(need.gpu_count, need.milli, need.cpu).0.saturating_mul(u64::from(self.tasks.max(1)))
+                > room.get(node.site as usize).copied().unwrap_or(u64::MAX)
+        {
+            return Err(Reason::Quota);
+        }
+        Ok(())
+    }
+}
+
 /// What one task needs, resolved against the cluster (model names to indices). This is
 /// what the hot filter loop reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -883,6 +972,9 @@ pub struct Need {
     pub memory: Mebibytes,
     /// Data class.
     pub data_class: DataClass,
+    /// What admission allows (quota, reservations); the default allows everything but
+    /// reserved nodes.
+    pub admit: Admit,
 }
 
 impl Need {

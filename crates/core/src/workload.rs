@@ -18,7 +18,7 @@ impl fmt::Display for WorkloadId {
 }
 
 /// Who a workload belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TenantId(pub String);
 
@@ -251,4 +251,9 @@ pub struct Workload {
     pub shape: Shape,
     /// How long it runs once started. Known to the simulator, `None` in production.
     pub duration: Option<Seconds>,
+    /// The most it may run: it is stopped at this limit (after its grace period). The
+    /// scheduler plans reservations from the limits of running work, and only work
+    /// whose limit ends before a reservation starts may backfill into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<Seconds>,
 }

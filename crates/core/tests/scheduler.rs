@@ -751,9 +751,12 @@ fn budget_cut_preempts_lowest_priority_then_youngest_and_ends_under_budget() {
     assert_eq!(h.sched.status(id(2)), Some(WorkloadStatus::Running));
     assert_eq!(h.sched.pending().collect::<Vec<_>>(), vec![id(3), id(4)]);
 
-    // What still waits says why.
+    // What still waits says why: work of the same shape is ahead of it and did not fit.
     let d = h.arrive(job(5).gpus(8));
-    assert_eq!(d[0].to_string(), "w-5 pending: 0/4 nodes fit: 2 insufficient GPU, 2 site power budget");
+    assert_eq!(
+        d[0].to_string(),
+        "w-5 pending: waiting behind w-3, which asks for the same and is ahead in line"
+    );
 
     // The budget comes back: the queue is placed in priority order (the younger standard
     // workload before the older best-effort one, which then finds no room).

@@ -108,6 +108,8 @@ mod tests {
             shapes: Vec::new(),
             version: 0,
             state_hash: 0,
+            flavour: crate::state::NO_FLAVOUR,
+            reserved: None,
         }
     }
 
@@ -119,6 +121,7 @@ mod tests {
             cpu: MilliCores(0),
             memory: Mebibytes(0),
             data_class: DataClass::Public,
+            admit: crate::state::Admit::default(),
         }
     }
 

@@ -87,6 +87,7 @@ pub fn job(id: u64) -> W {
         },
         shape: Shape::Single,
         duration: None,
+        time_limit: None,
     })
 }
 
@@ -598,6 +599,7 @@ impl Harness {
                     s.budget = *budget;
                 }
             }
+            Event::Tick => {}
         }
         for d in decisions {
             if let Decision::Placed { workload, .. } = d {
@@ -707,6 +709,16 @@ impl Harness {
                     || !only_placements(&own[1..])
                 {
                     problems.push((Kind::Decisions, format!("release of {id} decided {decisions:?}")));
+                }
+            }
+            Event::Tick => {
+                // Reclaims first, then placements.
+                let n = own
+                    .iter()
+                    .take_while(|d| matches!(d, Decision::Preempted { why: PreemptWhy::Reclaim { .. }, .. }))
+                    .count();
+                if !only_placements(&own[n..]) {
+                    problems.push((Kind::Decisions, format!("tick decided {decisions:?}")));
                 }
             }
             Event::NodeAdded(_) | Event::NodeRestored { .. } => {

@@ -1,0 +1,315 @@
+//! The periodic pass ([`crate::Event::Tick`]): the work that needs a wide look and so is
+//! kept off the per-event path, as Slurm keeps backfill in its own thread every 30 s.
+//!
+//! 1. **Fair-share decay**: past use decays with the configured half-life and every
+//!    tenant is ranked again.
+//! 2. **Reclaim**: a tenant within its nominal quota whose cohort lent that quota out
+//!    gets it back: borrowers (tenants above their nominal in that flavour) are preempted,
+//!    lowest priority first, youngest first, until quota admits the owed work.
+//! 3. **Reservations**: the best-ranked gangs that cannot start get concrete nodes and
+//!    the earliest time those nodes will be free, from the time limits of what runs on
+//!    them. Reservations are planned again each pass; the start can only move earlier,
+//!    since nothing may be placed on reserved nodes that would still run at the start.
+//! 4. **Backfill**: waiting work whose time limit ends before a reservation starts may use
+//!    reserved nodes meanwhile. The walk tries the head of each tenant in each class, in
+//!    rank order, up to `depth` tries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gigawatt_units::{Seconds, Timestamp};
+
+use crate::CoreRng;
+use crate::event::Decision;
+use crate::explain::PreemptWhy;
+use crate::quota::QuotaLimit;
+use crate::scheduler::{Entry, Reservation, Scheduler, decay};
+use crate::state::{NO_FLAVOUR, NodeIdx, TaskAlloc};
+use crate::workload::{Topology, WorkloadId};
+
+/// Borrowed workloads a reclaim may preempt for one owed workload.
+const MAX_RECLAIM_VICTIMS: usize = 256;
+
+impl Scheduler {
+    /// The periodic pass. See the module docs.
+    pub(crate) fn tick(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+        self.decay_shares();
+        self.reclaim(out);
+        self.plan_reservations();
+        self.backfill(rng, out);
+        self.retry_pending(rng, out);
+    }
+
+    fn decay_shares(&mut self) {
+        let now = self.now;
+        let dt = self.last_tick.map_or(Seconds(0.0), |t| now.since(t));
+        self.last_tick = Some(now);
+        let d = decay(dt, self.quotas.spec.fair_share.half_life);
+        for u in &mut self.usage {
+            for (past, cur) in u.decayed.iter_mut().zip(&u.now) {
+                *past = *past * d + *cur as f64 * (1.0 - d);
+            }
+        }
+        for t in 0..self.pq.tenants.len() as u32 {
+            if self.pq.tenants[t as usize].len > 0 {
+                self.refresh_share(t);
+            }
+        }
+    }
+
+    /// Preempts borrowers for tenants refused within their nominal quota.
+    fn reclaim(&mut self, out: &mut Vec<Decision>) {
+        if self.quotas.flavours() == 0 {
+            return;
+        }
+        // Owed heads, best ranked first.
+        let mut owed: Vec<(crate::queue::Rank, WorkloadId)> = Vec::new();
+        for (t, tq) in self.pq.tenants.iter().enumerate() {
+            if tq.len == 0 || !self.quotas.governs(&tq.id) {
+                continue;
+            }
+            for (c, set) in &tq.by_class {
+                let Some(head) = set.first() else { continue };
+                if let Err(q) = self.admission(head.2)
+                    && matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: true, .. })
+                {
+                    let rank = tq.rank.get(c).copied().flatten().unwrap_or(crate::scheduler::rank_in(
+                        &self.usage,
+                        t as u32,
+                        head.0.0,
+                    ));
+                    owed.push((rank, head.2));
+                }
+            }
+        }
+        owed.sort_unstable();
+        for (_, id) in owed {
+            let Some(e) = self.workloads.get(&id) else { continue };
+            let (tenant, prio) = (e.workload.tenant.clone(), e.workload.priority);
+            let Some(root) = self.quotas.root(&tenant) else { continue };
+            // Borrowed work in the same tree, lowest priority first, youngest first.
+            let mut victims: Vec<(crate::workload::PriorityClass, std::cmp::Reverse<u64>, WorkloadId)> = self
+                .workloads
+                .iter()
+                .filter(|(_, v)| {
+                    v.workload.tenant != tenant
+                        && v.workload.priority <= prio
+                        && v.started.is_some()
+                        && self.quotas.root(&v.workload.tenant) == Some(root)
+                })
+                .map(|(vid, v)| (v.workload.priority, std::cmp::Reverse(v.placed_seq), *vid))
+                .collect();
+            victims.sort_unstable();
+            let mut evicted = 0;
+            for (_, _, vid) in victims {
+                if self.admission(id).is_ok() || evicted >= MAX_RECLAIM_VICTIMS {
+                    break;
+                }
+                let Some(v) = self.workloads.get(&vid) else { continue };
+                let borrowing = v.charges_flavours().any(|f| self.quotas.borrowing(&v.workload.tenant, f));
+                if !borrowing {
+                    continue;
+                }
+                let why = PreemptWhy::Reclaim { by: id, tenant: tenant.0.clone() };
+                self.evict(vid, why, out);
+                evicted += 1;
+            }
+        }
+    }
+
+    /// Plans reservations for the best-ranked gangs that cannot start.
+    fn plan_reservations(&mut self) {
+        let max = self.config.backfill.max_reservations as usize;
+        // Owners that still wait keep their turn; the rest go.
+        let held: Vec<WorkloadId> = self.reservations.keys().copied().collect();
+        let mut keep = Vec::new();
+        for id in held {
+            let waiting = self.workloads.get(&id).is_some_and(|e| e.placed() == 0);
+            let r = self.reservations.remove(&id);
+            for n in r.map(|r| r.nodes).unwrap_or_default() {
+                if let Some(node) = self.state.nodes.get_mut(n.0 as usize) {
+                    node.reserved = None;
+                }
+                self.note_freed_node(n);
+            }
+            if waiting {
+                keep.push(id);
+            }
+        }
+        if max == 0 {
+            return;
+        }
+        let mut gangs: Vec<(crate::queue::Rank, WorkloadId)> = Vec::new();
+        for &c in &self.pq.active {
+            let class = &self.pq.classes[c as usize];
+            if !class.key.is_gang() {
+                continue;
+            }
+            if let Some((rank, slot)) = self.pq.class_head(c) {
+                gangs.push((rank, slot.2));
+            }
+        }
+        gangs.sort_unstable();
+        let mut order: Vec<WorkloadId> = keep;
+        for (_, id) in gangs {
+            if order.len() >= max {
+                break;
+            }
+            if !order.contains(&id) {
+                order.push(id);
+            }
+        }
+        order.truncate(max);
+        if order.is_empty() {
+            return;
+        }
+        let ends = self.task_ends();
+        let horizon = Seconds(self.config.backfill.horizon_s as f64);
+        for id in order {
+            let Some((start, nodes)) = self.earliest_start(id, &ends) else { continue };
+            if start.since(self.now).0 > horizon.0 {
+                continue;
+            }
+            for n in &nodes {
+                self.state.nodes[n.0 as usize].reserved = Some((start, id));
+            }
+            self.reservations.insert(id, Reservation { start, nodes });
+        }
+    }
+
+    /// Per node, the tasks on it with the time their workload's limit ends (`None`:
+    /// no limit, never known to end).
+    fn task_ends(&self) -> Vec<Vec<(Option<Timestamp>, TaskAlloc)>> {
+        let mut ends: Vec<Vec<(Option<Timestamp>, TaskAlloc)>> = vec![Vec::new(); self.state.nodes.len()];
+        for e in self.workloads.values() {
+            let end = e.ends();
+            for t in e.tasks.iter().flatten() {
+                ends[t.node.0 as usize].push((end, t.clone()));
+            }
+        }
+        for list in &mut ends {
+            list.sort_by_key(|(end, _)| end.map_or(i64::MAX, |t| t.0));
+        }
+        ends
+    }
+
+    /// The earliest time a waiting gang could start, and where: for every node, when it
+    /// could take one of its tasks (as the tasks there reach their time limits), then per
+    /// topology group the `k`-th earliest of its nodes.
+    fn earliest_start(
+        &self,
+        id: WorkloadId,
+        ends: &[Vec<(Option<Timestamp>, TaskAlloc)>],
+    ) -> Option<(Timestamp, Vec<NodeIdx>)> {
+        let e = self.workloads.get(&id)?;
+        let crate::workload::Shape::Gang { topology, .. } = e.workload.shape else { return None };
+        if topology == Topology::SameNode {
+            return None;
+        }
+        let mut need = e.need.clone();
+        need.admit = self.admission(id).ok()?;
+        need.admit.ends_by = None;
+        need.admit.tasks = 1;
+        let k = (e.workload.shape.tasks() - e.placed()) as usize;
+        let whole_node = |n: &crate::state::NodeState| need.gpu_count > 0 && need.gpu_count == n.gpu_count();
+        let mut groups: BTreeMap<u32, Vec<(i64, u32)>> = BTreeMap::new();
+        for (i, node) in self.state.nodes.iter().enumerate() {
+            if !node.up || !self.state.sites[node.site as usize].allows[need.data_class as usize] {
+                continue;
+            }
+            if need.gpu_count > 0 && !node.model.is_some_and(|m| need.models.allows(m)) {
+                continue;
+            }
+            if node.reserved.is_some() {
+                continue;
+            }
+            if let Some(mask) = need.admit.flavours
+                && (node.flavour == NO_FLAVOUR || mask & (1 << node.flavour) == 0)
+            {
+                continue;
+            }
+            let free_at = if self.state.check(node, &need).is_ok() {
+                Some(self.now)
+            } else if whole_node(node) {
+                // Every task there must leave.
+                let list = &ends[i];
+                if list.iter().any(|(end, _)| end.is_none()) {
+                    None
+                } else {
+                    list.last().and_then(|(end, _)| *end).map(|t| t.max(self.now))
+                }
+            } else {
+                let mut freed: Vec<&TaskAlloc> = Vec::new();
+                let mut at = None;
+                for (end, alloc) in &ends[i] {
+                    let Some(end) = end else { break };
+                    freed.push(alloc);
+                    if self.state.check_with_freed(node, &need, &freed).is_ok() {
+                        at = Some((*end).max(self.now));
+                        break;
+                    }
+                }
+                at
+            };
+            let Some(at) = free_at else { continue };
+            let group = match topology {
+                Topology::SameRack => node.rack,
+                Topology::SameDomain => self.state.racks[node.rack as usize].domain,
+                Topology::Any | Topology::SameNode => 0,
+            };
+            groups.entry(group).or_default().push((at.0, i as u32));
+        }
+        let mut best: Option<(i64, u32, Vec<NodeIdx>)> = None;
+        for (g, mut list) in groups {
+            if list.len() < k {
+                continue;
+            }
+            list.sort_unstable();
+            let start = list[k - 1].0;
+            if best.as_ref().is_none_or(|(s, bg, _)| (start, g) < (*s, *bg)) {
+                best = Some((start, g, list[..k].iter().map(|(_, n)| NodeIdx(*n)).collect()));
+            }
+        }
+        best.map(|(s, _, nodes)| (Timestamp(s), nodes))
+    }
+
+    /// Lets waiting work whose time limit ends before a reservation starts use reserved
+    /// nodes meanwhile.
+    fn backfill(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+        let Some(latest) = self.reservations.values().map(|r| r.start).max() else { return };
+        let mut budget = self.config.backfill.depth;
+        let classes: Vec<u32> = self.pq.active.iter().copied().collect();
+        let mut tried: BTreeSet<WorkloadId> = BTreeSet::new();
+        for c in classes {
+            let ranks: Vec<crate::queue::Rank> =
+                self.pq.classes[c as usize].ready.iter().take(budget as usize).copied().collect();
+            for rank in ranks {
+                if budget == 0 {
+                    return;
+                }
+                let Some(slot) = self.pq.head(rank.3, c) else { continue };
+                let id = slot.2;
+                let fits_window = self
+                    .workloads
+                    .get(&id)
+                    .and_then(|e| e.workload.time_limit)
+                    .is_some_and(|l| self.now + l <= latest);
+                if !fits_window || !tried.insert(id) {
+                    continue;
+                }
+                budget -= 1;
+                self.backfill_one(id, rng, out);
+            }
+        }
+    }
+
+    fn backfill_one(&mut self, id: WorkloadId, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+        self.try_place_public(id, rng, out);
+    }
+}
+
+impl Entry {
+    /// The flavours it is charged in.
+    pub(crate) fn charges_flavours(&self) -> impl Iterator<Item = usize> + '_ {
+        self.charges_list().iter().filter(|(f, _)| *f != NO_FLAVOUR).map(|(f, _)| *f as usize)
+    }
+}
