@@ -344,6 +344,7 @@ impl JobSpec {
             },
             shape,
             duration: None,
+            time_limit: time_limit_s.map(|s| gigawatt_units::Seconds(s as f64)),
         };
         let run = RunSpec { command: self.command.clone(), env: self.env.clone(), time_limit_s };
         Ok(ValidJob { workload, kind, run })

@@ -55,6 +55,8 @@ fn filled(fleet: &Fleet, policy: PolicyKind, max_candidates: Option<u32>) -> Ste
         drop_unschedulable: true,
         max_candidates,
         priority_preemption: false,
+        fair_share: false,
+        backfill: gigawatt_core::BackfillConfig::OFF,
     };
     let mut s =
         SteadyState::with_config(fleet, policy, SEED, FILL, config).expect("the synthetic fleet loads");

@@ -114,6 +114,8 @@ fn main() {
                 drop_unschedulable: true,
                 max_candidates: args.max_candidates,
                 priority_preemption: false,
+                fair_share: false,
+                backfill: gigawatt_core::BackfillConfig::OFF,
             },
         )
         .expect("the synthetic fleet loads");

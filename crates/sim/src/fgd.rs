@@ -144,6 +144,8 @@ pub fn run(
             drop_unschedulable: true,
             max_candidates: params.max_candidates,
             priority_preemption: false,
+            fair_share: false,
+            backfill: gigawatt_core::BackfillConfig::OFF,
         },
     );
     let arrivals = inflate(workload.pods, capacity, params.ratio, &mut crate::rng(seed, STREAM_WORKLOAD));
@@ -163,6 +165,7 @@ pub fn run(
             demand: pod.demand(&|m| canonical(fleet, m)),
             shape: Shape::Single,
             duration: None,
+            time_limit: None,
         };
         sim.schedule(Timestamp::from_secs(i as i64), Event::Arrival(w));
     }

@@ -111,6 +111,8 @@ pub fn replay(fleet: &Fleet, pods: &[OpenbPod], params: ReplayParams) -> Result<
         drop_unschedulable: false,
         max_candidates: params.max_candidates,
         priority_preemption: true,
+        fair_share: false,
+        backfill: gigawatt_core::BackfillConfig::OFF,
     };
     let scheduler = Scheduler::new(fleet, params.policy.build(&typical), config, start)?;
     let capacity = f64::from(scheduler.state().gpu_capacity().0.max(1));
@@ -141,6 +143,7 @@ pub fn replay(fleet: &Fleet, pods: &[OpenbPod], params: ReplayParams) -> Result<
                 demand: p.demand(&canon),
                 shape: Shape::Single,
                 duration: Some(Seconds((d - c) as f64)),
+                time_limit: None,
             }),
         );
     }

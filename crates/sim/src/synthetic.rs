@@ -537,6 +537,7 @@ impl WorkloadGen {
             demand,
             shape,
             duration: Some(duration),
+            time_limit: None,
         }
     }
 }
@@ -675,7 +676,7 @@ impl SteadyState {
     /// If the core cannot build its state from the fleet.
     pub fn new(fleet: &Fleet, policy: PolicyKind, seed: u64, target: f64) -> Result<SteadyState, CoreError> {
         let config =
-            SchedulerConfig { drop_unschedulable: true, max_candidates: None, priority_preemption: false };
+            SchedulerConfig { drop_unschedulable: true, max_candidates: None, priority_preemption: false, fair_share: false, backfill: gigawatt_core::BackfillConfig::OFF };
         SteadyState::with_config(fleet, policy, seed, target, config)
     }
 

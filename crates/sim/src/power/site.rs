@@ -165,7 +165,7 @@ fn gangs_of(placed: &[Placed]) -> Vec<Vec<usize>> {
 fn place(e: &PowerExperiment, fleet: &Fleet, nodes: usize) -> Result<(Vec<Placed>, ()), PowerError> {
     let policy = PolicyKind::BestFit.build(&TypicalPods::default());
     let config =
-        SchedulerConfig { drop_unschedulable: false, max_candidates: None, priority_preemption: false };
+        SchedulerConfig { drop_unschedulable: false, max_candidates: None, priority_preemption: false, fair_share: false, backfill: gigawatt_core::BackfillConfig::OFF };
     let mut sched =
         Scheduler::new(fleet, policy, config, Timestamp(0)).map_err(|c| PowerError::Config(c.to_string()))?;
     let mut rng = CoreRng::seed_from_u64(e.seed);
@@ -193,6 +193,7 @@ fn place(e: &PowerExperiment, fleet: &Fleet, nodes: usize) -> Result<(Vec<Placed
             demand: demand(gpus),
             shape,
             duration: None,
+            time_limit: None,
         });
         next += 1;
     };
