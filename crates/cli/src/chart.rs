@@ -129,3 +129,65 @@ where
         .draw()?;
     Ok(())
 }
+
+/// Writes the `sim queue` chart: GPU utilisation over time per policy (left), and each
+/// tenant's use against its entitlement per policy (right, log–log; the diagonal is
+/// fairness).
+pub fn queue(path: &Path, runs: &[gigawatt_sim::queue::QueueRun]) -> Result<()> {
+    let root = SVGBackend::new(path, (1400, 600)).into_drawing_area();
+    let (left, right) = root.split_horizontally(760);
+    let end = runs.iter().filter_map(|r| r.series.last().map(|p| p.0)).fold(1.0, f64::max);
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&left)
+            .caption("GPU utilisation with a standing queue", ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..end, 0f64..100.0)?;
+        chart.configure_mesh().x_desc("time (hours)").y_desc("GPUs allocated (%)").draw()?;
+        for (i, r) in runs.iter().enumerate() {
+            let color = COLORS[(i + 1) % COLORS.len()];
+            let s = &r.summary;
+            chart
+                .draw_series(LineSeries::new(r.series.iter().copied(), color.stroke_width(1)))?
+                .label(format!("{}: {:.1}%", s.policy, s.gpu_utilisation_pct))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        legend(&mut chart)?;
+        // Shares: per tenant, entitled vs used (mean GPUs over its backlogged samples).
+        let pts = |r: &gigawatt_sim::queue::QueueRun| -> Vec<(f64, f64)> {
+            r.shares
+                .iter()
+                .filter(|s| s.entitled > 0.0 && s.used > 0.0)
+                .map(|s| (s.entitled.log10(), s.used.log10()))
+                .collect()
+        };
+        let all: Vec<(f64, f64)> = runs.iter().flat_map(pts).collect();
+        let lo = all.iter().map(|p| p.0.min(p.1)).fold(f64::INFINITY, f64::min).min(0.0);
+        let hi = all.iter().map(|p| p.0.max(p.1)).fold(1.0, f64::max);
+        let mut chart = ChartBuilder::on(&right)
+            .caption("Each backlogged tenant: use against entitlement", ("sans-serif", 20))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(lo..hi, lo..hi)?;
+        chart
+            .configure_mesh()
+            .x_desc("entitled (log10 GPU-samples)")
+            .y_desc("used (log10 GPU-samples)")
+            .draw()?;
+        chart.draw_series(LineSeries::new(vec![(lo, lo), (hi, hi)], BLACK.stroke_width(1)))?;
+        for (i, r) in runs.iter().enumerate() {
+            let color = COLORS[(i + 1) % COLORS.len()];
+            chart
+                .draw_series(pts(r).into_iter().map(|p| Circle::new(p, 2, color.mix(0.5).filled())))?
+                .label(format!("{}: Jain {:.3}", r.summary.policy, r.summary.jain_fairness))
+                .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+        }
+        legend(&mut chart)?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("writing chart {}", path.display()))
+}

@@ -19,6 +19,7 @@ mod paths;
 mod serve_cmd;
 mod sim_cmd;
 mod sim_power_cmd;
+mod sim_queue_cmd;
 mod up_cmd;
 
 use std::process::ExitCode;

@@ -31,6 +31,11 @@ pub enum SimCommand {
     /// per MW, SLO attainment, training throughput lost to caps, peak and p99 draw against
     /// the budget, time over any limit and energy per token.
     Power(crate::sim_power_cmd::PowerArgs),
+    /// Thousands of tenants and a queue that never empties: today's priority-then-FIFO
+    /// order against quotas with fair share, and against fair share with reservations
+    /// and backfill. Reports utilisation, Jain's fairness, waits of small jobs and big
+    /// gangs, starving gangs, and the core's cost per event.
+    Queue(crate::sim_queue_cmd::QueueArgs),
 }
 
 /// Arguments of `gigawatt sim replay`.
@@ -136,6 +141,7 @@ pub fn run(cmd: SimCommand) -> Result<()> {
         SimCommand::Replay(args) => replay(args),
         SimCommand::Azure(args) => azure(args),
         SimCommand::Power(args) => crate::sim_power_cmd::run(args),
+        SimCommand::Queue(args) => crate::sim_queue_cmd::run_cmd(args),
     }
 }
 

@@ -14,7 +14,7 @@
 //!    reserved nodes meanwhile. The walk tries the head of each tenant in each class, in
 //!    rank order, up to `depth` tries.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use gigawatt_units::{Seconds, Timestamp};
 
@@ -26,15 +26,24 @@ use crate::scheduler::{Entry, Reservation, Scheduler, decay};
 use crate::state::{NO_FLAVOUR, NodeIdx, TaskAlloc};
 use crate::workload::{Topology, WorkloadId};
 
-/// Borrowed workloads a reclaim may preempt for one owed workload.
+/// Nodes a reclaim may clear of borrowers for one owed workload (one per task placed).
+const MAX_RECLAIM_ROUNDS: usize = 8;
+
+/// Borrowed workloads a reclaim may preempt for one gang's quota.
 const MAX_RECLAIM_VICTIMS: usize = 256;
 
 impl Scheduler {
     /// The periodic pass. See the module docs.
     pub(crate) fn tick(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
         self.decay_shares();
-        self.reclaim(out);
-        self.plan_reservations();
+        self.reclaim(rng, out);
+        self.plan_reservations(out);
+        if std::env::var_os("GIGAWATT_DEBUG_RES").is_some() {
+            for (id, r) in &self.reservations {
+                let e = &self.workloads[id];
+                eprintln!("t={} res {id} tasks={} start+{:.0}s nodes={} held={:?} placed={}", self.now.0/1000, e.workload.shape.tasks(), r.start.since(self.now).0, r.nodes.len(), e.held, e.placed());
+            }
+        }
         self.backfill(rng, out);
         self.retry_pending(rng, out);
     }
@@ -57,7 +66,7 @@ impl Scheduler {
     }
 
     /// Preempts borrowers for tenants refused within their nominal quota.
-    fn reclaim(&mut self, out: &mut Vec<Decision>) {
+    fn reclaim(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
         if self.quotas.flavours() == 0 {
             return;
         }
@@ -83,96 +92,145 @@ impl Scheduler {
         }
         owed.sort_unstable();
         for (_, id) in owed {
-            let Some(e) = self.workloads.get(&id) else { continue };
-            let (tenant, prio) = (e.workload.tenant.clone(), e.workload.priority);
-            let Some(root) = self.quotas.root(&tenant) else { continue };
-            // Borrowed work in the same tree, lowest priority first, youngest first.
-            let mut victims: Vec<(crate::workload::PriorityClass, std::cmp::Reverse<u64>, WorkloadId)> = self
-                .workloads
-                .iter()
-                .filter(|(_, v)| {
-                    v.workload.tenant != tenant
-                        && v.workload.priority <= prio
-                        && v.started.is_some()
-                        && self.quotas.root(&v.workload.tenant) == Some(root)
-                })
-                .map(|(vid, v)| (v.workload.priority, std::cmp::Reverse(v.placed_seq), *vid))
-                .collect();
-            victims.sort_unstable();
-            let mut evicted = 0;
-            for (_, _, vid) in victims {
-                if self.admission(id).is_ok() || evicted >= MAX_RECLAIM_VICTIMS {
-                    break;
-                }
-                let Some(v) = self.workloads.get(&vid) else { continue };
-                let borrowing = v.charges_flavours().any(|f| self.quotas.borrowing(&v.workload.tenant, f));
-                if !borrowing {
-                    continue;
-                }
-                let why = PreemptWhy::Reclaim { by: id, tenant: tenant.0.clone() };
-                self.evict(vid, why, out);
-                evicted += 1;
-            }
+            self.reclaim_for(id, rng, out);
         }
     }
 
-    /// Plans reservations for the best-ranked gangs that cannot start.
-    fn plan_reservations(&mut self) {
-        let max = self.config.backfill.max_reservations as usize;
-        // Owners that still wait keep their turn; the rest go.
-        let held: Vec<WorkloadId> = self.reservations.keys().copied().collect();
-        let mut keep = Vec::new();
-        for id in held {
-            let waiting = self.workloads.get(&id).is_some_and(|e| e.placed() == 0);
-            let r = self.reservations.remove(&id);
-            for n in r.map(|r| r.nodes).unwrap_or_default() {
-                if let Some(node) = self.state.nodes.get_mut(n.0 as usize) {
-                    node.reserved = None;
-                }
-                self.note_freed_node(n);
+    /// Frees room for one owed workload by preempting borrowers of its quota tree on the
+    /// node where the fewest (lowest priority, youngest) suffice, and places it there at
+    /// once, so that the borrowers cannot take the room back. Gangs reclaim when they
+    /// take a reservation (see `plan_reservations`).
+    fn reclaim_for(&mut self, id: WorkloadId, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+        for _ in 0..MAX_RECLAIM_ROUNDS {
+            let Some(e) = self.workloads.get(&id) else { return };
+            if matches!(e.workload.shape, crate::workload::Shape::Gang { .. }) || e.placed() == e.workload.shape.tasks() {
+                return;
             }
-            if waiting {
-                keep.push(id);
+            let (tenant, prio) = (e.workload.tenant.clone(), e.workload.priority);
+            let Some(root) = self.quotas.root(&tenant) else { return };
+            let mut need = e.need.clone();
+            need.admit = crate::state::Admit {
+                flavours: Some(self.quotas.nominal_mask(&tenant, u64::from(need.gpu_total().0))),
+                power_room: None,
+                tasks: 1,
+                owner: Some(id),
+                ends_by: None,
+            };
+            let quotas = &self.quotas;
+            let victims = self.victims_on_nodes(
+                &need,
+                |_, v| {
+                    v.workload.tenant != tenant
+                        && v.workload.priority <= prio
+                        && quotas.root(&v.workload.tenant) == Some(root)
+                        && v.charges_flavours().any(|f| quotas.borrowing(&v.workload.tenant, f))
+                },
+                prio,
+            );
+            let Some(victims) = victims else { return };
+            for vid in victims {
+                let why = PreemptWhy::Reclaim { by: id, tenant: tenant.0.clone() };
+                self.evict(vid, why, out);
             }
+            self.try_place_public(id, rng, out);
         }
-        if max == 0 {
+    }
+
+    /// Plans reservations for the best-ranked gangs that cannot start. A reservation
+    /// stays until its gang starts or leaves (its start can only come earlier: nothing
+    /// placed on its nodes runs past it), unless one of its nodes goes down. Taking one
+    /// also holds the gang's quota, as Kueue's admission does before pods are placed, so
+    /// that borrowers cannot take back the room the nodes free; a gang within its nominal
+    /// quota whose cohort lent that quota out reclaims it first.
+    fn plan_reservations(&mut self, out: &mut Vec<Decision>) {
+        let max = self.config.backfill.max_reservations as usize;
+        let broken: Vec<WorkloadId> = self
+            .reservations
+            .iter()
+            .filter(|(id, r)| {
+                !self.workloads.get(id).is_some_and(|e| e.placed() == 0)
+                    || r.nodes.iter().any(|n| !self.state.nodes[n.0 as usize].up)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in broken {
+            self.unreserve(id);
+        }
+        if self.reservations.len() >= max {
             return;
         }
+        // Every waiting gang at the head of its tenant's part of a class, ready or parked
+        // on quota, best ranked first.
         let mut gangs: Vec<(crate::queue::Rank, WorkloadId)> = Vec::new();
-        for &c in &self.pq.active {
-            let class = &self.pq.classes[c as usize];
-            if !class.key.is_gang() {
-                continue;
-            }
-            if let Some((rank, slot)) = self.pq.class_head(c) {
-                gangs.push((rank, slot.2));
+        for (t, tq) in self.pq.tenants.iter().enumerate() {
+            for (c, set) in &tq.by_class {
+                if !self.pq.classes[*c as usize].key.is_gang() {
+                    continue;
+                }
+                if let Some(head) = set.first()
+                    && !self.reservations.contains_key(&head.2)
+                {
+                    gangs.push((crate::scheduler::rank_in(&self.usage, t as u32, head.0.0), head.2));
+                }
             }
         }
         gangs.sort_unstable();
-        let mut order: Vec<WorkloadId> = keep;
+        let horizon = Seconds(self.config.backfill.horizon_s as f64);
+        let mut ends = None;
         for (_, id) in gangs {
-            if order.len() >= max {
+            if self.reservations.len() >= max {
                 break;
             }
-            if !order.contains(&id) {
-                order.push(id);
+            if let Err(q) = self.admission(id) {
+                if !matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: true, .. }) {
+                    continue;
+                }
+                self.reclaim_quota(id, out);
+                if self.admission(id).is_err() {
+                    continue;
+                }
+                ends = None;
             }
-        }
-        order.truncate(max);
-        if order.is_empty() {
-            return;
-        }
-        let ends = self.task_ends();
-        let horizon = Seconds(self.config.backfill.horizon_s as f64);
-        for id in order {
-            let Some((start, nodes)) = self.earliest_start(id, &ends) else { continue };
+            let ends = ends.get_or_insert_with(|| self.task_ends());
+            let Some((start, nodes)) = self.earliest_start(id, ends) else { continue };
             if start.since(self.now).0 > horizon.0 {
                 continue;
             }
             for n in &nodes {
                 self.state.nodes[n.0 as usize].reserved = Some((start, id));
             }
+            self.hold_quota(id, &nodes);
             self.reservations.insert(id, Reservation { start, nodes });
+        }
+    }
+
+    /// Preempts borrowers of a gang's quota tree (lowest priority, youngest first) until
+    /// quota admits it.
+    fn reclaim_quota(&mut self, id: WorkloadId, out: &mut Vec<Decision>) {
+        let Some(e) = self.workloads.get(&id) else { return };
+        let (tenant, prio) = (e.workload.tenant.clone(), e.workload.priority);
+        let Some(root) = self.quotas.root(&tenant) else { return };
+        let mut victims: Vec<(crate::workload::PriorityClass, std::cmp::Reverse<u64>, WorkloadId)> = Vec::new();
+        for p in crate::workload::PriorityClass::ALL.iter().filter(|p| **p <= prio) {
+            for vid in self.running_of(*p) {
+                let Some(v) = self.workloads.get(vid) else { continue };
+                if v.workload.tenant != tenant && self.quotas.root(&v.workload.tenant) == Some(root) {
+                    victims.push((v.workload.priority, std::cmp::Reverse(v.placed_seq), *vid));
+                }
+            }
+        }
+        victims.sort_unstable();
+        let mut evicted = 0;
+        for (_, _, vid) in victims {
+            if evicted >= MAX_RECLAIM_VICTIMS || self.admission(id).is_ok() {
+                break;
+            }
+            let Some(v) = self.workloads.get(&vid) else { continue };
+            if !v.charges_flavours().any(|f| self.quotas.borrowing(&v.workload.tenant, f)) {
+                continue;
+            }
+            self.evict(vid, PreemptWhy::Reclaim { by: id, tenant: tenant.0.clone() }, out);
+            evicted += 1;
         }
     }
 
@@ -273,37 +331,46 @@ impl Scheduler {
     }
 
     /// Lets waiting work whose time limit ends before a reservation starts use reserved
-    /// nodes meanwhile.
+    /// nodes meanwhile: classes in order, tenants in rank order, each tenant's work in
+    /// its order, up to `depth` tries (and ten times as many looked at).
     fn backfill(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
         let Some(latest) = self.reservations.values().map(|r| r.start).max() else { return };
-        let mut budget = self.config.backfill.depth;
+        let mut tries = self.config.backfill.depth;
+        let mut looks = u64::from(tries) * 10;
         let classes: Vec<u32> = self.pq.active.iter().copied().collect();
-        let mut tried: BTreeSet<WorkloadId> = BTreeSet::new();
         for c in classes {
-            let ranks: Vec<crate::queue::Rank> =
-                self.pq.classes[c as usize].ready.iter().take(budget as usize).copied().collect();
+            let ranks: Vec<crate::queue::Rank> = self.pq.classes[c as usize].ready.iter().copied().collect();
             for rank in ranks {
-                if budget == 0 {
+                let Some(list) = self.pq.tenants[rank.3 as usize].by_class.get(&c) else { continue };
+                let fitting: Vec<WorkloadId> = list
+                    .iter()
+                    .take(usize::try_from(looks).unwrap_or(usize::MAX))
+                    .filter(|slot| {
+                        self.workloads
+                            .get(&slot.2)
+                            .and_then(|e| e.workload.time_limit)
+                            .is_some_and(|l| self.now + l <= latest)
+                    })
+                    .map(|slot| slot.2)
+                    .collect();
+                looks = looks.saturating_sub(list.len().min(usize::try_from(looks).unwrap_or(usize::MAX)) as u64);
+                for id in fitting {
+                    if tries == 0 {
+                        return;
+                    }
+                    tries -= 1;
+                    let before = out.len();
+                    self.try_place_public(id, rng, out);
+                    if out.len() == before {
+                        // Nothing of this shape fits now: next class.
+                        break;
+                    }
+                }
+                if looks == 0 {
                     return;
                 }
-                let Some(slot) = self.pq.head(rank.3, c) else { continue };
-                let id = slot.2;
-                let fits_window = self
-                    .workloads
-                    .get(&id)
-                    .and_then(|e| e.workload.time_limit)
-                    .is_some_and(|l| self.now + l <= latest);
-                if !fits_window || !tried.insert(id) {
-                    continue;
-                }
-                budget -= 1;
-                self.backfill_one(id, rng, out);
             }
         }
-    }
-
-    fn backfill_one(&mut self, id: WorkloadId, rng: &mut CoreRng, out: &mut Vec<Decision>) {
-        self.try_place_public(id, rng, out);
     }
 }
 

@@ -135,6 +135,8 @@ pub(crate) struct Entry {
     charges: Vec<(u8, u64)>,
     /// Watts charged per site, to refund exactly.
     power: Vec<(u32, u64)>,
+    /// Quota held for its reservation, per flavour, until it starts or leaves.
+    pub(crate) held: Vec<(u8, u64)>,
 }
 
 impl Entry {
@@ -341,6 +343,10 @@ impl Scheduler {
     /// [`QuotaError`] when the configuration is inconsistent; nothing changes then.
     pub fn set_quotas(&mut self, quotas: Quotas) -> Result<(), QuotaError> {
         quotas.validate()?;
+        // Reservations hold quota in the old book: drop them; the next pass plans again.
+        for id in self.reservations.keys().copied().collect::<Vec<_>>() {
+            self.unreserve(id);
+        }
         let sites: Vec<String> = self.state.sites.iter().map(|s| s.id.clone()).collect();
         self.quotas = QuotaBook::new(quotas, &sites);
         let flavours: Vec<u8> = (0..self.state.nodes.len()).map(|i| self.flavour_of(i)).collect();
@@ -615,6 +621,7 @@ impl Scheduler {
             started: None,
             charges: Vec::new(),
             power: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -929,14 +936,39 @@ impl Scheduler {
             ends_by: e.workload.time_limit.map(|l| self.now + l),
         };
         let tenant = &e.workload.tenant;
-        if self.quotas.governs(tenant) {
+        // A reservation holds its quota already.
+        if self.quotas.governs(tenant) && !self.reservations.contains_key(&id) {
             if self.quotas.flavours() > 0 {
-                let amount = u64::from(e.need.gpu_total().0) * u64::from(remaining);
+                let amount = u64::from(e.need.gpu_total().0) * u64::from(remaining) + self.held_for_head(e);
                 admit.flavours = Some(self.quotas.mask(tenant, amount, u64::MAX)?);
             }
             admit.power_room = self.quotas.power_room(tenant);
         }
         Ok(admit)
+    }
+
+    /// Quota a tenant holds for its first waiting workload (by priority, then age) while
+    /// `e`, younger, asks for some: while quota refuses that first workload, younger work
+    /// is admitted only if it fits beside it, so that a tenant's big gang is not overtaken
+    /// for ever by its own small jobs (Kueue's StrictFIFO, applied to quota only). Held
+    /// only when the first workload fits the tenant's nominal quota in some flavour: one
+    /// that needs to borrow waits its turn without holding back the rest. Once quota
+    /// admits it, capacity is the reservation's business.
+    fn held_for_head(&self, e: &Entry) -> u64 {
+        let Some(tq) = self.pq.tenants.get(e.tenant as usize) else { return 0 };
+        let mine = e.slot();
+        let Some(head) = tq.by_class.values().filter_map(|s| s.first()).min().copied() else { return 0 };
+        if head >= mine || head.0 > mine.0 {
+            return 0;
+        }
+        let Some(h) = self.workloads.get(&head.2) else { return 0 };
+        let amount = u64::from(h.need.gpu_total().0) * u64::from(h.workload.shape.tasks() - h.placed());
+        let tenant = &e.workload.tenant;
+        if self.quotas.within_some_nominal(tenant, amount) && self.quotas.mask(tenant, amount, u64::MAX).is_err() {
+            amount
+        } else {
+            0
+        }
     }
 
     /// Tries to place the unplaced tasks of `id`. Returns why some still wait, if any.
@@ -1236,17 +1268,17 @@ impl Scheduler {
 
     /// The fewest running workloads, taken from those `eligible` accepts (lowest
     /// priority, then youngest, first), whose eviction from one node lets a task of
-    /// `need` fit there. Only classes below `below` are looked at.
+    /// `need` fit there. Only classes up to `max` are looked at.
     pub(crate) fn victims_on_nodes(
         &self,
         need: &Need,
         eligible: impl Fn(WorkloadId, &Entry) -> bool,
-        below: PriorityClass,
+        max: PriorityClass,
     ) -> Option<Vec<WorkloadId>> {
         // Victim tasks per node: (priority, youngest first, workload, alloc).
         type Victim<'a> = (PriorityClass, Reverse<u64>, WorkloadId, &'a TaskAlloc);
         let mut per_node: BTreeMap<u32, Vec<Victim<'_>>> = BTreeMap::new();
-        for p in PriorityClass::ALL.iter().filter(|p| **p < below) {
+        for p in PriorityClass::ALL.iter().filter(|p| **p <= max) {
             for wid in &self.running[prio_index(*p)] {
                 let Some(e) = self.workloads.get(wid) else { continue };
                 if !eligible(*wid, e) {
@@ -1371,11 +1403,6 @@ impl Scheduler {
         Ok(out)
     }
 
-    /// Records that a node's capacity (and its rack's and site's power) grew.
-    pub(crate) fn note_freed_node(&mut self, node: NodeIdx) {
-        self.note_freed(node);
-    }
-
     /// Tries to place a waiting workload now, without preempting (the backfill walk).
     pub(crate) fn try_place_public(&mut self, id: WorkloadId, rng: &mut CoreRng, out: &mut Vec<Decision>) {
         self.try_place(id, None, false, rng, out);
@@ -1491,6 +1518,13 @@ impl Scheduler {
 
     /// Drops a workload's reservation and frees its nodes for others.
     pub(crate) fn unreserve(&mut self, id: WorkloadId) {
+        if let Some(e) = self.workloads.get_mut(&id) {
+            let held = std::mem::take(&mut e.held);
+            let tenant = e.workload.tenant.clone();
+            for (f, amount) in held {
+                self.quotas.charge(&tenant, f as usize, amount, false);
+            }
+        }
         if let Some(r) = self.reservations.remove(&id) {
             for n in r.nodes {
                 if let Some(node) = self.state.nodes.get_mut(n.0 as usize)
@@ -1501,6 +1535,36 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// Holds quota for a gang's reservation: one task per reserved node, in the node's
+    /// flavour.
+    pub(crate) fn hold_quota(&mut self, id: WorkloadId, nodes: &[NodeIdx]) {
+        let Some(e) = self.workloads.get(&id) else { return };
+        let per_task = u64::from(e.need.gpu_total().0);
+        let tenant = e.workload.tenant.clone();
+        let mut held: Vec<(u8, u64)> = Vec::new();
+        for n in nodes {
+            let f = self.state.nodes[n.0 as usize].flavour;
+            if f == NO_FLAVOUR {
+                continue;
+            }
+            match held.iter_mut().find(|(g, _)| *g == f) {
+                Some((_, a)) => *a += per_task,
+                None => held.push((f, per_task)),
+            }
+        }
+        for (f, amount) in &held {
+            self.quotas.charge(&tenant, *f as usize, *amount, true);
+        }
+        if let Some(e) = self.workloads.get_mut(&id) {
+            e.held = held;
+        }
+    }
+
+    /// Running workloads of a priority class.
+    pub(crate) fn running_of(&self, p: PriorityClass) -> &BTreeSet<WorkloadId> {
+        &self.running[prio_index(p)]
     }
 
     /// The expected start of a waiting workload and the nodes planned for it, when a

@@ -6,6 +6,7 @@
 //! * [`azure`]: the Azure LLM inference 2023 request trace (arrivals).
 //! * [`fgd`]: the experiment of the FGD paper (Weng et al., ATC'23), reproduced.
 //! * [`replay`]: a production replay with real arrival and departure times and a queue.
+//! * [`queue`]: a standing multi-tenant queue: quotas, fair share, backfill.
 
 pub mod azure;
 pub mod engine;
@@ -14,6 +15,7 @@ pub mod inference;
 pub mod inflate;
 pub mod openb;
 pub mod power;
+pub mod queue;
 pub mod reference;
 pub mod replay;
 pub mod synthetic;

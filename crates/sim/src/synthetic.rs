@@ -576,14 +576,14 @@ pub fn typical_pods(seed: u64) -> TypicalPods {
 /// time the thread gets a CPU back. Wall time minus its increase over a call is the
 /// call's time on the CPU, which stays meaningful on a machine shared with other work.
 /// Elsewhere (or without schedstats) it reads nothing and the waits count as zero.
-struct RunQueueWait {
+pub(crate) struct RunQueueWait {
     #[cfg(target_os = "linux")]
     file: Option<std::fs::File>,
 }
 
 impl RunQueueWait {
     /// Opens the counter of the calling thread.
-    fn open() -> RunQueueWait {
+    pub(crate) fn open() -> RunQueueWait {
         RunQueueWait {
             #[cfg(target_os = "linux")]
             file: std::fs::File::open("/proc/thread-self/schedstat").ok(),
@@ -591,7 +591,7 @@ impl RunQueueWait {
     }
 
     /// Nanoseconds waited so far, if known.
-    fn read(&self) -> Option<u64> {
+    pub(crate) fn read(&self) -> Option<u64> {
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::fs::FileExt;

@@ -92,6 +92,18 @@ pub fn job(id: u64) -> W {
 }
 
 impl W {
+    /// A time limit, in seconds.
+    pub fn limit(mut self, secs: f64) -> W {
+        self.0.time_limit = Some(gigawatt_units::Seconds(secs));
+        self
+    }
+
+    /// Another tenant.
+    pub fn tenant(mut self, t: &str) -> W {
+        self.0.tenant = TenantId(t.into());
+        self
+    }
+
     /// `n` whole GPUs per task (0: none).
     pub fn gpus(mut self, n: u32) -> W {
         self.0.demand.gpu = GpuDemand::whole(n);
