@@ -333,7 +333,6 @@ impl fmt::Display for QuotaWhy {
 struct Member {
     name: String,
     parent: Option<u32>,
-    #[cfg_attr(not(test), allow(dead_code))]
     cohort: bool,
     nominal: Vec<u64>,
     borrow: Vec<Option<u64>>,
@@ -643,9 +642,8 @@ impl QuotaBook {
         self.tenant_member.get(tenant).map_or(0, |t| self.members[*t as usize].nominal.iter().sum())
     }
 
-    /// Checks, for tests, that every cohort's sum matches the claims below it and that no
-    /// limit is exceeded.
-    #[cfg(test)]
+    /// Checks that every cohort's sum matches the claims below it and that no limit is
+    /// exceeded (for tests; linear in the tree).
     pub(crate) fn audit(&self) -> Result<(), String> {
         fn sum_of(book: &QuotaBook, c: usize, f: usize) -> u64 {
             book.members

@@ -379,6 +379,37 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Re-derives every quota account from what runs and what reservations hold, and
+    /// checks that no tenant or cohort is over a limit. For tests: linear in what runs.
+    ///
+    /// # Errors
+    /// What is inconsistent or over its limit.
+    pub fn audit_quotas(&self) -> Result<(), String> {
+        let sites: Vec<String> = self.state.sites.iter().map(|s| s.id.clone()).collect();
+        let mut fresh = QuotaBook::new(self.quotas.spec.clone(), &sites);
+        for e in self.workloads.values() {
+            for (f, amount) in e.charges.iter().chain(&e.held) {
+                if *f != NO_FLAVOUR {
+                    fresh.charge(&e.workload.tenant, *f as usize, *amount, true);
+                }
+            }
+            let placed: u64 = e.tasks.iter().flatten().map(|t| t.gpus.iter().map(|(_, m)| u64::from(m.0)).sum::<u64>()).sum();
+            let charged: u64 = e.charges.iter().map(|(_, a)| *a).sum();
+            if placed != charged {
+                return Err(format!("{} holds {placed} GPU thousandths but is charged {charged}", e.workload.id));
+            }
+        }
+        fresh.audit()?;
+        for (t, _) in &self.quotas.spec.tenants {
+            for f in 0..self.quotas.flavours() {
+                if fresh.account(t, f) != self.quotas.account(t, f) {
+                    return Err(format!("tenant {} flavour {f}: books disagree", t.0));
+                }
+            }
+        }
+        self.quotas.audit()
+    }
+
     /// The quota configuration in force.
     #[must_use]
     pub fn quotas(&self) -> &Quotas {
@@ -1294,22 +1325,25 @@ impl Scheduler {
                 }
             }
         }
-        // (victim count, highest victim priority, node) → victims.
-        let mut best: Option<((usize, PriorityClass, u32), Vec<WorkloadId>)> = None;
+        // (victim count, highest victim priority, oldest victim youngest, node) → victims.
+        type Key = (usize, PriorityClass, u64, u32);
+        let mut best: Option<(Key, Vec<WorkloadId>)> = None;
         for (node_idx, mut victims) in per_node {
             victims.sort_by_key(|v| (v.0, v.1, v.2));
             let node = self.state.node(NodeIdx(node_idx));
             let mut chosen: Vec<WorkloadId> = Vec::new();
             let mut freed: Vec<&TaskAlloc> = Vec::new();
             let mut top = PriorityClass::BestEffort;
-            for (p, _, wid, alloc) in &victims {
+            let mut oldest = u64::MAX;
+            for (p, Reverse(seq), wid, alloc) in &victims {
                 freed.push(alloc);
                 if !chosen.contains(wid) {
                     chosen.push(*wid);
                 }
                 top = top.max(*p);
+                oldest = oldest.min(*seq);
                 if self.state.check_with_freed(node, need, &freed).is_ok() {
-                    let key = (chosen.len(), top, node_idx);
+                    let key = (chosen.len(), top, u64::MAX - oldest, node_idx);
                     if best.as_ref().is_none_or(|(k, _)| key < *k) {
                         best = Some((key, chosen.clone()));
                     }

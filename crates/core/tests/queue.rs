@@ -102,3 +102,299 @@ fn a_gang_gets_a_reservation_from_time_limits_and_starts_when_they_allow() {
     let pos = q.s.queue_position(WorkloadId(11)).expect("waits");
     assert_eq!(pos.expected_start, None);
 }
+
+/// Tenants `a` and `b`, 16 GPUs of nominal each in one cohort, on the 32-GPU lab.
+fn two_tenants() -> Quotas {
+    let mut q = Quotas {
+        flavours: vec![FlavourSpec { name: "h100".into(), models: vec![], sites: vec![], regions: vec![] }],
+        ..Quotas::default()
+    };
+    q.cohorts.insert("all".into(), CohortSpec::default());
+    for t in ["a", "b"] {
+        q.tenants.insert(
+            TenantId(t.into()),
+            TenantQuota {
+                cohort: Some("all".into()),
+                weight: 1,
+                flavours: BTreeMap::from([(
+                    "h100".to_string(),
+                    FlavourQuota { nominal: GpuMilli(16_000), ..FlavourQuota::default() },
+                )]),
+                power: BTreeMap::new(),
+            },
+        );
+    }
+    q
+}
+
+#[test]
+fn a_borrower_is_reclaimed_when_the_lender_wants_its_nominal_back() {
+    let mut q = Q::new(SchedulerConfig::default());
+    q.s.set_quotas(two_tenants()).expect("valid quotas");
+    // a borrows b's unused 16 GPUs.
+    for id in 1..=4 {
+        let d = q.ev(job(id).gpus(8).tenant("a").arrival());
+        assert!(matches!(d[..], [Decision::Placed { .. }]), "{d:?}");
+    }
+    q.s.audit_quotas().expect("quota books agree");
+    // b, within its nominal, waits: the quota is lent out, and it says so.
+    let d = q.ev(job(5).gpus(8).tenant("b").arrival());
+    let Decision::Pending { why, .. } = &d[0] else { panic!("{d:?}") };
+    assert_eq!(
+        why.to_string(),
+        "waiting: tenant b uses 0 of its 16 h100 nominal quota GPUs and may borrow without limit; it is within \
+         its nominal quota but cohort all has lent it out: borrowers will be reclaimed"
+    );
+    // The periodic pass reclaims: a's youngest job goes, b's starts.
+    let d = q.ev(Event::Tick);
+    assert!(
+        matches!(&d[0], Decision::Preempted { workload: WorkloadId(4), why: PreemptWhy::Reclaim { .. } }),
+        "{d:?}"
+    );
+    assert!(q.running(5));
+    q.s.audit_quotas().expect("quota books agree");
+    assert_eq!(q.s.quota_usage(&TenantId("a".into())), vec![("h100".to_string(), 24_000, 16_000, None)]);
+    // a's evicted job waits: a is over its nominal and the cohort is full.
+    assert_eq!(q.s.status(WorkloadId(4)), Some(WorkloadStatus::Pending));
+}
+
+#[test]
+fn fair_share_serves_the_tenant_with_the_smaller_share_first() {
+    let mut q = Q::new(SchedulerConfig::default());
+    // a holds three nodes, b one; both wait for one more.
+    for id in 1..=3 {
+        q.ev(job(id).gpus(8).tenant("a").arrival());
+    }
+    q.ev(job(4).gpus(8).tenant("b").arrival());
+    q.ev(job(5).gpus(8).tenant("a").arrival());
+    q.ev(job(6).gpus(8).tenant("b").arrival());
+    // A node frees: b's job goes first though a's waited longer.
+    let d = q.ev(Event::Completion(WorkloadId(1)));
+    assert_eq!(d.iter().map(Decision::workload).collect::<Vec<_>>(), vec![WorkloadId(1), WorkloadId(6)]);
+    // Without fair share, arrival order decides.
+    let mut fifo = Q::new(SchedulerConfig { fair_share: false, ..SchedulerConfig::default() });
+    for (id, t) in [(1, "a"), (2, "a"), (3, "a"), (4, "b"), (5, "a"), (6, "b")] {
+        fifo.ev(job(id).gpus(8).tenant(t).arrival());
+    }
+    let d = fifo.ev(Event::Completion(WorkloadId(1)));
+    assert_eq!(d.iter().map(Decision::workload).collect::<Vec<_>>(), vec![WorkloadId(1), WorkloadId(5)]);
+}
+
+#[test]
+fn higher_priority_still_goes_before_fair_share() {
+    let config = SchedulerConfig { priority_preemption: false, ..SchedulerConfig::default() };
+    let mut q = Q::new(config);
+    for id in 1..=4 {
+        q.ev(job(id).gpus(8).tenant("b").arrival());
+    }
+    q.ev(job(5).gpus(8).tenant("a").arrival());
+    q.ev(job(6).gpus(8).tenant("b").prio(PriorityClass::LatencyCritical).arrival());
+    let d = q.ev(Event::Completion(WorkloadId(1)));
+    assert_eq!(d.iter().map(Decision::workload).collect::<Vec<_>>(), vec![WorkloadId(1), WorkloadId(6)]);
+}
+
+#[test]
+fn the_same_events_give_the_same_decisions() {
+    let run = || {
+        let mut q = Q::new(SchedulerConfig::default());
+        q.s.set_quotas(two_tenants()).expect("valid quotas");
+        let mut log = Vec::new();
+        for id in 1..=30u64 {
+            q.at(id as f64 * 600.0);
+            let t = if id % 3 == 0 { "b" } else { "a" };
+            let w = if id % 7 == 0 {
+                job(id).gpus(8).gang(2, Topology::SameDomain).limit(2.0 * H).tenant(t)
+            } else {
+                job(id).gpus(1 + (id % 4) as u32).limit(H * (1 + id % 3) as f64).tenant(t)
+            };
+            log.push(serde_json::to_string(&q.ev(w.arrival())).expect("json"));
+            if id % 4 == 0 {
+                log.push(serde_json::to_string(&q.ev(Event::Tick)).expect("json"));
+            }
+            if id > 5 && q.s.status(WorkloadId(id - 5)) == Some(WorkloadStatus::Running) {
+                log.push(serde_json::to_string(&q.ev(Event::Completion(WorkloadId(id - 5)))).expect("json"));
+            }
+            q.s.audit_quotas().expect("quota books agree");
+        }
+        log
+    };
+    assert_eq!(run(), run());
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Arrive { tenant: u8, gpus: u8, gang: bool, limit_h: Option<u8> },
+        Complete(u8),
+        Tick,
+        Later(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..3, prop_oneof![Just(1u8), Just(2), Just(4), Just(8)], any::<bool>(), proptest::option::of(1u8..6))
+                .prop_map(|(tenant, gpus, gang, limit_h)| Op::Arrive { tenant, gpus, gang, limit_h }),
+            3 => any::<u8>().prop_map(Op::Complete),
+            2 => Just(Op::Tick),
+            1 => (1u8..4).prop_map(Op::Later),
+        ]
+    }
+
+    /// Three tenants with random nominal quotas, borrowing and lending limits, in one
+    /// cohort (or alone).
+    fn quotas() -> impl Strategy<Value = Quotas> {
+        proptest::collection::vec((0u32..24, proptest::option::of(0u32..16), proptest::option::of(0u32..8), any::<bool>()), 3)
+            .prop_map(|ts| {
+                let mut q = two_tenants();
+                q.tenants.clear();
+                for (i, (nominal, borrow, lend, alone)) in ts.into_iter().enumerate() {
+                    q.tenants.insert(
+                        TenantId(format!("t{i}")),
+                        TenantQuota {
+                            cohort: (!alone).then(|| "all".to_string()),
+                            weight: 1 + i as u32,
+                            flavours: BTreeMap::from([(
+                                "h100".to_string(),
+                                FlavourQuota {
+                                    nominal: GpuMilli(nominal * 1000),
+                                    borrowing_limit: borrow.map(|b| GpuMilli(b * 1000)),
+                                    lending_limit: lend.map(|l| GpuMilli(l.min(nominal) * 1000)),
+                                },
+                            )]),
+                            power: BTreeMap::new(),
+                        },
+                    );
+                }
+                q
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(128) })]
+
+        /// Borrowing never exceeds a tenant's or a cohort's limits, the cohort never uses
+        /// more than it owns, and the books always match what runs, whatever arrives,
+        /// ends or ticks.
+        #[test]
+        fn quotas_are_never_exceeded(q in quotas(), ops in proptest::collection::vec(op(), 1..80)) {
+            let mut s = Q::new(SchedulerConfig::default());
+            s.s.set_quotas(q).expect("valid");
+            let mut clock = 0.0;
+            for (n, o) in ops.into_iter().enumerate() {
+                let id = n as u64 + 1;
+                match o {
+                    Op::Arrive { tenant, gpus, gang, limit_h } => {
+                        let mut w = job(id).gpus(u32::from(gpus)).tenant(&format!("t{tenant}"));
+                        if gang { w = w.gpus(8).gang(2, Topology::SameDomain); }
+                        if let Some(h) = limit_h { w = w.limit(f64::from(h) * H); }
+                        s.ev(w.arrival());
+                    }
+                    Op::Complete(k) => {
+                        let running: Vec<WorkloadId> = (1..id).map(WorkloadId)
+                            .filter(|w| s.s.status(*w) == Some(WorkloadStatus::Running)).collect();
+                        if !running.is_empty() {
+                            let w = running[usize::from(k) % running.len()];
+                            s.ev(Event::Completion(w));
+                        }
+                    }
+                    Op::Tick => { s.ev(Event::Tick); }
+                    Op::Later(h) => { clock += f64::from(h) * H; s.at(clock); }
+                }
+                if let Err(e) = s.s.audit_quotas() {
+                    return Err(TestCaseError::fail(format!("after op {n}: {e}")));
+                }
+            }
+        }
+
+        /// A tenant within its nominal quota gets it back within one reclaim round, however
+        /// borrowers hold the lab.
+        #[test]
+        fn the_lender_gets_its_nominal_within_one_reclaim(sizes in proptest::collection::vec(prop_oneof![Just(1u32), Just(2), Just(4), Just(8)], 8..40), want in prop_oneof![Just(1u32), Just(2), Just(4), Just(8)]) {
+            let mut s = Q::new(SchedulerConfig::default());
+            s.s.set_quotas(two_tenants()).expect("valid");
+            for (i, g) in sizes.into_iter().enumerate() {
+                s.ev(job(i as u64 + 1).gpus(g).tenant("a").arrival());
+            }
+            let b = WorkloadId(1000);
+            s.ev(job(1000).gpus(want).tenant("b").arrival());
+            if s.s.status(b) != Some(WorkloadStatus::Running) {
+                s.ev(Event::Tick);
+            }
+            prop_assert_eq!(s.s.status(b), Some(WorkloadStatus::Running));
+            s.s.audit_quotas().map_err(TestCaseError::fail)?;
+        }
+
+        /// Backfilled work never delays a reservation: the gang runs by the time its
+        /// reservation said, with every job ending exactly at its time limit (the worst
+        /// case) and work of every limit arriving meanwhile.
+        #[test]
+        fn a_reservation_is_never_delayed_by_backfill(
+            limits in proptest::collection::vec(1u8..8, 4),
+            later in proptest::collection::vec((1u8..16, 1u8..12, prop_oneof![Just(1u32), Just(4), Just(8)]), 0..20),
+        ) {
+            let mut s = Q::new(SchedulerConfig::default());
+            let mut ends: Vec<(f64, u64)> = Vec::new();
+            for (i, l) in limits.iter().enumerate() {
+                s.ev(job(i as u64 + 1).gpus(8).limit(f64::from(*l) * H).tenant("a").arrival());
+                ends.push((f64::from(*l) * H, i as u64 + 1));
+            }
+            let gang = WorkloadId(100);
+            s.ev(job(100).gpus(8).gang(4, Topology::SameDomain).limit(H).tenant("b").arrival());
+            s.ev(Event::Tick);
+            let (start, _) = s.s.expected_start(gang).expect("a reservation");
+            let start_s = start.since(common::NOW).0;
+            // Arrivals every half hour (with their own limits), a tick after each, and
+            // completions exactly at the limits of whatever started.
+            let mut limit_of: BTreeMap<u64, f64> = BTreeMap::new();
+            let mut seen: std::collections::BTreeSet<u64> = (1..=4).collect();
+            let mut note_starts = |s: &Q, ends: &mut Vec<(f64, u64)>, limit_of: &BTreeMap<u64, f64>, now: f64| {
+                for (&id, &l) in limit_of {
+                    if !seen.contains(&id) && s.s.status(WorkloadId(id)) == Some(WorkloadStatus::Running) {
+                        seen.insert(id);
+                        ends.push((now + l, id));
+                    }
+                }
+            };
+            let mut arrivals: Vec<(f64, u64, f64, u32)> = later
+                .into_iter()
+                .enumerate()
+                .map(|(k, (half_hours, limit_h, gpus))| (f64::from(half_hours) * 1800.0 + k as f64, 201 + k as u64, f64::from(limit_h) * H, gpus))
+                .collect();
+            arrivals.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut arrivals = arrivals.into_iter().peekable();
+            loop {
+                ends.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let next_end = ends.first().map(|e| e.0);
+                let next_arrival = arrivals.peek().map(|a| a.0);
+                let now = match (next_end, next_arrival) {
+                    (Some(e), Some(a)) if e <= a => e,
+                    (Some(e), None) => e,
+                    (_, Some(a)) => a,
+                    (None, None) => break,
+                };
+                if now > start_s || s.s.status(gang) == Some(WorkloadStatus::Running) {
+                    break;
+                }
+                s.at(now);
+                if next_end == Some(now) {
+                    let (_, id) = ends.remove(0);
+                    if s.s.status(WorkloadId(id)) == Some(WorkloadStatus::Running) {
+                        s.ev(Event::Completion(WorkloadId(id)));
+                    }
+                } else if let Some((_, id, limit, gpus)) = arrivals.next() {
+                    limit_of.insert(id, limit);
+                    s.ev(job(id).gpus(gpus).limit(limit).tenant("c").arrival());
+                    note_starts(&s, &mut ends, &limit_of, now);
+                    s.ev(Event::Tick);
+                }
+                note_starts(&s, &mut ends, &limit_of, now);
+            }
+            s.at(start_s);
+            s.ev(Event::Tick);
+            prop_assert_eq!(s.s.status(gang), Some(WorkloadStatus::Running), "reservation at {}s", start_s);
+        }
+    }
+}
