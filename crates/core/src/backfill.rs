@@ -32,6 +32,15 @@ const MAX_RECLAIM_ROUNDS: usize = 8;
 /// Borrowed workloads a reclaim may preempt for one gang's quota.
 const MAX_RECLAIM_VICTIMS: usize = 256;
 
+/// Owed workloads a pass reclaims for (the best ranked); the rest wait for the next.
+const MAX_OWED_PER_PASS: usize = 64;
+
+/// Borrowers a reclaim looks at for one task.
+const MAX_RECLAIM_LOOKS: usize = 256;
+
+/// A borrowed running workload: priority, youth, id, and its quota tree.
+type Borrower = (crate::workload::PriorityClass, std::cmp::Reverse<u64>, WorkloadId, Option<u32>);
+
 impl Scheduler {
     /// The periodic pass. See the module docs.
     pub(crate) fn tick(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
@@ -70,13 +79,16 @@ impl Scheduler {
         if self.quotas.flavours() == 0 {
             return;
         }
-        // Owed heads, best ranked first.
+        // Owed heads, best ranked first: quota refused them, so they are parked.
         let mut owed: Vec<(crate::queue::Rank, WorkloadId)> = Vec::new();
         for (t, tq) in self.pq.tenants.iter().enumerate() {
-            if tq.len == 0 || !self.quotas.governs(&tq.id) {
+            if tq.len == 0 || tq.rank.values().all(Option::is_some) || !self.quotas.governs(&tq.id) {
                 continue;
             }
             for (c, set) in &tq.by_class {
+                if tq.rank.get(c).is_some_and(Option::is_some) {
+                    continue;
+                }
                 let Some(head) = set.first() else { continue };
                 if let Err(q) = self.admission(head.2)
                     && matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: true, .. })
@@ -91,22 +103,36 @@ impl Scheduler {
             }
         }
         owed.sort_unstable();
+        owed.truncate(MAX_OWED_PER_PASS);
+        if owed.is_empty() {
+            return;
+        }
+        // Borrowed running work, lowest priority first, youngest first, with its tree.
+        let roots: Vec<Option<u32>> = self.pq.tenants.iter().map(|tq| self.quotas.root(&tq.id)).collect();
+        let mut borrowers: Vec<Borrower> = self
+            .running_entries()
+            .into_iter()
+            .filter(|(_, e)| e.charges_flavours().any(|f| self.quotas.borrowing(&e.workload.tenant, f)))
+            .map(|(id, e)| (e.workload.priority, std::cmp::Reverse(e.placed_seq), id, roots[e.tenant as usize]))
+            .collect();
+        borrowers.sort_unstable();
         for (_, id) in owed {
-            self.reclaim_for(id, rng, out);
+            self.reclaim_for(id, &borrowers, rng, out);
         }
     }
 
-    /// Frees room for one owed workload by preempting borrowers of its quota tree on the
-    /// node where the fewest (lowest priority, youngest) suffice, and places it there at
-    /// once, so that the borrowers cannot take the room back. Gangs reclaim when they
-    /// take a reservation (see `plan_reservations`).
-    fn reclaim_for(&mut self, id: WorkloadId, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+    /// Frees room for one owed workload by preempting a borrower of its quota tree
+    /// (lowest priority, youngest first) whose departure alone lets one of its tasks fit
+    /// on a node, and places it there at once, so that borrowers cannot take the room
+    /// back; again for each task still waiting. Gangs reclaim when they take a
+    /// reservation (see `plan_reservations`).
+    fn reclaim_for(&mut self, id: WorkloadId, borrowers: &[Borrower], rng: &mut CoreRng, out: &mut Vec<Decision>) {
         for _ in 0..MAX_RECLAIM_ROUNDS {
             let Some(e) = self.workloads.get(&id) else { return };
             if matches!(e.workload.shape, crate::workload::Shape::Gang { .. }) || e.placed() == e.workload.shape.tasks() {
                 return;
             }
-            let (tenant, prio) = (e.workload.tenant.clone(), e.workload.priority);
+            let (tenant, t, prio) = (e.workload.tenant.clone(), e.tenant, e.workload.priority);
             let Some(root) = self.quotas.root(&tenant) else { return };
             let mut need = e.need.clone();
             need.admit = crate::state::Admit {
@@ -116,22 +142,34 @@ impl Scheduler {
                 owner: Some(id),
                 ends_by: None,
             };
-            let quotas = &self.quotas;
-            let victims = self.victims_on_nodes(
-                &need,
-                |_, v| {
-                    v.workload.tenant != tenant
-                        && v.workload.priority <= prio
-                        && quotas.root(&v.workload.tenant) == Some(root)
-                        && v.charges_flavours().any(|f| quotas.borrowing(&v.workload.tenant, f))
-                },
-                prio,
-            );
-            let Some(victims) = victims else { return };
-            for vid in victims {
-                let why = PreemptWhy::Reclaim { by: id, tenant: tenant.0.clone() };
-                self.evict(vid, why, out);
+            let mut found = None;
+            let mut looked = 0;
+            for (p, _, vid, vroot) in borrowers {
+                if *p > prio || *vroot != Some(root) {
+                    continue;
+                }
+                let Some(v) = self.workloads.get(vid) else { continue };
+                if v.tenant == t || v.placed() == 0 {
+                    continue;
+                }
+                looked += 1;
+                if looked > MAX_RECLAIM_LOOKS {
+                    break;
+                }
+                if !v.charges_flavours().any(|f| self.quotas.borrowing(&v.workload.tenant, f)) {
+                    continue;
+                }
+                let fits = v.tasks.iter().flatten().any(|task| {
+                    let freed: Vec<&TaskAlloc> = v.tasks.iter().flatten().filter(|x| x.node == task.node).collect();
+                    self.state.check_with_freed(self.state.node(task.node), &need, &freed).is_ok()
+                });
+                if fits {
+                    found = Some(*vid);
+                    break;
+                }
             }
+            let Some(vid) = found else { return };
+            self.evict(vid, PreemptWhy::Reclaim { by: id, tenant: tenant.0.clone() }, out);
             self.try_place_public(id, rng, out);
         }
     }
@@ -177,10 +215,14 @@ impl Scheduler {
         gangs.sort_unstable();
         let horizon = Seconds(self.config.backfill.horizon_s as f64);
         let mut ends = None;
+        // Looked at per pass: a gang whose start is beyond the horizon is looked at again
+        // next pass, so the pass stays bounded however many gangs wait.
+        let mut looks = max * 4;
         for (_, id) in gangs {
-            if self.reservations.len() >= max {
+            if self.reservations.len() >= max || looks == 0 {
                 break;
             }
+            looks -= 1;
             if let Err(q) = self.admission(id) {
                 if !matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: true, .. }) {
                     continue;
@@ -234,20 +276,31 @@ impl Scheduler {
         }
     }
 
-    /// Per node, the tasks on it with the time their workload's limit ends (`None`:
-    /// no limit, never known to end).
-    fn task_ends(&self) -> Vec<Vec<(Option<Timestamp>, TaskAlloc)>> {
-        let mut ends: Vec<Vec<(Option<Timestamp>, TaskAlloc)>> = vec![Vec::new(); self.state.nodes.len()];
-        for e in self.workloads.values() {
+    /// Per node, the tasks on it (workload, task) with the time their workload's limit
+    /// ends (`None`: no limit, never known to end), latest last.
+    fn task_ends(&self) -> Vec<Vec<(Option<Timestamp>, WorkloadId, u32)>> {
+        let mut ends: Vec<Vec<(Option<Timestamp>, WorkloadId, u32)>> = vec![Vec::new(); self.state.nodes.len()];
+        for (id, e) in &self.running_entries() {
             let end = e.ends();
-            for t in e.tasks.iter().flatten() {
-                ends[t.node.0 as usize].push((end, t.clone()));
+            for (i, t) in e.tasks.iter().enumerate() {
+                if let Some(t) = t {
+                    ends[t.node.0 as usize].push((end, *id, i as u32));
+                }
             }
         }
         for list in &mut ends {
-            list.sort_by_key(|(end, _)| end.map_or(i64::MAX, |t| t.0));
+            list.sort_by_key(|(end, _, _)| end.map_or(i64::MAX, |t| t.0));
         }
         ends
+    }
+
+    /// Workloads holding tasks.
+    fn running_entries(&self) -> Vec<(WorkloadId, &Entry)> {
+        crate::workload::PriorityClass::ALL
+            .iter()
+            .flat_map(|p| self.running_of(*p).iter())
+            .filter_map(|id| self.workloads.get(id).map(|e| (*id, e)))
+            .collect()
     }
 
     /// The earliest time a waiting gang could start, and where: for every node, when it
@@ -256,7 +309,7 @@ impl Scheduler {
     fn earliest_start(
         &self,
         id: WorkloadId,
-        ends: &[Vec<(Option<Timestamp>, TaskAlloc)>],
+        ends: &[Vec<(Option<Timestamp>, WorkloadId, u32)>],
     ) -> Option<(Timestamp, Vec<NodeIdx>)> {
         let e = self.workloads.get(&id)?;
         let crate::workload::Shape::Gang { topology, .. } = e.workload.shape else { return None };
@@ -289,17 +342,17 @@ impl Scheduler {
                 Some(self.now)
             } else if whole_node(node) {
                 // Every task there must leave.
-                let list = &ends[i];
-                if list.iter().any(|(end, _)| end.is_none()) {
-                    None
-                } else {
-                    list.last().and_then(|(end, _)| *end).map(|t| t.max(self.now))
-                }
+                // Sorted latest last, `None` (no limit) after every time.
+                ends[i].last().and_then(|(end, _, _)| *end).map(|t| t.max(self.now))
             } else {
                 let mut freed: Vec<&TaskAlloc> = Vec::new();
                 let mut at = None;
-                for (end, alloc) in &ends[i] {
+                for (end, wid, task) in &ends[i] {
                     let Some(end) = end else { break };
+                    let Some(alloc) = self.workloads.get(wid).and_then(|e| e.tasks.get(*task as usize)).and_then(Option::as_ref)
+                    else {
+                        continue;
+                    };
                     freed.push(alloc);
                     if self.state.check_with_freed(node, &need, &freed).is_ok() {
                         at = Some((*end).max(self.now));

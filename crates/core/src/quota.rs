@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use gigawatt_units::{GpuMilli, Seconds, Watts};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::workload::TenantId;
@@ -352,11 +353,11 @@ impl Member {
 pub(crate) struct QuotaBook {
     pub(crate) spec: Quotas,
     members: Vec<Member>,
-    tenant_member: BTreeMap<TenantId, u32>,
+    tenant_member: FxHashMap<TenantId, u32>,
     /// Per governed tenant: its power limit per site index (`u64::MAX` when none).
-    power_limit: BTreeMap<TenantId, Vec<u64>>,
+    power_limit: FxHashMap<TenantId, Vec<u64>>,
     /// Reserved power per governed tenant and site index.
-    power_used: BTreeMap<TenantId, Vec<u64>>,
+    power_used: FxHashMap<TenantId, Vec<u64>>,
 }
 
 /// The flavours (bit mask) in which an amount is admitted.
@@ -387,9 +388,9 @@ impl QuotaBook {
             let me = cohort_member[name] as usize;
             members[me].parent = c.parent.as_ref().and_then(|p| cohort_member.get(p).copied());
         }
-        let mut tenant_member = BTreeMap::new();
-        let mut power_limit = BTreeMap::new();
-        let mut power_used = BTreeMap::new();
+        let mut tenant_member = FxHashMap::default();
+        let mut power_limit = FxHashMap::default();
+        let mut power_used = FxHashMap::default();
         for (t, q) in &spec.tenants {
             let mut m = blank(t.0.clone(), false);
             m.parent = q.cohort.as_ref().and_then(|c| cohort_member.get(c).copied());
@@ -432,7 +433,9 @@ impl QuotaBook {
         }
         // Every cohort's claim starts at the sum of its children's guaranteed parts.
         let mut book = QuotaBook { spec, members, tenant_member, power_limit, power_used };
-        for t in book.tenant_member.values().copied().collect::<Vec<_>>() {
+        let mut members: Vec<u32> = book.tenant_member.values().copied().collect();
+        members.sort_unstable();
+        for t in members {
             for f in 0..nf {
                 let g = book.members[t as usize].guaranteed[f];
                 if g > 0 {

@@ -166,6 +166,10 @@ pub(crate) struct TenantUse {
     pub(crate) decayed: Vec<f64>,
     pub(crate) share: u64,
     pub(crate) over: bool,
+    /// Cached from the quotas: fair-share weight, nominal over all flavours, governed.
+    pub(crate) weight: f64,
+    pub(crate) nominal: u64,
+    pub(crate) governed: bool,
 }
 
 /// A gang's reservation: nodes held for it from `start`.
@@ -355,9 +359,15 @@ impl Scheduler {
         }
         self.refresh_caps();
         // Recount: every charge again, with the new flavours.
-        for u in &mut self.usage {
-            u.now.iter_mut().for_each(|x| *x = 0);
+        let caps = self.caps.len();
+        let mut usage = std::mem::take(&mut self.usage);
+        for (t, u) in usage.iter_mut().enumerate() {
+            u.now = vec![0; caps];
+            u.decayed.resize(caps, 0.0);
+            let id = self.pq.tenants[t].id.clone();
+            self.cache_quota(u, &id);
         }
+        self.usage = usage;
         let ids: Vec<WorkloadId> = self.workloads.keys().copied().collect();
         for id in ids {
             let Some(e) = self.workloads.get_mut(&id) else { continue };
@@ -661,10 +671,18 @@ impl Scheduler {
         let t = self.pq.tenant_of(id);
         while self.usage.len() <= t as usize {
             let mut u = TenantUse { now: vec![0; self.caps.len()], decayed: vec![0.0; self.caps.len()], ..TenantUse::default() };
-            u.over = self.quotas.governs(id) && self.quotas.nominal_total(id) == 0;
+            self.cache_quota(&mut u, id);
+            u.over = u.governed && u.nominal == 0;
             self.usage.push(u);
         }
         t
+    }
+
+    /// Copies what fair share reads of a tenant's quota.
+    fn cache_quota(&self, u: &mut TenantUse, id: &TenantId) {
+        u.weight = f64::from(self.quotas.weight(id));
+        u.governed = self.quotas.governs(id);
+        u.nominal = self.quotas.nominal_total(id);
     }
 
     /// Puts a workload in the queue (both the global order and its class).
@@ -777,12 +795,9 @@ impl Scheduler {
 
     /// Recomputes a tenant's weighted dominant share and ranks it again in its classes.
     pub(crate) fn refresh_share(&mut self, t: u32) {
-        let Some(id) = self.pq.tenants.get(t as usize).map(|q| q.id.clone()) else { return };
-        let weight = f64::from(self.quotas.weight(&id));
         let w = self.quotas.spec.fair_share.history_weight.clamp(0.0, 1.0);
-        let governed = self.quotas.governs(&id);
-        let nominal = self.quotas.nominal_total(&id);
         let Some(u) = self.usage.get_mut(t as usize) else { return };
+        let (weight, governed, nominal) = (u.weight, u.governed, u.nominal);
         let mut dominant = 0.0f64;
         for (r, cap) in self.caps.iter().enumerate() {
             let eff = (1.0 - w) * u.now[r] as f64 + w * u.decayed[r];
