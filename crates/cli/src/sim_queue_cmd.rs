@@ -38,6 +38,10 @@ pub struct QueueArgs {
     /// Placement policy once a workload is admitted.
     #[arg(long, default_value = "best-fit")]
     placement: String,
+    /// Reservations `fair-backfill` holds at once for gangs that cannot start (see
+    /// docs/queue.md for the trade-off).
+    #[arg(long, default_value_t = 32)]
+    reservations: u32,
     /// Print one JSON document instead of the table and chart.
     #[arg(long)]
     json: bool,
@@ -83,6 +87,7 @@ pub fn run_cmd(args: QueueArgs) -> Result<()> {
         duration: Seconds(args.duration.as_secs_f64()),
         tick: Seconds(args.tick.as_secs_f64().max(1.0)),
         placement,
+        reservations: args.reservations,
     };
     let started = Instant::now();
     let mut runs: Vec<QueueRun> = Vec::new();

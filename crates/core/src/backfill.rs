@@ -30,7 +30,7 @@ use crate::workload::{Topology, WorkloadId};
 const MAX_RECLAIM_ROUNDS: usize = 8;
 
 /// Borrowed workloads a reclaim may preempt for one gang's quota.
-const MAX_RECLAIM_VICTIMS: usize = 256;
+const MAX_RECLAIM_VICTIMS: usize = 4096;
 
 /// Owed workloads a pass reclaims for (the best ranked); the rest wait for the next.
 const MAX_OWED_PER_PASS: usize = 64;
@@ -159,6 +159,11 @@ impl Scheduler {
                 if !v.charges_flavours().any(|f| self.quotas.borrowing(&v.workload.tenant, f)) {
                     continue;
                 }
+                // Its departure must free at least the quota the owed task needs, or the
+                // task would still be refused and the eviction wasted.
+                if v.charges_list().iter().map(|(_, a)| *a).sum::<u64>() < u64::from(need.gpu_total().0) {
+                    continue;
+                }
                 let fits = v.tasks.iter().flatten().any(|task| {
                     let freed: Vec<&TaskAlloc> = v.tasks.iter().flatten().filter(|x| x.node == task.node).collect();
                     self.state.check_with_freed(self.state.node(task.node), &need, &freed).is_ok()
@@ -223,20 +228,29 @@ impl Scheduler {
                 break;
             }
             looks -= 1;
-            if let Err(q) = self.admission(id) {
-                if !matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: true, .. }) {
-                    continue;
-                }
+            let refused = match self.admission(id) {
+                Ok(_) => false,
+                Err(q) if matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: true, .. }) => true,
+                Err(_) => continue,
+            };
+            let plan = {
+                let ends = ends.get_or_insert_with(|| self.task_ends());
+                self.earliest_start(id, ends, refused)
+            };
+            let Some((start, nodes)) = plan else { continue };
+            if start.since(self.now).0 > horizon.0 {
+                continue;
+            }
+            if refused {
+                // Reclaim only for a reservation that will be made: borrowers are not
+                // preempted for a gang that could not start within the horizon anyway.
                 self.reclaim_quota(id, out);
                 if self.admission(id).is_err() {
                     continue;
                 }
+                // Preemptions changed what runs where; the plan still holds (its nodes
+                // can only be free earlier now).
                 ends = None;
-            }
-            let ends = ends.get_or_insert_with(|| self.task_ends());
-            let Some((start, nodes)) = self.earliest_start(id, ends) else { continue };
-            if start.since(self.now).0 > horizon.0 {
-                continue;
             }
             for n in &nodes {
                 self.state.nodes[n.0 as usize].reserved = Some((start, id));
@@ -262,6 +276,17 @@ impl Scheduler {
             }
         }
         victims.sort_unstable();
+        // Only if enough is borrowed to admit it: a partial reclaim would be wasted.
+        let needed = u64::from(e.need.gpu_total().0) * u64::from(e.workload.shape.tasks());
+        let borrowed: u64 = victims
+            .iter()
+            .filter_map(|(_, _, vid)| self.workloads.get(vid))
+            .filter(|v| v.charges_flavours().any(|f| self.quotas.borrowing(&v.workload.tenant, f)))
+            .map(|v| v.charges_list().iter().map(|(_, a)| *a).sum::<u64>())
+            .sum();
+        if borrowed < needed {
+            return;
+        }
         let mut evicted = 0;
         for (_, _, vid) in victims {
             if evicted >= MAX_RECLAIM_VICTIMS || self.admission(id).is_ok() {
@@ -310,6 +335,7 @@ impl Scheduler {
         &self,
         id: WorkloadId,
         ends: &[Vec<(Option<Timestamp>, WorkloadId, u32)>],
+        within_nominal: bool,
     ) -> Option<(Timestamp, Vec<NodeIdx>)> {
         let e = self.workloads.get(&id)?;
         let crate::workload::Shape::Gang { topology, .. } = e.workload.shape else { return None };
@@ -317,7 +343,15 @@ impl Scheduler {
             return None;
         }
         let mut need = e.need.clone();
-        need.admit = self.admission(id).ok()?;
+        need.admit = if within_nominal {
+            let amount = u64::from(need.gpu_total().0) * u64::from(e.workload.shape.tasks());
+            crate::state::Admit {
+                flavours: Some(self.quotas.nominal_mask(&e.workload.tenant, amount)),
+                ..crate::state::Admit::default()
+            }
+        } else {
+            self.admission(id).ok()?
+        };
         need.admit.ends_by = None;
         need.admit.tasks = 1;
         let k = (e.workload.shape.tasks() - e.placed()) as usize;

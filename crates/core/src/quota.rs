@@ -630,11 +630,6 @@ impl QuotaBook {
         (0..self.flavours()).filter(|f| m.used[*f] + amount <= m.nominal[*f]).fold(0, |acc, f| acc | (1 << f))
     }
 
-    /// Whether `amount` fits the tenant's nominal quota alone in some flavour.
-    pub(crate) fn within_some_nominal(&self, tenant: &TenantId, amount: u64) -> bool {
-        self.tenant_member.get(tenant).is_some_and(|t| self.members[*t as usize].nominal.iter().any(|n| amount <= *n))
-    }
-
     /// The fair-share weight of a tenant (1 when ungoverned).
     pub(crate) fn weight(&self, tenant: &TenantId) -> u32 {
         self.spec.tenants.get(tenant).map_or(1, |q| q.weight.max(1))

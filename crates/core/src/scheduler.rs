@@ -33,6 +33,9 @@ const UNIFORM_DRAWS: usize = 512;
 /// the openb trace (95.41% at 128 against 95.42% exact; 95.12% at 64).
 pub const DEFAULT_MAX_CANDIDATES: u32 = 128;
 
+/// Running workloads per priority class that a preemption looks at (the youngest).
+const MAX_VICTIM_LOOKS: usize = 512;
+
 /// Tenants of one class an event looks past when their quota flavours, not capacity,
 /// turned the freed nodes away (another tenant of the class may use them).
 const FLAVOUR_SKIPS: u32 = 32;
@@ -985,36 +988,12 @@ impl Scheduler {
         // A reservation holds its quota already.
         if self.quotas.governs(tenant) && !self.reservations.contains_key(&id) {
             if self.quotas.flavours() > 0 {
-                let amount = u64::from(e.need.gpu_total().0) * u64::from(remaining) + self.held_for_head(e);
+                let amount = u64::from(e.need.gpu_total().0) * u64::from(remaining);
                 admit.flavours = Some(self.quotas.mask(tenant, amount, u64::MAX)?);
             }
             admit.power_room = self.quotas.power_room(tenant);
         }
         Ok(admit)
-    }
-
-    /// Quota a tenant holds for its first waiting workload (by priority, then age) while
-    /// `e`, younger, asks for some: while quota refuses that first workload, younger work
-    /// is admitted only if it fits beside it, so that a tenant's big gang is not overtaken
-    /// for ever by its own small jobs (Kueue's StrictFIFO, applied to quota only). Held
-    /// only when the first workload fits the tenant's nominal quota in some flavour: one
-    /// that needs to borrow waits its turn without holding back the rest. Once quota
-    /// admits it, capacity is the reservation's business.
-    fn held_for_head(&self, e: &Entry) -> u64 {
-        let Some(tq) = self.pq.tenants.get(e.tenant as usize) else { return 0 };
-        let mine = e.slot();
-        let Some(head) = tq.by_class.values().filter_map(|s| s.first()).min().copied() else { return 0 };
-        if head >= mine || head.0 > mine.0 {
-            return 0;
-        }
-        let Some(h) = self.workloads.get(&head.2) else { return 0 };
-        let amount = u64::from(h.need.gpu_total().0) * u64::from(h.workload.shape.tasks() - h.placed());
-        let tenant = &e.workload.tenant;
-        if self.quotas.within_some_nominal(tenant, amount) && self.quotas.mask(tenant, amount, u64::MAX).is_err() {
-            amount
-        } else {
-            0
-        }
     }
 
     /// Tries to place the unplaced tasks of `id`. Returns why some still wait, if any.
@@ -1325,7 +1304,9 @@ impl Scheduler {
         type Victim<'a> = (PriorityClass, Reverse<u64>, WorkloadId, &'a TaskAlloc);
         let mut per_node: BTreeMap<u32, Vec<Victim<'_>>> = BTreeMap::new();
         for p in PriorityClass::ALL.iter().filter(|p| **p <= max) {
-            for wid in &self.running[prio_index(*p)] {
+            // The youngest submitted first, a bounded number: the cost of an arrival must
+            // not grow with what runs.
+            for wid in self.running[prio_index(*p)].iter().rev().take(MAX_VICTIM_LOOKS) {
                 let Some(e) = self.workloads.get(wid) else { continue };
                 if !eligible(*wid, e) {
                     continue;

@@ -39,6 +39,8 @@ pub struct QueueParams {
     pub tick: Seconds,
     /// Placement policy (which node, once admitted).
     pub placement: PolicyKind,
+    /// Reservations `fair-backfill` may hold at once.
+    pub reservations: u32,
 }
 
 /// A queue policy of the experiment.
@@ -126,6 +128,8 @@ pub struct QueueSummary {
     pub started: u64,
     /// Preemptions (reclaims and priority).
     pub preempted: u64,
+    /// Of those, reclaims of borrowed quota.
+    pub reclaimed: u64,
     /// Rejections (none expected).
     pub rejected: u64,
     /// Queue classes created.

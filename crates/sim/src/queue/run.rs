@@ -105,7 +105,11 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
         max_candidates: Some(gigawatt_core::DEFAULT_MAX_CANDIDATES),
         priority_preemption: true,
         fair_share: policy != QueuePolicy::Fifo,
-        backfill: if policy == QueuePolicy::FairBackfill { BackfillConfig::default() } else { BackfillConfig::OFF },
+        backfill: if policy == QueuePolicy::FairBackfill {
+            BackfillConfig { max_reservations: params.reservations, ..BackfillConfig::default() }
+        } else {
+            BackfillConfig::OFF
+        },
     };
     let pods = crate::synthetic::typical_pods(params.seed);
     let mut sched = Scheduler::new(&fleet, params.placement.build(&pods), config, START)?;
@@ -129,6 +133,8 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
         tick_cpu: Vec::new(),
         waits: RunQueueWait::open(),
         preempted: 0,
+        reclaimed: 0,
+        big_waiting: Vec::new(),
         rejected: 0,
         started: 0,
         waits_by_kind: BTreeMap::new(),
@@ -136,6 +142,7 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
     };
     sim.usage = vec![0; sim.tenants.len()];
     sim.pending_by_tenant = vec![0; sim.tenants.len()];
+    sim.big_waiting = vec![0; sim.tenants.len()];
     let capacity = f64::from(sim.sched.state().gpu_capacity().0) / 1000.0;
     let end = START + params.duration;
     let warmup = sim.warmup;
@@ -200,6 +207,8 @@ struct Sim {
     tick_cpu: Vec<Duration>,
     waits: RunQueueWait,
     preempted: u64,
+    reclaimed: u64,
+    big_waiting: Vec<u32>,
     rejected: u64,
     started: u64,
     /// Waits of the jobs that started after the warm-up, by kind.
@@ -251,7 +260,16 @@ impl Sim {
 
     fn submit(&mut self, tenant: usize) -> Result<(), CoreError> {
         self.next_id += 1;
-        let Job { workload, kind, runtime } = workload::job(self.next_id, &self.tenants[tenant], &mut self.jrng);
+        // A team has one big training run waiting at a time: while it has one, it
+        // submits something else.
+        let mut drawn = workload::job(self.next_id, &self.tenants[tenant], &mut self.jrng);
+        while drawn.kind == JobKind::BigGang && self.big_waiting[tenant] > 0 {
+            drawn = workload::job(self.next_id, &self.tenants[tenant], &mut self.jrng);
+        }
+        let Job { workload, kind, runtime } = drawn;
+        if kind == JobKind::BigGang {
+            self.big_waiting[tenant] += 1;
+        }
         let gpus = u64::from(workload.demand.gpu.count) * u64::from(workload.shape.tasks());
         self.jobs.insert(
             self.next_id,
@@ -292,12 +310,18 @@ impl Sim {
                         }
                     }
                     let (t, gpus, generation, runtime) = (j.tenant as usize, j.gpus, j.generation, j.runtime);
+                    if j.kind == JobKind::BigGang && j.generation == 0 {
+                        self.big_waiting[t] -= 1;
+                    }
                     self.usage[t] += gpus;
                     self.pending_by_tenant[t] -= 1;
                     self.push(self.now + runtime, Ev::Done(id, generation));
                 }
-                Decision::Preempted { workload, .. } => {
+                Decision::Preempted { workload, why } => {
                     let Some(j) = self.jobs.get_mut(&workload.0) else { continue };
+                    if matches!(why, gigawatt_core::PreemptWhy::Reclaim { .. }) {
+                        self.reclaimed += 1;
+                    }
                     if j.running {
                         j.running = false;
                         j.generation += 1;
@@ -428,6 +452,7 @@ impl Sim {
             pending_at_end: self.sched.pending_count() as u64,
             started: self.started,
             preempted: self.preempted,
+            reclaimed: self.reclaimed,
             rejected: self.rejected,
             classes: classes as u64,
             active_classes: active as u64,

@@ -22,7 +22,8 @@
 //! * **Classes.** 10% of single tasks are best-effort (spot); the rest, standard.
 //!   No tenant submits a gang larger than its nominal quota in one flavour: big gangs
 //!   come from the large tenants, and smaller tenants submit the largest gang their
-//!   quota holds (or a single 8-GPU task).
+//!   quota holds (or a single 8-GPU task). A tenant has one big gang waiting at a time
+//!   (a team's next big run waits for its current one); the loop draws again meanwhile.
 
 use gigawatt_core::{DataClass, GpuDemand, PriorityClass, Shape, TaskDemand, TenantId, Topology, Workload, WorkloadId};
 use gigawatt_units::{Mebibytes, MilliCores, Seconds};
