@@ -50,7 +50,15 @@ impl Scheduler {
         if std::env::var_os("GIGAWATT_DEBUG_RES").is_some() {
             for (id, r) in &self.reservations {
                 let e = &self.workloads[id];
-                eprintln!("t={} res {id} tasks={} start+{:.0}s nodes={} held={:?} placed={}", self.now.0/1000, e.workload.shape.tasks(), r.start.since(self.now).0, r.nodes.len(), e.held, e.placed());
+                eprintln!(
+                    "t={} res {id} tasks={} start+{:.0}s nodes={} held={:?} placed={}",
+                    self.now.0 / 1000,
+                    e.workload.shape.tasks(),
+                    r.start.since(self.now).0,
+                    r.nodes.len(),
+                    e.held,
+                    e.placed()
+                );
             }
         }
         self.backfill(rng, out);
@@ -113,7 +121,9 @@ impl Scheduler {
             .running_entries()
             .into_iter()
             .filter(|(_, e)| e.charges_flavours().any(|f| self.quotas.borrowing(&e.workload.tenant, f)))
-            .map(|(id, e)| (e.workload.priority, std::cmp::Reverse(e.placed_seq), id, roots[e.tenant as usize]))
+            .map(|(id, e)| {
+                (e.workload.priority, std::cmp::Reverse(e.placed_seq), id, roots[e.tenant as usize])
+            })
             .collect();
         borrowers.sort_unstable();
         for (_, id) in owed {
@@ -126,10 +136,18 @@ impl Scheduler {
     /// on a node, and places it there at once, so that borrowers cannot take the room
     /// back; again for each task still waiting. Gangs reclaim when they take a
     /// reservation (see `plan_reservations`).
-    fn reclaim_for(&mut self, id: WorkloadId, borrowers: &[Borrower], rng: &mut CoreRng, out: &mut Vec<Decision>) {
+    fn reclaim_for(
+        &mut self,
+        id: WorkloadId,
+        borrowers: &[Borrower],
+        rng: &mut CoreRng,
+        out: &mut Vec<Decision>,
+    ) {
         for _ in 0..MAX_RECLAIM_ROUNDS {
             let Some(e) = self.workloads.get(&id) else { return };
-            if matches!(e.workload.shape, crate::workload::Shape::Gang { .. }) || e.placed() == e.workload.shape.tasks() {
+            if matches!(e.workload.shape, crate::workload::Shape::Gang { .. })
+                || e.placed() == e.workload.shape.tasks()
+            {
                 return;
             }
             let (tenant, t, prio) = (e.workload.tenant.clone(), e.tenant, e.workload.priority);
@@ -165,7 +183,8 @@ impl Scheduler {
                     continue;
                 }
                 let fits = v.tasks.iter().flatten().any(|task| {
-                    let freed: Vec<&TaskAlloc> = v.tasks.iter().flatten().filter(|x| x.node == task.node).collect();
+                    let freed: Vec<&TaskAlloc> =
+                        v.tasks.iter().flatten().filter(|x| x.node == task.node).collect();
                     self.state.check_with_freed(self.state.node(task.node), &need, &freed).is_ok()
                 });
                 if fits {
@@ -191,7 +210,7 @@ impl Scheduler {
             .reservations
             .iter()
             .filter(|(id, r)| {
-                !self.workloads.get(id).is_some_and(|e| e.placed() == 0)
+                self.workloads.get(id).is_none_or(|e| e.placed() != 0)
                     || r.nodes.iter().any(|n| !self.state.nodes[n.0 as usize].up)
             })
             .map(|(id, _)| *id)
@@ -266,7 +285,8 @@ impl Scheduler {
         let Some(e) = self.workloads.get(&id) else { return };
         let (tenant, prio) = (e.workload.tenant.clone(), e.workload.priority);
         let Some(root) = self.quotas.root(&tenant) else { return };
-        let mut victims: Vec<(crate::workload::PriorityClass, std::cmp::Reverse<u64>, WorkloadId)> = Vec::new();
+        let mut victims: Vec<(crate::workload::PriorityClass, std::cmp::Reverse<u64>, WorkloadId)> =
+            Vec::new();
         for p in crate::workload::PriorityClass::ALL.iter().filter(|p| **p <= prio) {
             for vid in self.running_of(*p) {
                 let Some(v) = self.workloads.get(vid) else { continue };
@@ -304,7 +324,8 @@ impl Scheduler {
     /// Per node, the tasks on it (workload, task) with the time their workload's limit
     /// ends (`None`: no limit, never known to end), latest last.
     fn task_ends(&self) -> Vec<Vec<(Option<Timestamp>, WorkloadId, u32)>> {
-        let mut ends: Vec<Vec<(Option<Timestamp>, WorkloadId, u32)>> = vec![Vec::new(); self.state.nodes.len()];
+        let mut ends: Vec<Vec<(Option<Timestamp>, WorkloadId, u32)>> =
+            vec![Vec::new(); self.state.nodes.len()];
         for (id, e) in &self.running_entries() {
             let end = e.ends();
             for (i, t) in e.tasks.iter().enumerate() {
@@ -383,7 +404,11 @@ impl Scheduler {
                 let mut at = None;
                 for (end, wid, task) in &ends[i] {
                     let Some(end) = end else { break };
-                    let Some(alloc) = self.workloads.get(wid).and_then(|e| e.tasks.get(*task as usize)).and_then(Option::as_ref)
+                    let Some(alloc) = self
+                        .workloads
+                        .get(wid)
+                        .and_then(|e| e.tasks.get(*task as usize))
+                        .and_then(Option::as_ref)
                     else {
                         continue;
                     };
@@ -440,7 +465,8 @@ impl Scheduler {
                     })
                     .map(|slot| slot.2)
                     .collect();
-                looks = looks.saturating_sub(list.len().min(usize::try_from(looks).unwrap_or(usize::MAX)) as u64);
+                looks =
+                    looks.saturating_sub(list.len().min(usize::try_from(looks).unwrap_or(usize::MAX)) as u64);
                 for id in fitting {
                     if tries == 0 {
                         return;

@@ -82,7 +82,7 @@ pub struct PendingWhy {
     pub tasks_pending: u32,
     /// Quota holds it back (its tenant's, or its cohort's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota: Option<crate::quota::QuotaWhy>,
+    pub quota: Option<Box<crate::quota::QuotaWhy>>,
     /// Work of the same shape is ahead of it in line (by priority and fair share), and
     /// that work does not fit either: it waits behind this workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -75,7 +75,8 @@ pub use explain::{PendingWhy, PlacedWhy, PreemptWhy, Reason, RejectWhy, ScoreTer
 pub use policy::{BoundedSearch, Policy, PolicyKind, TypicalPod, TypicalPods, UnknownPolicy};
 pub use quota::{CohortSpec, FairShareConfig, FlavourQuota, FlavourSpec, QuotaWhy, Quotas, TenantQuota};
 pub use scheduler::{
-    BackfillConfig, DEFAULT_MAX_CANDIDATES, QueuePosition, Reservation, Scheduler, SchedulerConfig, WorkloadStatus,
+    BackfillConfig, DEFAULT_MAX_CANDIDATES, QueuePosition, Reservation, Scheduler, SchedulerConfig,
+    WorkloadStatus,
 };
 pub use state::{ClusterState, NodeIdx, NodeState};
 pub use workload::{

@@ -175,7 +175,13 @@ impl Queue {
     }
 
     /// Removes a workload (placed, cancelled); returns whether it was there.
-    pub(crate) fn remove(&mut self, t: u32, c: u32, slot: Slot, rank: impl Fn(PriorityClass) -> Rank) -> bool {
+    pub(crate) fn remove(
+        &mut self,
+        t: u32,
+        c: u32,
+        slot: Slot,
+        rank: impl Fn(PriorityClass) -> Rank,
+    ) -> bool {
         let tq = &mut self.tenants[t as usize];
         let Some(set) = tq.by_class.get_mut(&c) else { return false };
         if !set.remove(&slot) {
@@ -248,13 +254,14 @@ impl Queue {
 
     /// Wakes every parked class of tenant `t` (its own usage went down or its quota
     /// changed). `rank` gives its rank in a class.
-    pub(crate) fn wake_tenant(&mut self, t: u32, root: Option<u32>, rank: impl Fn(u32, PriorityClass) -> Rank) {
-        let parked: Vec<u32> = self.tenants[t as usize]
-            .rank
-            .iter()
-            .filter(|(_, r)| r.is_none())
-            .map(|(c, _)| *c)
-            .collect();
+    pub(crate) fn wake_tenant(
+        &mut self,
+        t: u32,
+        root: Option<u32>,
+        rank: impl Fn(u32, PriorityClass) -> Rank,
+    ) {
+        let parked: Vec<u32> =
+            self.tenants[t as usize].rank.iter().filter(|(_, r)| r.is_none()).map(|(c, _)| *c).collect();
         if parked.is_empty() {
             return;
         }
@@ -290,11 +297,8 @@ impl Queue {
 
     /// Ranks tenant `t` again in every class where it is ready (its share changed).
     pub(crate) fn rerank(&mut self, t: u32, rank: impl Fn(PriorityClass) -> Rank) {
-        let entries: Vec<(u32, Rank)> = self.tenants[t as usize]
-            .rank
-            .iter()
-            .filter_map(|(c, r)| r.map(|r| (*c, r)))
-            .collect();
+        let entries: Vec<(u32, Rank)> =
+            self.tenants[t as usize].rank.iter().filter_map(|(c, r)| r.map(|r| (*c, r))).collect();
         for (c, old) in entries {
             let Some(h) = self.head(t, c) else { continue };
             let new = rank(h.0.0);

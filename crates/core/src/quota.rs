@@ -286,7 +286,7 @@ pub enum QuotaLimit {
 }
 
 fn gpus(m: GpuMilli) -> String {
-    if m.0 % 1000 == 0 { format!("{}", m.0 / 1000) } else { format!("{:.3}", f64::from(m.0) / 1000.0) }
+    if m.0.is_multiple_of(1000) { format!("{}", m.0 / 1000) } else { format!("{:.3}", f64::from(m.0) / 1000.0) }
 }
 
 impl fmt::Display for QuotaWhy {
@@ -559,9 +559,9 @@ impl QuotaBook {
         let get = |v: Option<u64>| GpuMilli(u32::try_from(v.unwrap_or(0)).unwrap_or(u32::MAX));
         let used = m.and_then(|m| m.used.get(f).copied());
         let nominal = m.and_then(|m| m.nominal.get(f).copied());
-        let may_borrow = m.and_then(|m| m.borrow.get(f).copied()).map(|b| {
-            b.map(|b| get(Some((nominal.unwrap_or(0) + b).saturating_sub(used.unwrap_or(0)))))
-        });
+        let may_borrow = m
+            .and_then(|m| m.borrow.get(f).copied())
+            .map(|b| b.map(|b| get(Some((nominal.unwrap_or(0) + b).saturating_sub(used.unwrap_or(0))))));
         QuotaWhy {
             tenant: tenant.0.clone(),
             flavour: self.spec.flavours.get(f).map_or_else(|| "any".to_string(), |s| s.name.clone()),
@@ -657,12 +657,18 @@ impl QuotaBook {
                     return Err(format!("cohort {} flavour {f}: recorded {}", m.name, m.used[f]));
                 }
                 if m.parent.is_none() && m.cohort && m.used[f] > m.nominal[f] {
-                    return Err(format!("cohort {} flavour {f}: uses {} of {}", m.name, m.used[f], m.nominal[f]));
+                    return Err(format!(
+                        "cohort {} flavour {f}: uses {} of {}",
+                        m.name, m.used[f], m.nominal[f]
+                    ));
                 }
                 if let Some(b) = m.borrow[f]
                     && m.used[f] > m.nominal[f] + b
                 {
-                    return Err(format!("{} flavour {f}: uses {} over {} + {b}", m.name, m.used[f], m.nominal[f]));
+                    return Err(format!(
+                        "{} flavour {f}: uses {} over {} + {b}",
+                        m.name, m.used[f], m.nominal[f]
+                    ));
                 }
             }
         }
@@ -684,10 +690,17 @@ mod tests {
 
     fn book(tenants: &[(&str, Option<&str>, FlavourQuota)], cohorts: &[(&str, Option<&str>)]) -> QuotaBook {
         let spec = Quotas {
-            flavours: vec![FlavourSpec { name: "h100".into(), models: vec![], sites: vec![], regions: vec![] }],
+            flavours: vec![FlavourSpec {
+                name: "h100".into(),
+                models: vec![],
+                sites: vec![],
+                regions: vec![],
+            }],
             cohorts: cohorts
                 .iter()
-                .map(|(c, p)| ((*c).to_string(), CohortSpec { parent: p.map(String::from), flavours: BTreeMap::new() }))
+                .map(|(c, p)| {
+                    ((*c).to_string(), CohortSpec { parent: p.map(String::from), flavours: BTreeMap::new() })
+                })
                 .collect(),
             tenants: tenants
                 .iter()
@@ -757,7 +770,12 @@ mod tests {
             Err(QuotaLimit::NothingToBorrow { within_nominal: true, .. })
         ));
         b.audit().expect("audit");
-        let why = b.why(&t("c"), 0, 3 * G, QuotaLimit::NothingToBorrow { cohort: "root".into(), within_nominal: true });
+        let why = b.why(
+            &t("c"),
+            0,
+            3 * G,
+            QuotaLimit::NothingToBorrow { cohort: "root".into(), within_nominal: true },
+        );
         assert_eq!(
             why.to_string(),
             "tenant c uses 0 of its 4 h100 nominal quota GPUs and may borrow without limit; it is within its nominal \
@@ -768,7 +786,10 @@ mod tests {
     #[test]
     fn validation_names_the_problem() {
         let mut q = Quotas::default();
-        q.tenants.insert(TenantId("a".into()), TenantQuota { cohort: Some("x".into()), weight: 1, ..TenantQuota::default() });
+        q.tenants.insert(
+            TenantId("a".into()),
+            TenantQuota { cohort: Some("x".into()), weight: 1, ..TenantQuota::default() },
+        );
         assert_eq!(q.validate().unwrap_err().0, "tenant `a`: cohort `x` is not defined");
         q.cohorts.insert("x".into(), CohortSpec { parent: Some("y".into()), ..CohortSpec::default() });
         q.cohorts.insert("y".into(), CohortSpec { parent: Some("x".into()), ..CohortSpec::default() });

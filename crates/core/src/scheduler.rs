@@ -406,14 +406,22 @@ impl Scheduler {
                     fresh.charge(&e.workload.tenant, *f as usize, *amount, true);
                 }
             }
-            let placed: u64 = e.tasks.iter().flatten().map(|t| t.gpus.iter().map(|(_, m)| u64::from(m.0)).sum::<u64>()).sum();
+            let placed: u64 = e
+                .tasks
+                .iter()
+                .flatten()
+                .map(|t| t.gpus.iter().map(|(_, m)| u64::from(m.0)).sum::<u64>())
+                .sum();
             let charged: u64 = e.charges.iter().map(|(_, a)| *a).sum();
             if placed != charged {
-                return Err(format!("{} holds {placed} GPU thousandths but is charged {charged}", e.workload.id));
+                return Err(format!(
+                    "{} holds {placed} GPU thousandths but is charged {charged}",
+                    e.workload.id
+                ));
             }
         }
         fresh.audit()?;
-        for (t, _) in &self.quotas.spec.tenants {
+        for t in self.quotas.spec.tenants.keys() {
             for f in 0..self.quotas.flavours() {
                 if fresh.account(t, f) != self.quotas.account(t, f) {
                     return Err(format!("tenant {} flavour {f}: books disagree", t.0));
@@ -673,7 +681,11 @@ impl Scheduler {
     fn tenant_index(&mut self, id: &TenantId) -> u32 {
         let t = self.pq.tenant_of(id);
         while self.usage.len() <= t as usize {
-            let mut u = TenantUse { now: vec![0; self.caps.len()], decayed: vec![0.0; self.caps.len()], ..TenantUse::default() };
+            let mut u = TenantUse {
+                now: vec![0; self.caps.len()],
+                decayed: vec![0.0; self.caps.len()],
+                ..TenantUse::default()
+            };
             self.cache_quota(&mut u, id);
             u.over = u.governed && u.nominal == 0;
             self.usage.push(u);
@@ -836,7 +848,7 @@ impl Scheduler {
             match self.admission(id) {
                 Err(q) => {
                     let tasks = self.workloads.get(&id).map_or(0, |e| e.workload.shape.tasks());
-                    let why = PendingWhy { quota: Some(q), tasks_pending: tasks, ..PendingWhy::default() };
+                    let why = PendingWhy { quota: Some(Box::new(q)), tasks_pending: tasks, ..PendingWhy::default() };
                     self.wait_or_drop(id, why, out);
                     return;
                 }
@@ -1023,7 +1035,7 @@ impl Scheduler {
             Ok(a) => a,
             Err(q) => {
                 let tasks = self.workloads.get(&id).map_or(0, |e| e.workload.shape.tasks() - e.placed());
-                return Some(PendingWhy { quota: Some(q), tasks_pending: tasks, ..PendingWhy::default() });
+                return Some(PendingWhy { quota: Some(Box::new(q)), tasks_pending: tasks, ..PendingWhy::default() });
             }
         };
         let entry = self.workloads.get(&id)?;
@@ -1129,7 +1141,11 @@ impl Scheduler {
                     .iter()
                     .filter_map(|n| self.state.nodes.get(*n as usize))
                     .map(|n| {
-                        if topology == Topology::SameRack { n.rack } else { self.state.racks[n.rack as usize].domain }
+                        if topology == Topology::SameRack {
+                            n.rack
+                        } else {
+                            self.state.racks[n.rack as usize].domain
+                        }
                     })
                     .collect();
                 groups.sort_unstable();
@@ -1281,9 +1297,8 @@ impl Scheduler {
         if priority == PriorityClass::BestEffort {
             return false;
         }
-        let victims = self.victims_on_nodes(need, |wid, e| {
-            e.workload.priority < priority && wid != id
-        }, priority);
+        let victims =
+            self.victims_on_nodes(need, |wid, e| e.workload.priority < priority && wid != id, priority);
         let Some(victims) = victims else { return false };
         for v in victims {
             self.evict(v, PreemptWhy::Priority { by: id, class: priority }, out);
@@ -1463,7 +1478,8 @@ impl Scheduler {
         // Distinct capacity shapes among the freed nodes: the gate compares classes to
         // these, not to every node.
         let mut shapes: Vec<u32> = Vec::new();
-        let mut seen: BTreeSet<(u32, Option<u16>, u32, u32, u64, u64, bool)> = BTreeSet::new();
+        type Shape = (u32, Option<u16>, u32, u32, u64, u64, bool);
+        let mut seen: BTreeSet<Shape> = BTreeSet::new();
         for &n in &dirty {
             let Some(node) = self.state.nodes.get(n as usize) else { continue };
             if seen.insert((
@@ -1485,7 +1501,9 @@ impl Scheduler {
             .map(|(id, _)| *id)
             .collect();
         for id in owners {
-            if self.queue.contains(&self.workloads.get(&id).map_or((Reverse(PriorityClass::BestEffort), 0, id), Entry::slot)) {
+            if self.queue.contains(
+                &self.workloads.get(&id).map_or((Reverse(PriorityClass::BestEffort), 0, id), Entry::slot),
+            ) {
                 self.try_place(id, Some(&dirty), false, rng, out);
             }
         }
@@ -1494,7 +1512,9 @@ impl Scheduler {
             let class = &self.pq.classes[c as usize];
             let go = class.retry
                 || (class.power_blocked && !sites.is_empty())
-                || shapes.iter().any(|n| self.state.has_room(&self.state.nodes[*n as usize], class.key.need()));
+                || shapes
+                    .iter()
+                    .any(|n| self.state.has_room(&self.state.nodes[*n as usize], class.key.need()));
             if let (true, Some(first)) = (go, class.ready.first()) {
                 candidates.push((*first, c));
             }
@@ -1652,7 +1672,6 @@ pub struct QueuePosition {
     pub expected_start: Option<(Timestamp, Vec<String>)>,
 }
 
-
 /// A tenant's rank for a head of priority `p`.
 pub(crate) fn rank_in(usage: &[TenantUse], t: u32, p: PriorityClass) -> Rank {
     let (over, share) = usage.get(t as usize).map_or((false, 0), |u| (u.over, u.share));
@@ -1673,8 +1692,7 @@ fn held(state: &ClusterState, site: usize) -> Watts {
 
 /// Whether power limits turned any node away.
 fn blocked_by_power(why: &PendingWhy) -> bool {
-    why.rejected.contains_key(&Reason::RackPowerLimit)
-        || why.rejected.contains_key(&Reason::SitePowerBudget)
+    why.rejected.contains_key(&Reason::RackPowerLimit) || why.rejected.contains_key(&Reason::SitePowerBudget)
 }
 
 /// GPUs for a task on its chosen node: the policy's choice for a share of one GPU (or

@@ -947,7 +947,10 @@ impl Admit {
             return Err(Reason::Quota);
         }
         if let Some(room) = &self.power_room
-            && node.power_charge(need.gpu_count, need.milli, need.cpu).0.saturating_mul(u64::from(self.tasks.max(1)))
+            && node
+                .power_charge(need.gpu_count, need.milli, need.cpu)
+                .0
+                .saturating_mul(u64::from(self.tasks.max(1)))
                 > room.get(node.site as usize).copied().unwrap_or(u64::MAX)
         {
             return Err(Reason::Quota);

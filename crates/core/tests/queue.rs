@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use common::job;
 use gigawatt_core::{
-    CohortSpec, CoreRng, Decision, Event, FlavourQuota, FlavourSpec, PolicyKind, PreemptWhy, PriorityClass, Quotas,
-    Scheduler, SchedulerConfig, TenantId, TenantQuota, Topology, WorkloadId, WorkloadStatus,
+    CohortSpec, CoreRng, Decision, Event, FlavourQuota, FlavourSpec, PolicyKind, PreemptWhy, PriorityClass,
+    Quotas, Scheduler, SchedulerConfig, TenantId, TenantQuota, Topology, WorkloadId, WorkloadStatus,
 };
 use gigawatt_units::{GpuMilli, Seconds, Timestamp};
 use rand::SeedableRng;
@@ -48,8 +48,9 @@ struct Q {
 impl Q {
     fn new(config: SchedulerConfig) -> Q {
         let fleet = common::fleet(LAB);
-        let s = Scheduler::new(&fleet, PolicyKind::BestFit.build(&common::typical_pods()), config, common::NOW)
-            .expect("scheduler");
+        let s =
+            Scheduler::new(&fleet, PolicyKind::BestFit.build(&common::typical_pods()), config, common::NOW)
+                .expect("scheduler");
         Q { s, rng: CoreRng::seed_from_u64(3), now: common::NOW }
     }
 
@@ -246,30 +247,33 @@ mod properties {
     /// Three tenants with random nominal quotas, borrowing and lending limits, in one
     /// cohort (or alone).
     fn quotas() -> impl Strategy<Value = Quotas> {
-        proptest::collection::vec((0u32..24, proptest::option::of(0u32..16), proptest::option::of(0u32..8), any::<bool>()), 3)
-            .prop_map(|ts| {
-                let mut q = two_tenants();
-                q.tenants.clear();
-                for (i, (nominal, borrow, lend, alone)) in ts.into_iter().enumerate() {
-                    q.tenants.insert(
-                        TenantId(format!("t{i}")),
-                        TenantQuota {
-                            cohort: (!alone).then(|| "all".to_string()),
-                            weight: 1 + i as u32,
-                            flavours: BTreeMap::from([(
-                                "h100".to_string(),
-                                FlavourQuota {
-                                    nominal: GpuMilli(nominal * 1000),
-                                    borrowing_limit: borrow.map(|b| GpuMilli(b * 1000)),
-                                    lending_limit: lend.map(|l| GpuMilli(l.min(nominal) * 1000)),
-                                },
-                            )]),
-                            power: BTreeMap::new(),
-                        },
-                    );
-                }
-                q
-            })
+        proptest::collection::vec(
+            (0u32..24, proptest::option::of(0u32..16), proptest::option::of(0u32..8), any::<bool>()),
+            3,
+        )
+        .prop_map(|ts| {
+            let mut q = two_tenants();
+            q.tenants.clear();
+            for (i, (nominal, borrow, lend, alone)) in ts.into_iter().enumerate() {
+                q.tenants.insert(
+                    TenantId(format!("t{i}")),
+                    TenantQuota {
+                        cohort: (!alone).then(|| "all".to_string()),
+                        weight: 1 + i as u32,
+                        flavours: BTreeMap::from([(
+                            "h100".to_string(),
+                            FlavourQuota {
+                                nominal: GpuMilli(nominal * 1000),
+                                borrowing_limit: borrow.map(|b| GpuMilli(b * 1000)),
+                                lending_limit: lend.map(|l| GpuMilli(l.min(nominal) * 1000)),
+                            },
+                        )]),
+                        power: BTreeMap::new(),
+                    },
+                );
+            }
+            q
+        })
     }
 
     proptest! {

@@ -675,8 +675,13 @@ impl SteadyState {
     /// # Errors
     /// If the core cannot build its state from the fleet.
     pub fn new(fleet: &Fleet, policy: PolicyKind, seed: u64, target: f64) -> Result<SteadyState, CoreError> {
-        let config =
-            SchedulerConfig { drop_unschedulable: true, max_candidates: None, priority_preemption: false, fair_share: false, backfill: gigawatt_core::BackfillConfig::OFF };
+        let config = SchedulerConfig {
+            drop_unschedulable: true,
+            max_candidates: None,
+            priority_preemption: false,
+            fair_share: false,
+            backfill: gigawatt_core::BackfillConfig::OFF,
+        };
         SteadyState::with_config(fleet, policy, seed, target, config)
     }
 

@@ -164,8 +164,13 @@ fn gangs_of(placed: &[Placed]) -> Vec<Vec<usize>> {
 /// order, and reads back where the core put every task.
 fn place(e: &PowerExperiment, fleet: &Fleet, nodes: usize) -> Result<(Vec<Placed>, ()), PowerError> {
     let policy = PolicyKind::BestFit.build(&TypicalPods::default());
-    let config =
-        SchedulerConfig { drop_unschedulable: false, max_candidates: None, priority_preemption: false, fair_share: false, backfill: gigawatt_core::BackfillConfig::OFF };
+    let config = SchedulerConfig {
+        drop_unschedulable: false,
+        max_candidates: None,
+        priority_preemption: false,
+        fair_share: false,
+        backfill: gigawatt_core::BackfillConfig::OFF,
+    };
     let mut sched =
         Scheduler::new(fleet, policy, config, Timestamp(0)).map_err(|c| PowerError::Config(c.to_string()))?;
     let mut rng = CoreRng::seed_from_u64(e.seed);

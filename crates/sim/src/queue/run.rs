@@ -42,7 +42,8 @@ enum Ev {
 /// The flavours of the experiment: French sites and the rest of Europe.
 fn flavours(fleet: &gigawatt_fleet::Fleet) -> Vec<FlavourSpec> {
     let fr: Vec<String> = fleet.sites.iter().filter(|s| s.country.0 == "FR").map(|s| s.id.clone()).collect();
-    let rest: Vec<String> = fleet.sites.iter().filter(|s| s.country.0 != "FR").map(|s| s.id.clone()).collect();
+    let rest: Vec<String> =
+        fleet.sites.iter().filter(|s| s.country.0 != "FR").map(|s| s.id.clone()).collect();
     let mut out = Vec::new();
     if !fr.is_empty() {
         out.push(FlavourSpec { name: "gpu-fr".into(), models: vec![], sites: fr, regions: vec![] });
@@ -83,7 +84,12 @@ fn quotas(fleet: &gigawatt_fleet::Fleet, tenants: &mut [Tenant]) -> Quotas {
         t.max_gang_gpus = largest;
         q.tenants.insert(
             t.id.clone(),
-            TenantQuota { cohort: Some("cloud".into()), weight: t.weight, flavours: fq, power: BTreeMap::new() },
+            TenantQuota {
+                cohort: Some("cloud".into()),
+                weight: t.weight,
+                flavours: fq,
+                power: BTreeMap::new(),
+            },
         );
     }
     q
@@ -95,7 +101,8 @@ fn quotas(fleet: &gigawatt_fleet::Fleet, tenants: &mut [Tenant]) -> Quotas {
 /// If the core refuses an event (a bug) or the fleet cannot be built.
 pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreError> {
     let racks = params.gpus.div_ceil(64).max(1);
-    let spec = FleetSpec { seed: params.seed, sites: 7.min(racks), racks, nodes_per_rack: 8, racks_per_domain: 16 };
+    let spec =
+        FleetSpec { seed: params.seed, sites: 7.min(racks), racks, nodes_per_rack: 8, racks_per_domain: 16 };
     let fleet = crate::synthetic::try_fleet(&spec).map_err(|d| CoreError::Fleet(d.to_string()))?;
     let mut trng = crate::rng(params.seed, STREAM_TENANTS);
     let mut tenants = workload::tenants(params.tenants.max(1), &mut trng);
@@ -400,15 +407,27 @@ impl Sim {
             if entitled[i] > 0.0 {
                 let x = used[i] / entitled[i];
                 xs.push(x);
-                shares.push(TenantShare { tenant: t.id.0.clone(), weight: t.weight, used: used[i], entitled: entitled[i] });
+                shares.push(TenantShare {
+                    tenant: t.id.0.clone(),
+                    weight: t.weight,
+                    used: used[i],
+                    entitled: entitled[i],
+                });
             }
         }
         if std::env::var_os("GIGAWATT_DEBUG_SHARES").is_some() {
             let mut v: Vec<&TenantShare> = shares.iter().collect();
             v.sort_by(|a, b| (a.used / a.entitled).total_cmp(&(b.used / b.entitled)));
             for s in v.iter().take(8).chain(v.iter().rev().take(8)) {
-                eprintln!("{} w={} used={:.0} entitled={:.0} x={:.3} pending={}", s.tenant, s.weight, s.used, s.entitled, s.used / s.entitled,
-                    self.pending_by_tenant[s.tenant[1..].parse::<usize>().unwrap_or(0)]);
+                eprintln!(
+                    "{} w={} used={:.0} entitled={:.0} x={:.3} pending={}",
+                    s.tenant,
+                    s.weight,
+                    s.used,
+                    s.entitled,
+                    s.used / s.entitled,
+                    self.pending_by_tenant[s.tenant[1..].parse::<usize>().unwrap_or(0)]
+                );
             }
         }
         let jain = if xs.is_empty() {

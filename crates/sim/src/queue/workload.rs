@@ -25,7 +25,9 @@
 //!   quota holds (or a single 8-GPU task). A tenant has one big gang waiting at a time
 //!   (a team's next big run waits for its current one); the loop draws again meanwhile.
 
-use gigawatt_core::{DataClass, GpuDemand, PriorityClass, Shape, TaskDemand, TenantId, Topology, Workload, WorkloadId};
+use gigawatt_core::{
+    DataClass, GpuDemand, PriorityClass, Shape, TaskDemand, TenantId, Topology, Workload, WorkloadId,
+};
 use gigawatt_units::{Mebibytes, MilliCores, Seconds};
 use rand::Rng;
 
@@ -133,7 +135,8 @@ pub fn job(id: u64, tenant: &Tenant, rng: &mut CoreRng) -> Job {
     } else {
         PriorityClass::Standard
     };
-    let shape = if tasks == 1 { Shape::Single } else { Shape::Gang { tasks, topology: Topology::SameDomain } };
+    let shape =
+        if tasks == 1 { Shape::Single } else { Shape::Gang { tasks, topology: Topology::SameDomain } };
     let workload = Workload {
         id: WorkloadId(id),
         name: format!("{}-{id}", tenant.id.0),
