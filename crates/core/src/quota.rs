@@ -286,7 +286,11 @@ pub enum QuotaLimit {
 }
 
 fn gpus(m: GpuMilli) -> String {
-    if m.0.is_multiple_of(1000) { format!("{}", m.0 / 1000) } else { format!("{:.3}", f64::from(m.0) / 1000.0) }
+    if m.0.is_multiple_of(1000) {
+        format!("{}", m.0 / 1000)
+    } else {
+        format!("{:.3}", f64::from(m.0) / 1000.0)
+    }
 }
 
 impl fmt::Display for QuotaWhy {
