@@ -160,8 +160,12 @@ impl Scheduler {
                 owner: Some(id),
                 ends_by: None,
             };
-            let mut found = None;
+            // Borrowers gathered per node, youngest (lowest priority) first, until one
+            // node's set frees room for the task and at least the quota it needs.
+            let mut per_node: BTreeMap<u32, (Vec<WorkloadId>, u64)> = BTreeMap::new();
+            let mut found: Option<Vec<WorkloadId>> = None;
             let mut looked = 0;
+            let want = u64::from(need.gpu_total().0);
             for (p, _, vid, vroot) in borrowers {
                 if *p > prio || *vroot != Some(root) {
                     continue;
@@ -177,23 +181,37 @@ impl Scheduler {
                 if !v.charges_flavours().any(|f| self.quotas.borrowing(&v.workload.tenant, f)) {
                     continue;
                 }
-                // Its departure must free at least the quota the owed task needs, or the
-                // task would still be refused and the eviction wasted.
-                if v.charges_list().iter().map(|(_, a)| *a).sum::<u64>() < u64::from(need.gpu_total().0) {
-                    continue;
+                let amount: u64 = v.charges_list().iter().map(|(_, a)| *a).sum();
+                let nodes: Vec<u32> = v.tasks.iter().flatten().map(|x| x.node.0).collect();
+                for n in nodes {
+                    let entry = per_node.entry(n).or_default();
+                    if !entry.0.contains(vid) {
+                        entry.0.push(*vid);
+                        entry.1 += amount;
+                    }
+                    if entry.1 < want {
+                        continue;
+                    }
+                    let freed: Vec<&TaskAlloc> = entry
+                        .0
+                        .iter()
+                        .filter_map(|w| self.workloads.get(w))
+                        .flat_map(|w| w.tasks.iter().flatten())
+                        .filter(|x| x.node.0 == n)
+                        .collect();
+                    if self.state.check_with_freed(self.state.node(NodeIdx(n)), &need, &freed).is_ok() {
+                        found = Some(entry.0.clone());
+                        break;
+                    }
                 }
-                let fits = v.tasks.iter().flatten().any(|task| {
-                    let freed: Vec<&TaskAlloc> =
-                        v.tasks.iter().flatten().filter(|x| x.node == task.node).collect();
-                    self.state.check_with_freed(self.state.node(task.node), &need, &freed).is_ok()
-                });
-                if fits {
-                    found = Some(*vid);
+                if found.is_some() {
                     break;
                 }
             }
-            let Some(vid) = found else { return };
-            self.evict(vid, PreemptWhy::Reclaim { by: id, tenant: tenant.0.clone() }, out);
+            let Some(victims) = found else { return };
+            for vid in victims {
+                self.evict(vid, PreemptWhy::Reclaim { by: id, tenant: tenant.0.clone() }, out);
+            }
             self.try_place_public(id, rng, out);
         }
     }
