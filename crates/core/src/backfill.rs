@@ -47,20 +47,6 @@ impl Scheduler {
         self.decay_shares();
         self.reclaim(rng, out);
         self.plan_reservations(out);
-        if std::env::var_os("GIGAWATT_DEBUG_RES").is_some() {
-            for (id, r) in &self.reservations {
-                let e = &self.workloads[id];
-                eprintln!(
-                    "t={} res {id} tasks={} start+{:.0}s nodes={} held={:?} placed={}",
-                    self.now.0 / 1000,
-                    e.workload.shape.tasks(),
-                    r.start.since(self.now).0,
-                    r.nodes.len(),
-                    e.held,
-                    e.placed()
-                );
-            }
-        }
         self.backfill(rng, out);
         self.retry_pending(rng, out);
     }
