@@ -96,7 +96,13 @@ pub struct Engine {
     touched: BTreeSet<String>,
     require_agents: bool,
     budget_lead_ms: i64,
+    /// When the core's periodic pass runs next (fair-share decay, reclaim, reservations
+    /// for gangs and backfill into them).
+    next_tick_ms: i64,
 }
+
+/// How often the core's periodic pass runs (Slurm's `bf_interval`).
+pub const TICK_MS: i64 = 30_000;
 
 /// What start-up found.
 #[derive(Debug, Default)]
@@ -160,6 +166,7 @@ impl Engine {
             touched: BTreeSet::new(),
             require_agents: config.require_agents,
             budget_lead_ms: config.budget_lead_ms.max(0),
+            next_tick_ms: now_ms.saturating_add(TICK_MS),
         };
         // Nodes down, lost or without their agent first (no workloads yet, so this
         // decides nothing).
@@ -492,7 +499,21 @@ impl Engine {
         let archive =
             self.keep_ended_ms.and_then(|keep| self.ended.first().map(|(at, _)| at.saturating_add(keep)));
         let deferred = self.deferred.first().map(|(at, _)| *at);
-        [limit, archive, deferred, self.next_budget_change(now)].into_iter().flatten().min()
+        [limit, archive, deferred, self.next_budget_change(now), Some(self.next_tick_ms)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Runs the core's periodic pass when it is due; what it decides (placements by
+    /// backfill, reclaims) is staged like any other decision. Reservations are derived
+    /// state, planned again by the first pass after a restart.
+    pub fn tick(&mut self, now_ms: i64) -> Result<(), ApiError> {
+        if now_ms < self.next_tick_ms {
+            return Ok(());
+        }
+        self.next_tick_ms = now_ms.saturating_add(TICK_MS);
+        self.core(now_ms, Event::Tick)
     }
 
     /// Creates a tenant.

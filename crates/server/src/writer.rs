@@ -75,7 +75,8 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
         let mut result = engine
             .expire(now)
             .and_then(|()| engine.archive(now))
-            .and_then(|()| engine.apply_budget_schedule(now));
+            .and_then(|()| engine.apply_budget_schedule(now))
+            .and_then(|()| engine.tick(now));
         let records = engine.take_staged();
         if result.is_ok() {
             result = match state.store.append(&records).await {
