@@ -13,30 +13,6 @@ use gigawatt_core::{
 use gigawatt_units::{GpuMilli, Seconds, Timestamp};
 use rand::SeedableRng;
 
-/// Two racks of two HGX H100 nodes in one network domain.
-const LAB: &str = r#"
-[node_type.hgx]
-gpu_model = "H100-SXM"
-gpus = 8
-cpu_millicores = 224000
-memory_mib = 2097152
-base_power_w = 4600
-
-[[site]]
-id = "lab"
-country = "FR"
-region = "eu-fr"
-pue = 1.0
-grid = [{ from = 2026-01-01, capacity_mw = 1 }]
-
-  [[site.rack_group]]
-  prefix = "lab-r"
-  count = 2
-  node_type = "hgx"
-  nodes_per_rack = 2
-  network_domain = "lab-ib"
-"#;
-
 const H: f64 = 3600.0;
 
 struct Q {
@@ -47,7 +23,7 @@ struct Q {
 
 impl Q {
     fn new(config: SchedulerConfig) -> Q {
-        let fleet = common::fleet(LAB);
+        let fleet = common::fleet(common::LAB);
         let s =
             Scheduler::new(&fleet, PolicyKind::BestFit.build(&common::typical_pods()), config, common::NOW)
                 .expect("scheduler");

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{FRANCE_NOW, Harness, Kind, france, job};
+use common::{FRANCE_NOW, Harness, Kind, LAB, france, job};
 use gigawatt_core::state::{ModelInfo, NewNode};
 use gigawatt_core::{
     ClusterState, CoreError, CoreRng, DataClass, Decision, Event, PendingWhy, PolicyKind, PreemptWhy,
@@ -17,33 +17,6 @@ use gigawatt_core::{
 };
 use gigawatt_units::{GpuMilli, Mebibytes, MilliCores, Watts};
 use rand::SeedableRng;
-
-/// One French site (HDS and SecNumCloud), 2 racks of 2 HGX H100 nodes in one InfiniBand
-/// island, 1 MW of grid at PUE 1.0: `lab-r01-n01`, `lab-r01-n02`, `lab-r02-n01`,
-/// `lab-r02-n02`.
-const LAB: &str = r#"
-[node_type.hgx]
-gpu_model = "H100-SXM"
-gpus = 8
-cpu_millicores = 224000
-memory_mib = 2097152
-base_power_w = 4600
-
-[[site]]
-id = "lab"
-country = "FR"
-region = "eu-fr"
-certifications = ["hds", "secnumcloud"]
-pue = 1.0
-grid = [{ from = 2026-01-01, capacity_mw = 1 }]
-
-  [[site.rack_group]]
-  prefix = "lab-r"
-  count = 2
-  node_type = "hgx"
-  nodes_per_rack = 2
-  network_domain = "lab-ib"
-"#;
 
 /// One rack with one HGX H100 node, `one-r01-n01`.
 const ONE: &str = r#"

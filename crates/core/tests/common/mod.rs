@@ -40,6 +40,33 @@ pub fn fleet(text: &str) -> Fleet {
     }
 }
 
+/// One French site (HDS and SecNumCloud), 2 racks of 2 HGX H100 nodes in one InfiniBand
+/// island, 1 MW of grid at PUE 1.0: `lab-r01-n01`, `lab-r01-n02`, `lab-r02-n01`,
+/// `lab-r02-n02`.
+pub const LAB: &str = r#"
+[node_type.hgx]
+gpu_model = "H100-SXM"
+gpus = 8
+cpu_millicores = 224000
+memory_mib = 2097152
+base_power_w = 4600
+
+[[site]]
+id = "lab"
+country = "FR"
+region = "eu-fr"
+certifications = ["hds", "secnumcloud"]
+pue = 1.0
+grid = [{ from = 2026-01-01, capacity_mw = 1 }]
+
+  [[site.rack_group]]
+  prefix = "lab-r"
+  count = 2
+  node_type = "hgx"
+  nodes_per_rack = 2
+  network_domain = "lab-ib"
+"#;
+
 /// The bundled French fleet.
 pub fn france() -> Fleet {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fleets/france.toml");
