@@ -102,6 +102,21 @@ fn a_mix_that_cannot_fit_is_refused_with_the_reason() {
     assert!(err.to_string().contains("cannot power a single"), "{err}");
 }
 
+#[test]
+fn a_ratio_finer_than_a_thousandth_deploys_only_what_the_core_powers() {
+    // Found by the property below: 1.13423 × the budget fits 67 servers, the core's
+    // 1.134 only 66, and the 67th was refused for site power.
+    let requests = trace();
+    let mut e = experiment(0.723_040_206_344_140_9, 20.0);
+    e.inference_share = 0.0;
+    e.training_share = 0.0;
+    e.rate_per_replica = 0.5;
+    e.rack_kw = 21.0;
+    e.seed = 10_002_087;
+    let results = run_all(&e, &requests, &[0.134_232_444_021_433_67], 1).expect("runs");
+    assert_eq!(results[0].summary.overrun_seconds, 0.0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 

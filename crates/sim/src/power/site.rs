@@ -65,6 +65,9 @@ pub fn node_nameplate(e: &PowerExperiment) -> Watts {
 /// # Errors
 /// When the mix does not fit (a configuration that asks more than the site admits).
 pub fn build(e: &PowerExperiment, ratio: f64) -> Result<SiteLayout, PowerError> {
+    // The core admits against the ratio in thousandths; size the site with the same
+    // figure, or a ratio such as 0.13423 deploys one server the core cannot power.
+    let ratio = (ratio * 1000.0).round().clamp(0.0, 1000.0) / 1000.0;
     let it_budget = Pue(e.pue).it_share(Megawatts(e.site_mw).to_watts());
     let nameplate = node_nameplate(e);
     let nodes = ((1.0 + ratio) * it_budget.0 as f64 / nameplate.0 as f64).floor() as usize;
