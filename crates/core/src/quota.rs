@@ -36,7 +36,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use gigawatt_units::{GpuMilli, Seconds, Watts};
+use gigawatt_units::{GpuMilliTotal, Seconds, Watts};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -66,13 +66,13 @@ pub struct FlavourSpec {
 pub struct FlavourQuota {
     /// Guaranteed.
     #[serde(default)]
-    pub nominal: GpuMilli,
+    pub nominal: GpuMilliTotal,
     /// How far above nominal it may go by borrowing; `None` is unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub borrowing_limit: Option<GpuMilli>,
+    pub borrowing_limit: Option<GpuMilliTotal>,
     /// How much of its unused nominal others may borrow; `None` is unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lending_limit: Option<GpuMilli>,
+    pub lending_limit: Option<GpuMilliTotal>,
 }
 
 /// A tenant's quotas.
@@ -244,13 +244,13 @@ pub struct QuotaWhy {
     /// The flavour looked at (the one closest to admitting it).
     pub flavour: String,
     /// What it uses now, GPU thousandths.
-    pub used: GpuMilli,
+    pub used: GpuMilliTotal,
     /// Its nominal quota.
-    pub nominal: GpuMilli,
+    pub nominal: GpuMilliTotal,
     /// How much more it may borrow by its own limit (`None`: unlimited).
-    pub may_borrow: Option<GpuMilli>,
+    pub may_borrow: Option<GpuMilliTotal>,
     /// What the workload asks for.
-    pub asked: GpuMilli,
+    pub asked: GpuMilliTotal,
     /// What refused it.
     pub limit: QuotaLimit,
 }
@@ -285,12 +285,8 @@ pub enum QuotaLimit {
     },
 }
 
-fn gpus(m: GpuMilli) -> String {
-    if m.0.is_multiple_of(1000) {
-        format!("{}", m.0 / 1000)
-    } else {
-        format!("{:.3}", f64::from(m.0) / 1000.0)
-    }
+fn gpus(m: GpuMilliTotal) -> String {
+    if m.0.is_multiple_of(1000) { format!("{}", m.0 / 1000) } else { format!("{:.3}", m.0 as f64 / 1000.0) }
 }
 
 impl fmt::Display for QuotaWhy {
@@ -400,9 +396,9 @@ impl QuotaBook {
             m.parent = q.cohort.as_ref().and_then(|c| cohort_member.get(c).copied());
             for (name, fq) in &q.flavours {
                 let Some(f) = fidx(name) else { continue };
-                m.nominal[f] = u64::from(fq.nominal.0);
-                m.borrow[f] = fq.borrowing_limit.map(|b| u64::from(b.0));
-                m.guaranteed[f] = fq.lending_limit.map_or(0, |l| u64::from(fq.nominal.0.saturating_sub(l.0)));
+                m.nominal[f] = fq.nominal.0;
+                m.borrow[f] = fq.borrowing_limit.map(|b| b.0);
+                m.guaranteed[f] = fq.lending_limit.map_or(0, |l| fq.nominal.0.saturating_sub(l.0));
             }
             if m.parent.is_none() {
                 // Alone: nothing to borrow from.
@@ -430,9 +426,9 @@ impl QuotaBook {
             let me = cohort_member[name] as usize;
             for (fname, fq) in &c.flavours {
                 let Some(f) = fidx(fname) else { continue };
-                members[me].borrow[f] = fq.borrowing_limit.map(|b| u64::from(b.0));
+                members[me].borrow[f] = fq.borrowing_limit.map(|b| b.0);
                 members[me].guaranteed[f] =
-                    fq.lending_limit.map_or(0, |l| members[me].nominal[f].saturating_sub(u64::from(l.0)));
+                    fq.lending_limit.map_or(0, |l| members[me].nominal[f].saturating_sub(l.0));
             }
         }
         // Every cohort's claim starts at the sum of its children's guaranteed parts.
@@ -560,7 +556,7 @@ impl QuotaBook {
     /// The numbers behind a refusal.
     pub(crate) fn why(&self, tenant: &TenantId, f: usize, amount: u64, limit: QuotaLimit) -> QuotaWhy {
         let m = self.tenant_member.get(tenant).map(|t| &self.members[*t as usize]);
-        let get = |v: Option<u64>| GpuMilli(u32::try_from(v.unwrap_or(0)).unwrap_or(u32::MAX));
+        let get = |v: Option<u64>| GpuMilliTotal(v.unwrap_or(0));
         let used = m.and_then(|m| m.used.get(f).copied());
         let nominal = m.and_then(|m| m.nominal.get(f).copied());
         let may_borrow = m
@@ -686,9 +682,9 @@ mod tests {
 
     fn fq(nominal: u32, borrow: Option<u32>, lend: Option<u32>) -> FlavourQuota {
         FlavourQuota {
-            nominal: GpuMilli(nominal * 1000),
-            borrowing_limit: borrow.map(|b| GpuMilli(b * 1000)),
-            lending_limit: lend.map(|l| GpuMilli(l * 1000)),
+            nominal: GpuMilliTotal::whole(u64::from(nominal)),
+            borrowing_limit: borrow.map(|b| GpuMilliTotal::whole(u64::from(b))),
+            lending_limit: lend.map(|l| GpuMilliTotal::whole(u64::from(l))),
         }
     }
 

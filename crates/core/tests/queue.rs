@@ -10,7 +10,7 @@ use gigawatt_core::{
     CohortSpec, CoreRng, Decision, Event, FlavourQuota, FlavourSpec, PolicyKind, PreemptWhy, PriorityClass,
     Quotas, Scheduler, SchedulerConfig, TenantId, TenantQuota, Topology, WorkloadId, WorkloadStatus,
 };
-use gigawatt_units::{GpuMilli, Seconds, Timestamp};
+use gigawatt_units::{GpuMilliTotal, Seconds, Timestamp};
 use rand::SeedableRng;
 
 const H: f64 = 3600.0;
@@ -95,7 +95,7 @@ fn two_tenants() -> Quotas {
                 weight: 1,
                 flavours: BTreeMap::from([(
                     "h100".to_string(),
-                    FlavourQuota { nominal: GpuMilli(16_000), ..FlavourQuota::default() },
+                    FlavourQuota { nominal: GpuMilliTotal(16_000), ..FlavourQuota::default() },
                 )]),
                 power: BTreeMap::new(),
             },
@@ -239,9 +239,9 @@ mod properties {
                         flavours: BTreeMap::from([(
                             "h100".to_string(),
                             FlavourQuota {
-                                nominal: GpuMilli(nominal * 1000),
-                                borrowing_limit: borrow.map(|b| GpuMilli(b * 1000)),
-                                lending_limit: lend.map(|l| GpuMilli(l.min(nominal) * 1000)),
+                                nominal: GpuMilliTotal::whole(u64::from(nominal)),
+                                borrowing_limit: borrow.map(|b| GpuMilliTotal::whole(u64::from(b))),
+                                lending_limit: lend.map(|l| GpuMilliTotal::whole(u64::from(l.min(nominal)))),
                             },
                         )]),
                         power: BTreeMap::new(),

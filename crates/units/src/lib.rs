@@ -31,5 +31,5 @@ mod time;
 
 pub use carbon::{CarbonIntensity, GramsCo2};
 pub use power::{Joules, KilowattHours, Kilowatts, Megawatts, Watts};
-pub use resources::{GpuMilli, Mebibytes, MilliCores};
+pub use resources::{GpuMilli, GpuMilliTotal, Mebibytes, MilliCores};
 pub use time::{Seconds, Timestamp};

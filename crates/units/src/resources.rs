@@ -77,6 +77,13 @@ counter!(
     "m"
 );
 counter!(
+    /// A sum of GPU thousandths over many GPUs: a quota, or a tenant's use of a flavour.
+    /// [`GpuMilli`] measures what one task asks of one node and stops at 4,294 GPUs; a
+    /// tenant's quota on a 200,000-GPU fleet needs the wider type.
+    GpuMilliTotal(u64),
+    "m"
+);
+counter!(
     /// CPU in thousandths of a core, as Kubernetes counts it.
     MilliCores(u64),
     "mc"
@@ -95,6 +102,20 @@ impl GpuMilli {
     #[must_use]
     pub fn whole(n: u32) -> GpuMilli {
         GpuMilli(n.saturating_mul(1000))
+    }
+}
+
+impl GpuMilliTotal {
+    /// `n` whole GPUs.
+    #[must_use]
+    pub fn whole(n: u64) -> GpuMilliTotal {
+        GpuMilliTotal(n.saturating_mul(1000))
+    }
+}
+
+impl From<GpuMilli> for GpuMilliTotal {
+    fn from(m: GpuMilli) -> GpuMilliTotal {
+        GpuMilliTotal(u64::from(m.0))
     }
 }
 

@@ -8,7 +8,7 @@ use gigawatt_core::{
     BackfillConfig, CoreError, Decision, Event, FlavourQuota, FlavourSpec, Quotas, Scheduler,
     SchedulerConfig, TenantQuota, WorkloadId,
 };
-use gigawatt_units::{GpuMilli, Seconds, Timestamp};
+use gigawatt_units::{GpuMilliTotal, Seconds, Timestamp};
 use rand::Rng;
 
 use super::workload::{self, Job, JobKind, Tenant};
@@ -77,9 +77,12 @@ fn quotas(fleet: &gigawatt_fleet::Fleet, tenants: &mut [Tenant]) -> Quotas {
         let mut fq = BTreeMap::new();
         let mut largest = 0;
         for (f, cap) in flavours.iter().zip(&caps) {
-            let nominal = u32::try_from(cap * u64::from(t.weight) / total.max(1)).unwrap_or(u32::MAX);
-            largest = largest.max(u64::from(nominal) / 1000);
-            fq.insert(f.name.clone(), FlavourQuota { nominal: GpuMilli(nominal), ..FlavourQuota::default() });
+            let nominal = cap * u64::from(t.weight) / total.max(1);
+            largest = largest.max(nominal / 1000);
+            fq.insert(
+                f.name.clone(),
+                FlavourQuota { nominal: GpuMilliTotal(nominal), ..FlavourQuota::default() },
+            );
         }
         t.max_gang_gpus = largest;
         q.tenants.insert(
