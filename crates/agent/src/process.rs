@@ -237,6 +237,7 @@ mod tests {
             gpu_milli: vec![1000, 1000],
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             env: BTreeMap::from([("GIGAWATT_RANK".to_owned(), "1".to_owned())]),
+            grace_ms: None,
         }
     }
 

@@ -50,6 +50,8 @@ struct Task {
     logs: LogCursor,
     /// Every byte it wrote has been shipped (only meaningful once it ended).
     flushed: bool,
+    /// Its job's own grace between SIGTERM and SIGKILL, if it set one.
+    grace: Option<Duration>,
 }
 
 impl Task {
@@ -122,7 +124,8 @@ impl Supervisor {
         }
     }
 
-    /// Converges on `desired`: stops what is not in it, starts what is new. Returns
+    /// Converges on `desired`: stops what is not in it (SIGTERM, then SIGKILL after the
+    /// task's own grace, or `grace` when its job set none), starts what is new. Returns
     /// whether a task changed state (it started, or failed to) so that a heartbeat goes
     /// out now: the control plane learns of a start at once, not an interval later.
     pub fn converge(&mut self, desired: &Desired, grace: Duration) -> bool {
@@ -133,7 +136,7 @@ impl Supervisor {
                     "stopping task: no longer assigned to this node");
                 t.state = TaskState::Stopping;
                 if let Some(h) = &t.handle {
-                    h.send(Control::Stop { grace });
+                    h.send(Control::Stop { grace: t.grace.unwrap_or(grace) });
                 }
             }
         }
@@ -191,6 +194,7 @@ impl Supervisor {
             energy_j: 0.0,
             logs: LogCursor::new(&dir),
             flushed: false,
+            grace: a.grace_ms.map(Duration::from_millis),
         };
         let failed = match process::spawn(id, &a, &dir, &self.instance, self.exits.clone()) {
             Ok(handle) => {

@@ -18,6 +18,7 @@ fn assignment(workload: &str, gpus: &[u16], milli: &[u32], command: &[&str]) -> 
         gpu_milli: milli.to_vec(),
         command: command.iter().map(|s| (*s).to_owned()).collect(),
         env: BTreeMap::new(),
+        grace_ms: None,
     }
 }
 

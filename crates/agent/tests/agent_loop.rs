@@ -32,6 +32,7 @@ fn assignment(workload: &str, gpus: &[u16], command: &str) -> Assignment {
         gpu_milli: gpus.iter().map(|_| 1000).collect(),
         command: vec!["sh".into(), "-c".into(), command.into()],
         env: BTreeMap::from([("GIGAWATT_WORKLOAD_ID".to_owned(), workload.to_owned())]),
+        grace_ms: None,
     }
 }
 

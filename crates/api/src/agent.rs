@@ -175,7 +175,8 @@ pub struct Desired {
     /// (JSON object keys are strings: the index in decimal, `"0"`.)
     #[schema(value_type = BTreeMap<String, u64>)]
     pub power_limits_w: BTreeMap<u16, u64>,
-    /// How long to wait between SIGTERM and SIGKILL when stopping a task, in ms.
+    /// How long to wait between SIGTERM and SIGKILL when stopping a task whose
+    /// assignment names no grace of its own, in ms.
     pub grace_ms: u64,
 }
 
@@ -207,6 +208,10 @@ pub struct Assignment {
     pub command: Vec<String>,
     /// Environment, including `CUDA_VISIBLE_DEVICES` and the `GIGAWATT_*` variables.
     pub env: BTreeMap<String, String>,
+    /// Time between SIGTERM and SIGKILL when this task is stopped, in ms (the job's
+    /// `grace`); absent: [`Desired::grace_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_ms: Option<u64>,
 }
 
 /// `GET /v1/agent/changes?node=&generation=&seen=`: a long poll that answers when the

@@ -175,6 +175,11 @@ pub struct JobSpec {
     /// `timed-out` when it is reached (Slurm's `--time`). No limit by default.
     #[serde(default)]
     pub time_limit: Option<String>,
+    /// Time between SIGTERM and SIGKILL when the job is stopped (preempted, reclaimed,
+    /// cancelled, or at its time limit), e.g. `"2m"` for a checkpoint; the control
+    /// plane's default (30 s) when absent, at most its `--max-grace`.
+    #[serde(default)]
+    pub grace: Option<String>,
     /// Carbon-aware deferral: the job may wait for a low-carbon window before its
     /// deadline (needs `time_limit`, and a site with a carbon-intensity series).
     #[serde(default)]
@@ -191,6 +196,10 @@ pub struct RunSpec {
     pub env: BTreeMap<String, String>,
     /// Wall-clock limit once running, in seconds.
     pub time_limit_s: Option<u64>,
+    /// Time between SIGTERM and SIGKILL when it is stopped, in seconds (`None`: the
+    /// control plane's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_s: Option<u64>,
 }
 
 /// A job that passed validation.
@@ -325,6 +334,18 @@ impl JobSpec {
                 Some(s)
             }
         };
+        let grace_s = match &self.grace {
+            None => None,
+            Some(g) => {
+                let d = humantime::parse_duration(g).map_err(|e| {
+                    FieldError::new("grace", format!("`{g}`: {e}; write a duration such as \"30s\" or \"2m\""))
+                })?;
+                if d.as_secs() > 86_400 {
+                    return Err(FieldError::new("grace", "give a grace period of at most 1 day"));
+                }
+                Some(d.as_secs())
+            }
+        };
         let kind = self.kind.unwrap_or(match shape {
             Shape::Gang { .. } => WorkloadKind::Training,
             Shape::Service { .. } => WorkloadKind::Inference,
@@ -346,7 +367,7 @@ impl JobSpec {
             duration: None,
             time_limit: time_limit_s.map(|s| gigawatt_units::Seconds(s as f64)),
         };
-        let run = RunSpec { command: self.command.clone(), env: self.env.clone(), time_limit_s };
+        let run = RunSpec { command: self.command.clone(), env: self.env.clone(), time_limit_s, grace_s };
         Ok(ValidJob { workload, kind, run })
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fleet;
 pub mod job;
 pub mod power;
+pub mod quota;
 pub mod tokens;
 pub mod workload;
 
@@ -21,6 +22,10 @@ pub use error::{ApiErrorBody, FieldError};
 pub use fleet::{NodeInfo, RackInfo, SetBudget, SetNodeState, SiteInfo};
 pub use job::{DeferSpec, GangSpec, JobSpec, Resources, RunSpec, ServiceSpec, ValidJob, WorkloadKind};
 pub use power::{CurtailmentInfo, ScheduleCurtailment};
+pub use quota::{
+    CohortConfig, FairShareSpec, FlavourConfig, FlavourLimits, FlavourStatus, LinePlace, PowerQuotaStatus,
+    QuotaConfig, QuotaStatus, QuotasInForce, TenantQuotaConfig,
+};
 pub use tokens::{CreateTenant, CreateToken, Role, TenantInfo, TokenCreated, TokenInfo, WhoAmI};
 pub use workload::{
     CompleteRequest, DecisionInfo, Explain, Page, ReportUsage, TaskInfo, WatchEvent, WorkloadInfo,

@@ -58,9 +58,19 @@ pub struct ServeArgs {
     /// interval earlier, so the two copies never overlap.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub lost_after: Option<std::time::Duration>,
-    /// How long agents wait between SIGTERM and SIGKILL when they stop a task.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    /// How long agents wait between SIGTERM and SIGKILL when they stop a task whose job
+    /// did not set its own `grace`.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace: std::time::Duration,
+    /// The longest `grace` a job may ask for: a preempted job keeps its GPUs this long
+    /// at most after SIGTERM.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    pub max_grace: std::time::Duration,
+    /// How often the scheduling core's periodic pass runs: reservations for big gangs,
+    /// backfill into them, reclaim of lent quota, fair-share decay (Slurm's
+    /// `bf_interval`).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub pass_interval: std::time::Duration,
     /// Place work only on nodes whose agent registered (as `gigawatt up` does). Without
     /// it, a node without an agent still takes work as a reservation that nothing runs.
     #[arg(long)]
@@ -201,6 +211,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             heartbeat_interval: args.heartbeat_interval,
             lost_after: args.lost_after.unwrap_or(3 * args.heartbeat_interval),
             grace: args.grace,
+            max_grace: args.max_grace,
             telemetry_samples: args.telemetry_samples,
             logs_dir: Some(data_dir.join("logs")),
         };
@@ -213,6 +224,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 keep_ended_ms,
                 require_agents: args.require_agents,
                 budget_lead_ms: i64::try_from(args.budget_lead.as_millis()).unwrap_or(i64::MAX),
+                pass_interval_ms: i64::try_from(args.pass_interval.as_millis()).unwrap_or(i64::MAX),
             },
             snapshot_every: args.snapshot_every,
             agents,

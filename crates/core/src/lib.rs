@@ -73,10 +73,12 @@ pub use error::CoreError;
 pub use event::{Decision, Event, TaskPlacement};
 pub use explain::{PendingWhy, PlacedWhy, PreemptWhy, Reason, RejectWhy, ScoreTerm, TaskWhy};
 pub use policy::{BoundedSearch, Policy, PolicyKind, TypicalPod, TypicalPods, UnknownPolicy};
-pub use quota::{CohortSpec, FairShareConfig, FlavourQuota, FlavourSpec, QuotaWhy, Quotas, TenantQuota};
+pub use quota::{
+    CohortSpec, FairShareConfig, FlavourQuota, FlavourSpec, QuotaError, QuotaLimit, QuotaWhy, Quotas, TenantQuota,
+};
 pub use scheduler::{
-    BackfillConfig, DEFAULT_MAX_CANDIDATES, QueuePosition, Reservation, Scheduler, SchedulerConfig,
-    WorkloadStatus,
+    BackfillConfig, DEFAULT_MAX_CANDIDATES, FlavourUse, QueuePosition, Reservation, Scheduler,
+    SchedulerConfig, TenantQuotaUse, WorkloadStatus,
 };
 pub use state::{ClusterState, NodeIdx, NodeState};
 pub use workload::{

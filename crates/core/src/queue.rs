@@ -133,6 +133,11 @@ impl Queue {
         t
     }
 
+    /// The dense index of a tenant, if it was ever seen.
+    pub(crate) fn find_tenant(&self, id: &TenantId) -> Option<u32> {
+        self.tenant_ids.get(id).copied()
+    }
+
     /// The tenant's head in class `c`.
     pub(crate) fn head(&self, t: u32, c: u32) -> Option<Slot> {
         self.tenants[t as usize].by_class.get(&c).and_then(|s| s.first().copied())

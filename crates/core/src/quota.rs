@@ -218,8 +218,10 @@ impl Quotas {
                     && l > fq.nominal
                 {
                     return Err(QuotaError(format!(
-                        "tenant `{}`, flavour `{f}`: lending limit {} above nominal {}; a tenant lends at most its nominal",
-                        t.0, l.0, fq.nominal.0
+                        "tenant `{}`, flavour `{f}`: lending limit {} GPUs above nominal {}; a tenant lends at most its nominal",
+                        t.0,
+                        gpus(l),
+                        gpus(fq.nominal)
                     )));
                 }
             }
@@ -614,6 +616,14 @@ impl QuotaBook {
         }
         let used = &self.power_used[tenant];
         Some(limits.iter().zip(used).map(|(l, u)| l.saturating_sub(*u)).collect())
+    }
+
+    /// Per site index: reserved power `tenant` holds and its limit (`u64::MAX`: none).
+    pub(crate) fn power_use(&self, tenant: &TenantId) -> Vec<(u64, u64)> {
+        match (self.power_used.get(tenant), self.power_limit.get(tenant)) {
+            (Some(u), Some(l)) => u.iter().copied().zip(l.iter().copied()).collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Adds or removes reserved power of `tenant` at site index `site`.

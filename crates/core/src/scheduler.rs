@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use gigawatt_fleet::Fleet;
-use gigawatt_units::{GpuMilli, Seconds, Timestamp, Watts};
+use gigawatt_units::{GpuMilli, GpuMilliTotal, Seconds, Timestamp, Watts};
 use serde::Serialize;
 
 use crate::error::CoreError;
@@ -348,8 +348,17 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`QuotaError`] when the configuration is inconsistent; nothing changes then.
-    pub fn set_quotas(&mut self, quotas: Quotas) -> Result<(), QuotaError> {
+    pub fn set_quotas(&mut self, mut quotas: Quotas) -> Result<(), QuotaError> {
         quotas.validate()?;
+        // Flavours may name a model by an alias of the catalog (`H100`); nodes carry
+        // the canonical id (`H100-SXM`).
+        for f in &mut quotas.flavours {
+            for m in &mut f.models {
+                if let Some(spec) = self.catalog.get(m) {
+                    m.clone_from(&spec.id);
+                }
+            }
+        }
         // Reservations hold quota in the old book: drop them; the next pass plans again.
         for id in self.reservations.keys().copied().collect::<Vec<_>>() {
             self.unreserve(id);
@@ -451,6 +460,67 @@ impl Scheduler {
                 Some((spec.name.clone(), u, n, b))
             })
             .collect()
+    }
+
+    /// A tenant's quotas against its use, for reports (`gigawatt quota`): per flavour
+    /// and per site with a power quota, its fair share, and how much of its work waits.
+    #[must_use]
+    pub fn tenant_quota(&self, tenant: &TenantId) -> TenantQuotaUse {
+        let spec = self.quotas.spec.tenants.get(tenant);
+        let flavours = self
+            .quotas
+            .spec
+            .flavours
+            .iter()
+            .enumerate()
+            .filter_map(|(f, fs)| {
+                let (used, nominal, borrowing_limit) = self.quotas.account(tenant, f)?;
+                let lending_limit = spec.and_then(|q| q.flavours.get(&fs.name)).and_then(|q| q.lending_limit);
+                Some(FlavourUse {
+                    flavour: fs.name.clone(),
+                    used: GpuMilliTotal(used),
+                    nominal: GpuMilliTotal(nominal),
+                    borrowing_limit: borrowing_limit.map(GpuMilliTotal),
+                    lending_limit,
+                })
+            })
+            .collect();
+        let power = self
+            .quotas
+            .power_use(tenant)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (_, limit))| *limit != u64::MAX)
+            .map(|(i, (used, limit))| (self.state.sites[i].id.clone(), Watts(used), Watts(limit)))
+            .collect();
+        let t = self.pq.find_tenant(tenant);
+        let share = t
+            .and_then(|t| self.usage.get(t as usize))
+            .map_or(0.0, |u| u.share as f64 / 1e12);
+        let pending = t.map_or(0, |t| self.pq.tenants[t as usize].len);
+        TenantQuotaUse {
+            governed: spec.is_some(),
+            cohort: spec.and_then(|q| q.cohort.clone()),
+            weight: spec.map_or(1, |q| q.weight),
+            flavours,
+            power,
+            share,
+            pending,
+        }
+    }
+
+    /// A tenant's waiting workloads in the order they would go: by priority, then age
+    /// (at most `limit`, taken across its classes).
+    #[must_use]
+    pub fn tenant_pending(&self, tenant: &TenantId, limit: usize) -> Vec<WorkloadId> {
+        let Some(t) = self.pq.find_tenant(tenant) else { return Vec::new() };
+        let mut slots: Vec<Slot> = Vec::new();
+        for set in self.pq.tenants[t as usize].by_class.values() {
+            slots.extend(set.iter().take(limit).copied());
+        }
+        slots.sort_unstable();
+        slots.truncate(limit);
+        slots.into_iter().map(|s| s.2).collect()
     }
 
     /// The flavour a node belongs to under the quotas in force.
@@ -1678,6 +1748,41 @@ pub struct QueuePosition {
     pub quota: Option<QuotaWhy>,
     /// Its reservation's start and nodes, if it holds one.
     pub expected_start: Option<(Timestamp, Vec<String>)>,
+}
+
+/// A tenant's quotas against its use (see [`Scheduler::tenant_quota`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantQuotaUse {
+    /// Whether it has a quota entry at all (a tenant without one is not limited).
+    pub governed: bool,
+    /// The cohort it shares unused quota with.
+    pub cohort: Option<String>,
+    /// Its fair-share weight.
+    pub weight: u32,
+    /// Per flavour: use, nominal and limits.
+    pub flavours: Vec<FlavourUse>,
+    /// Per site with a power quota: reserved power held and the limit.
+    pub power: Vec<(String, Watts, Watts)>,
+    /// Its weighted dominant share (decayed past use mixed with current use, over the
+    /// fleet's capacity, divided by its weight); lower goes first among borrowers.
+    pub share: f64,
+    /// Its workloads waiting.
+    pub pending: usize,
+}
+
+/// One flavour of a tenant's quota, against its use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlavourUse {
+    /// The flavour.
+    pub flavour: String,
+    /// What it holds now.
+    pub used: GpuMilliTotal,
+    /// Its nominal (guaranteed) quota.
+    pub nominal: GpuMilliTotal,
+    /// How far above nominal it may go (`None`: as far as its cohort lends).
+    pub borrowing_limit: Option<GpuMilliTotal>,
+    /// How much of its unused nominal others may borrow (`None`: all of it).
+    pub lending_limit: Option<GpuMilliTotal>,
 }
 
 /// A tenant's rank for a head of priority `p`.

@@ -38,6 +38,7 @@ pub fn spec_of(w: &WorkloadRecord) -> JobSpec {
         command: w.run.command.clone(),
         env: w.run.env.clone(),
         time_limit: w.run.time_limit_s.map(|s| format!("{s}s")),
+        grace: w.run.grace_s.map(|s| format!("{s}s")),
         deferrable: w.deferral.as_ref().map(|d| DeferSpec { deadline: rfc3339(d.deadline_ms) }),
     }
 }

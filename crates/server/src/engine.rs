@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod budgets;
 mod deferral;
+pub mod quotas;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -45,6 +46,9 @@ pub struct EngineConfig {
     /// How long before a budget cut (a lower grid phase, a curtailment) the core starts
     /// holding it: work is shed and GPUs capped before the cut begins.
     pub budget_lead_ms: i64,
+    /// How often the core's periodic pass runs: reservations for gangs, backfill,
+    /// reclaim of lent quota, fair-share decay (Slurm's `bf_interval`).
+    pub pass_interval_ms: i64,
 }
 
 /// The default budget lead: enough for the power manager to lower limits and for agents
@@ -99,10 +103,12 @@ pub struct Engine {
     /// When the core's periodic pass runs next (fair-share decay, reclaim, reservations
     /// for gangs and backfill into them).
     next_tick_ms: i64,
+    /// Period of the pass.
+    tick_ms: i64,
 }
 
-/// How often the core's periodic pass runs (Slurm's `bf_interval`).
-pub const TICK_MS: i64 = 30_000;
+/// How often the core's periodic pass runs by default (Slurm's `bf_interval`).
+pub const DEFAULT_PASS_INTERVAL_MS: i64 = 30_000;
 
 /// What start-up found.
 #[derive(Debug, Default)]
@@ -166,7 +172,8 @@ impl Engine {
             touched: BTreeSet::new(),
             require_agents: config.require_agents,
             budget_lead_ms: config.budget_lead_ms.max(0),
-            next_tick_ms: now_ms.saturating_add(TICK_MS),
+            next_tick_ms: now_ms.saturating_add(config.pass_interval_ms.max(100)),
+            tick_ms: config.pass_interval_ms.max(100),
         };
         // Nodes down, lost or without their agent first (no workloads yet, so this
         // decides nothing).
@@ -188,6 +195,12 @@ impl Engine {
             if let Err(e) = engine.scheduler.handle(now, event, &mut engine.rng) {
                 tracing::warn!("site {site} has a budget in the log but {e}; ignored");
             }
+        }
+        if let Some(q) = &engine.view.quotas
+            && let Err(e) = engine.scheduler.set_quotas(q.quotas.clone())
+        {
+            // Checked before it was logged; a core that now refuses it is a bug to see.
+            tracing::error!("the quotas in the log are refused: {e}; running without quotas");
         }
         let live: Vec<WorkloadId> =
             engine.view.workloads_after(0).filter(|w| !w.state.is_final()).map(|w| w.workload.id).collect();
@@ -512,7 +525,7 @@ impl Engine {
         if now_ms < self.next_tick_ms {
             return Ok(());
         }
-        self.next_tick_ms = now_ms.saturating_add(TICK_MS);
+        self.next_tick_ms = now_ms.saturating_add(self.tick_ms);
         self.core(now_ms, Event::Tick)
     }
 

@@ -26,6 +26,7 @@ use crate::http;
         http::agents::telemetry, http::agents::set_power_limit, http::agents::read_logs, http::agents::energy,
         http::power::schedule, http::power::list, http::power::cancel,
         http::energy::report_usage, http::energy::sites,
+        http::quotas::set_quotas, http::quotas::get_quotas, http::quotas::get_quota,
     ),
     modifiers(&Bearer),
     tags(
@@ -35,6 +36,7 @@ use crate::http;
         (name = "ops", description = "Health, readiness, metrics"),
         (name = "agents", description = "The node agents' protocol, their telemetry, power limits and energy"),
         (name = "power", description = "Curtailments, power caps and alerts"),
+        (name = "quotas", description = "Quotas, fair share and each tenant's place in line"),
     )
 )]
 pub struct ApiDoc;

@@ -1,7 +1,7 @@
 //! The events of the log.
 
 use gigawatt_api::{GpuInventory, Role, RunSpec, WorkloadKind, WorkloadState, rfc3339};
-use gigawatt_core::{PendingWhy, PlacedWhy, PreemptWhy, RejectWhy, TaskPlacement, Workload, WorkloadId};
+use gigawatt_core::{PendingWhy, PlacedWhy, PreemptWhy, Quotas, RejectWhy, TaskPlacement, Workload, WorkloadId};
 use gigawatt_units::Watts;
 use serde::{Deserialize, Serialize};
 
@@ -281,6 +281,14 @@ pub enum LogEvent {
         /// What, in words.
         message: String,
     },
+    /// An operator put a quota configuration in force (the whole document: flavours,
+    /// cohorts, tenants, fair share). It replaces the one before.
+    QuotasSet {
+        /// The configuration, as the core holds it (GPU thousandths, watts).
+        quotas: Quotas,
+        /// The token that set it.
+        by: String,
+    },
     /// The power manager held a task's GPUs below their predicted demand.
     PowerCapped {
         /// The workload.
@@ -344,6 +352,7 @@ impl LogEvent {
             LogEvent::PowerLimitSet { .. } => "power-limit-set",
             LogEvent::UsageReported { .. } => "usage-reported",
             LogEvent::WorkloadDeferred { .. } => "workload-deferred",
+            LogEvent::QuotasSet { .. } => "quotas-set",
         }
     }
 
@@ -481,6 +490,12 @@ impl LogEvent {
                     energy_j / 1e3
                 )
             }
+            LogEvent::QuotasSet { quotas, by } => format!(
+                "quotas set by token {by}: {} flavours, {} cohorts, {} tenants",
+                quotas.flavours.len(),
+                quotas.cohorts.len(),
+                quotas.tenants.len()
+            ),
             LogEvent::PowerLimitSet { node, gpus, watts, by } => match watts {
                 Some(w) => format!("node {node} GPUs {gpus:?} capped at {w} W by token {by}"),
                 None => format!("node {node} GPUs {gpus:?} back to their default power limit by token {by}"),

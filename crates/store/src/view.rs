@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use gigawatt_api::{GpuInventory, Role, RunSpec, WorkloadKind, WorkloadState};
-use gigawatt_core::{TaskPlacement, Workload, WorkloadId};
+use gigawatt_core::{Quotas, TaskPlacement, Workload, WorkloadId};
 use gigawatt_units::Watts;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,6 +23,17 @@ pub struct ViewError {
     pub kind: &'static str,
     /// What is wrong.
     pub message: String,
+}
+
+/// The quota configuration in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotasRecord {
+    /// The configuration.
+    pub quotas: Quotas,
+    /// When it was set (Unix ms).
+    pub set_at: i64,
+    /// The token that set it.
+    pub set_by: String,
 }
 
 /// A tenant.
@@ -367,6 +378,9 @@ pub struct View {
     /// energy spread evenly over the time it ran.
     #[serde(default)]
     pub site_days: BTreeMap<String, BTreeMap<i64, (f64, f64)>>,
+    /// The quota configuration in force, with when and by whom it was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<QuotasRecord>,
     /// Token id by secret hash.
     #[serde(skip)]
     token_by_hash: HashMap<String, String>,
@@ -552,6 +566,9 @@ impl View {
             }
             LogEvent::NodeUp { node, .. } => {
                 self.nodes_down.remove(node);
+            }
+            LogEvent::QuotasSet { quotas, by } => {
+                self.quotas = Some(QuotasRecord { quotas: quotas.clone(), set_at: r.at_ms, set_by: by.clone() });
             }
             LogEvent::BudgetChanged { site, budget, scheduled, .. } => {
                 if !*scheduled {

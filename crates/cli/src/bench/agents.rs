@@ -1085,6 +1085,7 @@ mod tests {
                 gpu_milli: vec![1000],
                 command: vec![],
                 env: BTreeMap::new(),
+                grace_ms: None,
             }],
             ..Desired::default()
         };

@@ -182,6 +182,7 @@ fn job(rng: &mut SplitMix64, n: u64, tenant: &str) -> JobSpec {
         command: vec!["python".into(), program.into(), "--config".into(), format!("configs/run-{n}.yaml")],
         env: BTreeMap::from([("WANDB_PROJECT".to_string(), tenant.to_string())]),
         time_limit: None,
+        grace: None,
         deferrable: None,
     }
 }
@@ -199,6 +200,7 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
             keep_ended_ms: None,
             require_agents: false,
             budget_lead_ms: gigawatt_server::engine::DEFAULT_BUDGET_LEAD_MS,
+            pass_interval_ms: gigawatt_server::engine::DEFAULT_PASS_INTERVAL_MS,
         },
         snapshot_every: spec.snapshot_every,
         agents: gigawatt_server::agents::AgentSettings::default(),

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod agents;
 pub mod config;
 pub mod http;
+pub mod quota;
 pub mod site;
 pub mod table;
 pub mod top;
@@ -169,6 +170,9 @@ pub enum ClientCommand {
     /// Site power operations: curtailments (operators).
     #[command(subcommand)]
     Site(site::SiteCommand),
+    /// Your quota, use, borrowed GPUs and place in line; `quota set FILE` and `quota
+    /// show` for operators.
+    Quota(quota::QuotaArgs),
     /// Create and list tenants (admin).
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
@@ -193,6 +197,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::PowerLimit(a) => agents::power_limit(&a),
         ClientCommand::Energy(a) => agents::energy(&a),
         ClientCommand::Site(c) => site::site(&c),
+        ClientCommand::Quota(a) => quota::quota(&a),
         ClientCommand::Tenant(c) => admin::tenant(&c),
         ClientCommand::Token(c) => admin::token(&c),
     }

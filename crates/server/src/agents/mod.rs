@@ -22,8 +22,11 @@ pub struct AgentSettings {
     /// After this long without a heartbeat a node is lost and its work requeued
     /// (default 3 intervals).
     pub lost_after: Duration,
-    /// How long an agent waits between SIGTERM and SIGKILL when it stops a task.
+    /// How long an agent waits between SIGTERM and SIGKILL when it stops a task whose
+    /// job set no `grace` (default 30 s).
     pub grace: Duration,
+    /// The longest `grace` a job may ask for (default 10 min).
+    pub max_grace: Duration,
     /// Heartbeats of telemetry kept per node (default 36: three minutes at 5 s).
     pub telemetry_samples: usize,
     /// Where task output is kept (`None`: not kept).
@@ -35,7 +38,8 @@ impl Default for AgentSettings {
         AgentSettings {
             heartbeat_interval: Duration::from_secs(5),
             lost_after: Duration::from_secs(15),
-            grace: Duration::from_secs(10),
+            grace: Duration::from_secs(30),
+            max_grace: Duration::from_secs(600),
             telemetry_samples: 36,
             logs_dir: None,
         }

@@ -383,6 +383,7 @@ impl Engine {
                     gpu_milli: t.gpus.iter().map(|(_, m)| m.0).collect(),
                     command: w.run.command.clone(),
                     env: envs,
+                    grace_ms: w.run.grace_s.map(|s| s.saturating_mul(1000)),
                 });
             }
         }

@@ -316,6 +316,7 @@ mod tests {
             keep_ended_ms: None,
             require_agents: false,
             budget_lead_ms: 60_000,
+            pass_interval_ms: crate::engine::DEFAULT_PASS_INTERVAL_MS,
         };
         let mut view = View::default();
         let record = Record { seq: 1, at_ms: now, tenant: None, event: LogEvent::Initialized { id_key: 7 } };

@@ -9,6 +9,7 @@ pub mod events;
 pub mod fleet;
 pub mod ops;
 pub mod power;
+pub mod quotas;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/workloads/{id}/usage", post(energy::report_usage))
         .route("/v1/nodes/{name}/telemetry", get(agents::telemetry))
         .route("/v1/nodes/{name}/power-limit", put(agents::set_power_limit))
+        .route("/v1/quotas", put(quotas::set_quotas).get(quotas::get_quotas))
+        .route("/v1/quota", get(quotas::get_quota))
         .route("/v1/sites", get(fleet::list_sites))
         .route("/v1/sites/{id}", get(fleet::get_site))
         .route("/v1/sites/{id}/budget", put(fleet::set_budget))

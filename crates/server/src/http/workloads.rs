@@ -99,6 +99,18 @@ pub async fn submit(
 ) -> Result<(StatusCode, Json<WorkloadInfo>), ApiError> {
     caller.require(&[Role::Admin, Role::Operator, Role::Tenant], "submitting work")?;
     let key = idempotency_key(&headers)?;
+    if let Some(g) = spec.grace.as_deref().and_then(|g| humantime::parse_duration(g).ok())
+        && g > state.agents.settings.max_grace
+    {
+        return Err(ApiError::field(
+            "grace",
+            format!(
+                "{} is above this control plane's longest grace, {}; ask for less",
+                humantime::format_duration(g),
+                humantime::format_duration(state.agents.settings.max_grace)
+            ),
+        ));
+    }
     let (info, created) = execute(&state, move |engine, now| {
         let (id, created) = engine.submit(now, &caller, &spec, key)?;
         let w = engine.view.workloads.get(&id).ok_or_else(|| ApiError::internal(format!("{id} vanished")))?;

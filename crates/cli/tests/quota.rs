@@ -1,0 +1,252 @@
+//! Quotas live: an operator sets them with `gigawatt quota set`, a tenant reads its
+//! standing with `gigawatt quota`, a borrower is reclaimed by the periodic pass for a
+//! tenant within its nominal quota, and the reclaimed task is stopped by its agent with
+//! SIGTERM, then SIGKILL once its job's own grace period is over. Seen through the API,
+//! the event log and the machine's process table, on each storage backend.
+
+mod server_harness;
+
+use std::path::Path;
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use server_harness::{Api, Backend, Server, TestDb, gigawatt_bin, run_on};
+
+const NODES: [&str; 2] = ["valence-a001-n01", "valence-a001-n02"];
+
+/// Two tenants share the GPUs of valence: 8 each, in one cohort.
+const QUOTAS: &str = r#"
+[[flavours]]
+name = "h100-valence"
+models = ["H100"]
+sites = ["valence"]
+
+[cohorts.lab]
+
+[tenants.alpha]
+cohort = "lab"
+flavours.h100-valence = { nominal = 8 }
+
+[tenants.beta]
+cohort = "lab"
+flavours.h100-valence = { nominal = 8 }
+"#;
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cli(base: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(gigawatt_bin())
+        .args(args)
+        .args(["--server", base, "--token", token])
+        .env("HOME", std::env::temp_dir())
+        .env_remove("GIGAWATT_SERVER")
+        .env_remove("GIGAWATT_TOKEN")
+        .output()
+        .expect("the gigawatt client runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn server(db: &TestDb, dir: &Path) -> Server {
+    let dir = dir.to_string_lossy().into_owned();
+    Server::start(
+        db,
+        &[
+            "--require-agents",
+            "--heartbeat-interval",
+            "200ms",
+            "--lost-after",
+            "2s",
+            "--pass-interval",
+            "300ms",
+            "--data-dir",
+            &dir,
+        ],
+    )
+}
+
+/// Every live process whose environment names `workload`.
+fn processes_of(workload: &str) -> usize {
+    let needle = format!("GIGAWATT_WORKLOAD_ID={workload}");
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.flatten()
+        .filter(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let alive = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next()).is_some_and(|s| s != 'Z');
+            alive
+                && std::fs::read(e.path().join("environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .count()
+}
+
+fn sh(name: &str, script: &str, grace: Option<&str>) -> Value {
+    let mut j = json!({"name": name, "command": ["sh", "-c", script], "resources": {"gpus": 8}});
+    if let Some(g) = grace {
+        j["grace"] = g.into();
+    }
+    j
+}
+
+fn records<'a>(log: &'a [Value], kind: &str, id: &str) -> Vec<&'a Value> {
+    let n = server_harness::numeric_id(id);
+    log.iter().filter(|r| r["event"] == kind && r["body"]["workload"] == n).collect()
+}
+
+fn at_ms(r: &Value) -> i64 {
+    let at = r["at"].as_str().unwrap_or_default();
+    let t = humantime::parse_rfc3339(at).unwrap_or_else(|e| panic!("`{at}`: {e}"));
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn scenario(db: &TestDb) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = server(db, dir.path());
+    let admin = server.admin_token.clone().expect("admin token");
+    let api = Api::new(&server.base);
+    for t in ["alpha", "beta"] {
+        api.create_tenant(&admin, t);
+    }
+    let (_, alpha) = api.issue_token(&admin, "tenant", Some("alpha"));
+    let (_, beta) = api.issue_token(&admin, "tenant", Some("beta"));
+    let (_, agent_token) = api.issue_token(&admin, "agent", None);
+    let _agents: Vec<Agent> =
+        NODES.iter().map(|n| Agent(server_harness::spawn_agent(&server.base, &agent_token, n, dir.path()))).collect();
+    wait_for("both agents to report", Duration::from_secs(60), || {
+        let list = api.get("/v1/agents", &admin).body;
+        let ready = list.as_array()?.iter().filter(|a| a["last_heartbeat_at"].is_string()).count();
+        (ready == NODES.len()).then_some(())
+    });
+
+    // A wrong file is refused with the field at fault, and nothing is logged.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, QUOTAS.replace("[tenants.beta]", "[tenants.zed]")).expect("write");
+    let out = cli(&server.base, &admin, &["quota", "set", bad.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("tenants.zed") && text(&out).contains("no tenant `zed`"), "{}", text(&out));
+    assert!(api.read_log(&admin).iter().all(|r| r["event"] != "quotas-set"));
+
+    let file = dir.path().join("quotas.toml");
+    std::fs::write(&file, QUOTAS).expect("write");
+    let out = cli(&server.base, &admin, &["quota", "set", file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("1 flavours, 1 cohorts, 2 tenants"), "{}", text(&out));
+
+    // alpha takes its nominal, then borrows beta's unused 8 with a job that ignores
+    // SIGTERM and asks for 2 s of grace.
+    let own = api.post("/v1/workloads", &alpha, &sh("own", "sleep 1000", None)).expect_status(201).str("id");
+    let borrowed = api
+        .post("/v1/workloads", &alpha, &sh("borrowed", "trap 'echo got TERM' TERM; while :; do sleep 0.1; done", Some("2s")))
+        .expect_status(201)
+        .str("id");
+    for id in [&own, &borrowed] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let w = api.get(&format!("/v1/workloads/{id}"), &alpha).body;
+            let running = w["placement"].as_array().is_some_and(|p| p.iter().all(|t| t["process"] == "running"));
+            if running && w["state"] == "running" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} does not run: {w}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let out = cli(&server.base, &alpha, &["quota", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(status["flavours"][0]["used"], 16.0, "{status}");
+    assert_eq!(status["flavours"][0]["borrowed"], 8.0, "{status}");
+    let out = cli(&server.base, &alpha, &["quota"]);
+    assert!(text(&out).contains("h100-valence") && text(&out).contains("cohort lab"), "{}", text(&out));
+    // A tenant sees no other tenant's quota.
+    api.get("/v1/quota?tenant=beta", &alpha).expect_error(404, "not-found");
+
+    // beta, within its nominal, asks for what alpha borrowed: the pass reclaims it.
+    let owed = api.post("/v1/workloads", &beta, &sh("owed", "sleep 1000", None)).expect_status(201).str("id");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reclaimed = loop {
+        let log = api.read_log(&admin);
+        if let Some(r) = records(&log, "workload-preempted", &borrowed).first() {
+            break (*r).clone();
+        }
+        if Instant::now() > deadline {
+            let w = api.get(&format!("/v1/workloads/{owed}"), &beta).body;
+            let kinds: Vec<String> = log.iter().map(|r| r["event"].to_string()).collect();
+            panic!("no reclaim; the owed job: {w}\nthe log: {kinds:?}\n{}", server.stderr_text());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(reclaimed["body"]["why"].to_string().contains("reclaim"), "{reclaimed}");
+    let took = Instant::now();
+    // It is still there during its grace (it ignores SIGTERM), gone after.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(processes_of(&borrowed) > 0, "SIGTERM alone does not stop it");
+    wait_for("the grace to run out", Duration::from_secs(20), || (processes_of(&borrowed) == 0).then_some(()));
+    assert!(took.elapsed() >= Duration::from_millis(1200), "killed only after its 2 s grace: {:?}", took.elapsed());
+    let exited = wait_for("the borrower's exit to be logged", Duration::from_secs(20), || {
+        let log = api.read_log(&admin);
+        records(&log, "task-exited", &borrowed).last().map(|r| (*r).clone())
+    });
+    assert_eq!(exited["body"]["signal"], 9, "SIGKILL after the grace: {exited}");
+    let gap = at_ms(&exited) - at_ms(&reclaimed);
+    assert!(gap >= 2000, "SIGKILL {gap} ms after the reclaim, before the 2 s grace ran out");
+    let out = api.get(&format!("/v1/workloads/{borrowed}/logs?task=0"), &alpha);
+    assert!(out.body["data"].as_str().unwrap_or_default().contains("got TERM"), "{}", out.body);
+
+    // beta's job runs where the borrower was; the borrower waits, and says why.
+    wait_for("the owed job to run", Duration::from_secs(30), || {
+        let w = api.get(&format!("/v1/workloads/{owed}"), &beta).body;
+        (w["state"] == "running").then_some(())
+    });
+    let w = api.get(&format!("/v1/workloads/{borrowed}"), &alpha).body;
+    assert_eq!(w["state"], "pending", "{w}");
+    let out = cli(&server.base, &alpha, &["quota", "-o", "json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(status["pending"], 1, "{status}");
+    assert_eq!(status["waiting"][0]["workload"], borrowed.as_str(), "{status}");
+    assert!(
+        status["waiting"][0]["quota"].as_str().is_some_and(|q| q.contains("uses 8 of its 8")),
+        "{status}"
+    );
+
+    // The quotas are in the log: a restart puts them back in force.
+    let before = api.get("/v1/quotas", &admin).expect_status(200).body["config"].clone();
+    server.kill();
+    let server = self::server(db, dir.path());
+    let api = Api::new(&server.base);
+    let after = api.get("/v1/quotas", &admin).expect_status(200).body.clone();
+    assert_eq!(after["config"], before);
+    assert_eq!(after["tenants"][0]["flavours"][0]["used"], 8.0, "{after}");
+    let out = cli(&server.base, &admin, &["quota", "show"]);
+    assert!(text(&out).contains("alpha") && text(&out).contains("beta"), "{}", text(&out));
+    server_harness::assert_digest_matches_replay(&api, db, &admin);
+    server.assert_clean_log();
+}
+
+#[test]
+fn a_borrower_is_reclaimed_with_sigterm_then_sigkill_after_its_grace() {
+    for backend in Backend::ALL {
+        run_on(backend, "quota_reclaim", scenario);
+    }
+}
