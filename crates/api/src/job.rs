@@ -338,7 +338,10 @@ impl JobSpec {
             None => None,
             Some(g) => {
                 let d = humantime::parse_duration(g).map_err(|e| {
-                    FieldError::new("grace", format!("`{g}`: {e}; write a duration such as \"30s\" or \"2m\""))
+                    FieldError::new(
+                        "grace",
+                        format!("`{g}`: {e}; write a duration such as \"30s\" or \"2m\""),
+                    )
                 })?;
                 if d.as_secs() > 86_400 {
                     return Err(FieldError::new("grace", "give a grace period of at most 1 day"));

@@ -140,7 +140,10 @@ fn gpus(field: &str, v: f64) -> Result<GpuMilliTotal, FieldError> {
 fn limits(field: &str, l: &FlavourLimits) -> Result<FlavourQuota, FieldError> {
     Ok(FlavourQuota {
         nominal: gpus(&format!("{field}.nominal"), l.nominal)?,
-        borrowing_limit: l.borrowing_limit.map(|b| gpus(&format!("{field}.borrowing_limit"), b)).transpose()?,
+        borrowing_limit: l
+            .borrowing_limit
+            .map(|b| gpus(&format!("{field}.borrowing_limit"), b))
+            .transpose()?,
         lending_limit: l.lending_limit.map(|b| gpus(&format!("{field}.lending_limit"), b)).transpose()?,
     })
 }
@@ -172,7 +175,9 @@ impl QuotaConfig {
     /// # Errors
     /// The first wrong field, as a dotted path (`tenants.acme.flavours.h100-eu.nominal`).
     pub fn to_core(&self) -> Result<Quotas, FieldError> {
-        if self.flavours.len() > MAX_ENTRIES || self.cohorts.len() > MAX_ENTRIES || self.tenants.len() > MAX_ENTRIES
+        if self.flavours.len() > MAX_ENTRIES
+            || self.cohorts.len() > MAX_ENTRIES
+            || self.tenants.len() > MAX_ENTRIES
         {
             return Err(FieldError::new("", format!("at most {MAX_ENTRIES} flavours, cohorts or tenants")));
         }
@@ -200,7 +205,10 @@ impl QuotaConfig {
                 power: BTreeMap::new(),
             };
             if spec.weight == 0 || spec.weight > 1_000_000 {
-                return Err(FieldError::new(format!("tenants.{id}.weight"), "give a weight from 1 to 1000000"));
+                return Err(FieldError::new(
+                    format!("tenants.{id}.weight"),
+                    "give a weight from 1 to 1000000",
+                ));
             }
             for (f, l) in &t.flavours {
                 spec.flavours.insert(f.clone(), limits(&format!("tenants.{id}.flavours.{f}"), l)?);
@@ -219,7 +227,10 @@ impl QuotaConfig {
         }
         if let Some(fs) = &self.fair_share {
             let half = humantime::parse_duration(&fs.half_life).map_err(|e| {
-                FieldError::new("fair_share.half_life", format!("`{}`: {e}; write a duration such as `24h`", fs.half_life))
+                FieldError::new(
+                    "fair_share.half_life",
+                    format!("`{}`: {e}; write a duration such as `24h`", fs.half_life),
+                )
             })?;
             if !(0.0..=1.0).contains(&fs.history_weight) {
                 return Err(FieldError::new(

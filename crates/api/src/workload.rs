@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::job::{JobSpec, WorkloadKind};
+use crate::quota::LinePlace;
 
 /// Where a workload stands. `pending` and `running` are live; the rest are final and
 /// never change again.
@@ -128,6 +129,10 @@ pub struct WorkloadInfo {
     pub joules_per_token: Option<f64>,
     /// The job as submitted.
     pub spec: JobSpec,
+    /// While it waits: its place in line, what quota says, and its expected start and
+    /// planned nodes once a reservation holds them (as `squeue --start` shows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<LinePlace>,
 }
 
 /// One page of a list, with the cursor to the next one.
@@ -166,6 +171,9 @@ pub struct Explain {
     pub summary: String,
     /// Every decision and event about it, oldest first.
     pub history: Vec<DecisionInfo>,
+    /// While it waits: its place in line, quota and expected start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<LinePlace>,
 }
 
 /// Ends a running workload (sent by node agents, or an operator).

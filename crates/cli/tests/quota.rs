@@ -131,8 +131,10 @@ fn scenario(db: &TestDb) {
     let (_, alpha) = api.issue_token(&admin, "tenant", Some("alpha"));
     let (_, beta) = api.issue_token(&admin, "tenant", Some("beta"));
     let (_, agent_token) = api.issue_token(&admin, "agent", None);
-    let _agents: Vec<Agent> =
-        NODES.iter().map(|n| Agent(server_harness::spawn_agent(&server.base, &agent_token, n, dir.path()))).collect();
+    let _agents: Vec<Agent> = NODES
+        .iter()
+        .map(|n| Agent(server_harness::spawn_agent(&server.base, &agent_token, n, dir.path())))
+        .collect();
     wait_for("both agents to report", Duration::from_secs(60), || {
         let list = api.get("/v1/agents", &admin).body;
         let ready = list.as_array()?.iter().filter(|a| a["last_heartbeat_at"].is_string()).count();
@@ -157,14 +159,19 @@ fn scenario(db: &TestDb) {
     // SIGTERM and asks for 2 s of grace.
     let own = api.post("/v1/workloads", &alpha, &sh("own", "sleep 1000", None)).expect_status(201).str("id");
     let borrowed = api
-        .post("/v1/workloads", &alpha, &sh("borrowed", "trap 'echo got TERM' TERM; while :; do sleep 0.1; done", Some("2s")))
+        .post(
+            "/v1/workloads",
+            &alpha,
+            &sh("borrowed", "trap 'echo got TERM' TERM; while :; do sleep 0.1; done", Some("2s")),
+        )
         .expect_status(201)
         .str("id");
     for id in [&own, &borrowed] {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let w = api.get(&format!("/v1/workloads/{id}"), &alpha).body;
-            let running = w["placement"].as_array().is_some_and(|p| p.iter().all(|t| t["process"] == "running"));
+            let running =
+                w["placement"].as_array().is_some_and(|p| p.iter().all(|t| t["process"] == "running"));
             if running && w["state"] == "running" {
                 break;
             }
@@ -202,8 +209,14 @@ fn scenario(db: &TestDb) {
     // It is still there during its grace (it ignores SIGTERM), gone after.
     std::thread::sleep(Duration::from_millis(800));
     assert!(processes_of(&borrowed) > 0, "SIGTERM alone does not stop it");
-    wait_for("the grace to run out", Duration::from_secs(20), || (processes_of(&borrowed) == 0).then_some(()));
-    assert!(took.elapsed() >= Duration::from_millis(1200), "killed only after its 2 s grace: {:?}", took.elapsed());
+    wait_for("the grace to run out", Duration::from_secs(20), || {
+        (processes_of(&borrowed) == 0).then_some(())
+    });
+    assert!(
+        took.elapsed() >= Duration::from_millis(1200),
+        "killed only after its 2 s grace: {:?}",
+        took.elapsed()
+    );
     let exited = wait_for("the borrower's exit to be logged", Duration::from_secs(20), || {
         let log = api.read_log(&admin);
         records(&log, "task-exited", &borrowed).last().map(|r| (*r).clone())
@@ -221,6 +234,12 @@ fn scenario(db: &TestDb) {
     });
     let w = api.get(&format!("/v1/workloads/{borrowed}"), &alpha).body;
     assert_eq!(w["state"], "pending", "{w}");
+    let log = api.read_log(&admin);
+    let started = records(&log, "task-started", &owed);
+    assert!(
+        started.first().is_some_and(|s| s["seq"].as_u64() > exited["seq"].as_u64()),
+        "the owed task started only once the borrower's GPUs were free: {started:?} vs {exited}"
+    );
     let out = cli(&server.base, &alpha, &["quota", "-o", "json"]);
     let status: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(status["pending"], 1, "{status}");
@@ -249,4 +268,55 @@ fn a_borrower_is_reclaimed_with_sigterm_then_sigkill_after_its_grace() {
     for backend in Backend::ALL {
         run_on(backend, "quota_reclaim", scenario);
     }
+}
+
+/// A gang that cannot start gets a reservation from the time limits of what runs: `get`
+/// and `explain` show its expected start and planned nodes, as `squeue --start` does.
+#[test]
+fn a_waiting_gang_shows_its_expected_start_and_planned_nodes() {
+    let Some(db) = TestDb::new(Backend::Sqlite, "expected_start") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(&db, dir.path());
+    let admin = server.admin_token.clone().expect("admin token");
+    let api = Api::new(&server.base);
+    api.create_tenant(&admin, "alpha");
+    let (_, alpha) = api.issue_token(&admin, "tenant", Some("alpha"));
+    let (_, agent_token) = api.issue_token(&admin, "agent", None);
+    let _agents: Vec<Agent> = NODES
+        .iter()
+        .map(|n| Agent(server_harness::spawn_agent(&server.base, &agent_token, n, dir.path())))
+        .collect();
+    wait_for("both agents to report", Duration::from_secs(60), || {
+        let list = api.get("/v1/agents", &admin).body;
+        let ready = list.as_array()?.iter().filter(|a| a["last_heartbeat_at"].is_string()).count();
+        (ready == NODES.len()).then_some(())
+    });
+    for limit in ["1h", "2h"] {
+        let mut job = sh(&format!("limit-{limit}"), "sleep 1000", None);
+        job["time_limit"] = limit.into();
+        let id = api.post("/v1/workloads", &alpha, &job).expect_status(201).str("id");
+        wait_for(&format!("{id} to run"), Duration::from_secs(60), || {
+            (api.get(&format!("/v1/workloads/{id}"), &alpha).body["state"] == "running").then_some(())
+        });
+    }
+    let mut gang = sh("gang", "sleep 1", None);
+    gang["gang"] = json!({"tasks": 2, "topology": "any"});
+    let id = api.post("/v1/workloads", &alpha, &gang).expect_status(201).str("id");
+    let queue = wait_for("a reservation", Duration::from_secs(30), || {
+        let q = api.get(&format!("/v1/workloads/{id}"), &alpha).body["queue"].clone();
+        q["expected_start"].is_string().then_some(q)
+    });
+    let mut nodes: Vec<&str> =
+        queue["planned_nodes"].as_array().expect("nodes").iter().filter_map(Value::as_str).collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, NODES, "{queue}");
+    let start =
+        humantime::parse_rfc3339(queue["expected_start"].as_str().unwrap_or_default()).expect("RFC 3339");
+    let in_s = start.duration_since(std::time::SystemTime::now()).map_or(0, |d| d.as_secs());
+    assert!((7000..=7200).contains(&in_s), "expected when the 2 h limit ends, in {in_s} s: {queue}");
+    let out = cli(&server.base, &alpha, &["get", &id]);
+    assert!(text(&out).contains("Expected:") && text(&out).contains("valence-a001-n02"), "{}", text(&out));
+    let out = cli(&server.base, &alpha, &["explain", &id]);
+    assert!(text(&out).contains("Expected:") && text(&out).contains("(in 1h"), "{}", text(&out));
+    server.assert_clean_log();
 }

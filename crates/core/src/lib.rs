@@ -74,7 +74,8 @@ pub use event::{Decision, Event, TaskPlacement};
 pub use explain::{PendingWhy, PlacedWhy, PreemptWhy, Reason, RejectWhy, ScoreTerm, TaskWhy};
 pub use policy::{BoundedSearch, Policy, PolicyKind, TypicalPod, TypicalPods, UnknownPolicy};
 pub use quota::{
-    CohortSpec, FairShareConfig, FlavourQuota, FlavourSpec, QuotaError, QuotaLimit, QuotaWhy, Quotas, TenantQuota,
+    CohortSpec, FairShareConfig, FlavourQuota, FlavourSpec, QuotaError, QuotaLimit, QuotaWhy, Quotas,
+    TenantQuota,
 };
 pub use scheduler::{
     BackfillConfig, DEFAULT_MAX_CANDIDATES, FlavourUse, QueuePosition, Reservation, Scheduler,

@@ -494,9 +494,7 @@ impl Scheduler {
             .map(|(i, (used, limit))| (self.state.sites[i].id.clone(), Watts(used), Watts(limit)))
             .collect();
         let t = self.pq.find_tenant(tenant);
-        let share = t
-            .and_then(|t| self.usage.get(t as usize))
-            .map_or(0.0, |u| u.share as f64 / 1e12);
+        let share = t.and_then(|t| self.usage.get(t as usize)).map_or(0.0, |u| u.share as f64 / 1e12);
         let pending = t.map_or(0, |t| self.pq.tenants[t as usize].len);
         TenantQuotaUse {
             governed: spec.is_some(),

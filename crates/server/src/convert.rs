@@ -93,6 +93,7 @@ pub fn workload_info(engine: &Engine, w: &WorkloadRecord) -> WorkloadInfo {
         tokens: w.tokens,
         joules_per_token: (w.tokens > 0).then(|| w.energy_j / w.tokens as f64),
         spec: spec_of(w),
+        queue: None,
     }
 }
 

@@ -1,7 +1,9 @@
 //! The events of the log.
 
 use gigawatt_api::{GpuInventory, Role, RunSpec, WorkloadKind, WorkloadState, rfc3339};
-use gigawatt_core::{PendingWhy, PlacedWhy, PreemptWhy, Quotas, RejectWhy, TaskPlacement, Workload, WorkloadId};
+use gigawatt_core::{
+    PendingWhy, PlacedWhy, PreemptWhy, Quotas, RejectWhy, TaskPlacement, Workload, WorkloadId,
+};
 use gigawatt_units::Watts;
 use serde::{Deserialize, Serialize};
 

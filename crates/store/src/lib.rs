@@ -24,6 +24,6 @@ pub use backend::{Durability, FoldError, FoldReport, Store, StoreError, fold};
 pub use event::{LogEvent, Record};
 pub use leader::Leadership;
 pub use view::{
-    AgentRecord, Curtailment, QuotasRecord, TaskExit, TaskRun, Tenant, Token, View, ViewError, WorkloadRecord,
-    hex,
+    AgentRecord, Curtailment, QuotasRecord, TaskExit, TaskRun, Tenant, Token, View, ViewError,
+    WorkloadRecord, hex,
 };

@@ -568,7 +568,8 @@ impl View {
                 self.nodes_down.remove(node);
             }
             LogEvent::QuotasSet { quotas, by } => {
-                self.quotas = Some(QuotasRecord { quotas: quotas.clone(), set_at: r.at_ms, set_by: by.clone() });
+                self.quotas =
+                    Some(QuotasRecord { quotas: quotas.clone(), set_at: r.at_ms, set_by: by.clone() });
             }
             LogEvent::BudgetChanged { site, budget, scheduled, .. } => {
                 if !*scheduled {

@@ -128,8 +128,10 @@ pub fn quota(a: &QuotaArgs) -> anyhow::Result<()> {
             }
         }
         Some(QuotaCommand::Set { file, conn }) => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            let config = QuotaConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let config =
+                QuotaConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             // The same checks the server makes on amounts and names, before sending.
             config.to_core().map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let api = connect(conn)?;

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::http::{Api, Retry};
-use super::table::{Table, age, gpus_milli, pct, truncate, watts, when};
+use super::table::{Table, age, duration_short, gpus_milli, pct, truncate, watts, when};
 use super::{IdArgs, LsArgs, NodesArgs, Output, SitesArgs, SubmitArgs, connect};
 
 /// The widest reason shown in a list; `get` and `explain` show it whole.
@@ -344,7 +344,13 @@ pub fn describe(w: &WorkloadInfo) -> String {
         let env: Vec<String> = w.spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         lines.push(("Env", env.join(" ")));
     }
+    if let Some(g) = &w.spec.grace {
+        lines.push(("Grace", time_limit(g)));
+    }
     lines.push(("Reason", w.reason.clone()));
+    if let Some(q) = &w.queue {
+        lines.extend(line_place(q));
+    }
     let mut out = String::new();
     for (k, v) in lines {
         out.push_str(&format!("{:<12} {v}\n", format!("{k}:")));
@@ -441,6 +447,30 @@ pub fn explain(a: &IdArgs) -> anyhow::Result<()> {
     }
 }
 
+/// A waiting workload's place in line, as `describe` lines.
+fn line_place(q: &gigawatt_api::LinePlace) -> Vec<(&'static str, String)> {
+    let mut lines = vec![(
+        "In line",
+        format!(
+            "{} of its tenant's workloads ahead of it; {} tenants ranked ahead for the same shape",
+            q.ahead_in_tenant, q.tenants_ahead
+        ),
+    )];
+    if let Some(quota) = &q.quota {
+        lines.push(("Quota", quota.clone()));
+    }
+    match &q.expected_start {
+        Some(at) => {
+            let left =
+                super::table::parse_time_ms(at).map_or(0, |t| (t - super::table::now_ms()).max(0) / 1000);
+            let nodes = q.planned_nodes.join(", ");
+            lines.push(("Expected", format!("start {} (in {}) on {nodes}", when(at), duration_short(left))));
+        }
+        None => lines.push(("Expected", "no reservation yet: it starts when capacity frees".to_string())),
+    }
+    lines
+}
+
 /// An explanation in words: where it stands and why, then what happened, oldest first.
 pub fn explain_text(e: &Explain) -> String {
     let mut out = format!("{} is {}.\n", e.id, e.state.as_str());
@@ -454,6 +484,11 @@ pub fn explain_text(e: &Explain) -> String {
         out.push('\n');
     }
     out.push_str(&format!("  {}\n", e.summary));
+    if let Some(q) = &e.queue {
+        for (k, v) in line_place(q) {
+            out.push_str(&format!("  {:<12} {v}\n", format!("{k}:")));
+        }
+    }
     if e.history.is_empty() {
         return out;
     }

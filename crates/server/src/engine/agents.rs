@@ -184,7 +184,12 @@ impl Engine {
         if current != Some(generation) {
             return Err(stale_generation(node, generation, self.view.agents.get(node).map(|a| a.generation)));
         }
-        for r in reports {
+        // Ends before starts: a task that took the GPUs of one that just ended is logged
+        // after it, as it happened on the node (its agent starts nothing on GPUs still
+        // held by a leaving process).
+        let mut ordered: Vec<&TaskReport> = reports.iter().collect();
+        ordered.sort_by_key(|r| matches!(r.state, TaskState::Running | TaskState::Stopping));
+        for r in ordered {
             let Some(id) = parse_workload_id(&r.workload) else { continue };
             let Some(w) = self.view.workloads.get(&id) else { continue };
             let run = w.run(r.task);

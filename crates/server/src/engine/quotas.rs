@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use gigawatt_api::{LinePlace, QuotaConfig, QuotaStatus, rfc3339};
-use gigawatt_core::{Quotas, TenantId};
+use gigawatt_core::{Quotas, TenantId, WorkloadId};
 use gigawatt_store::LogEvent;
 
 use super::Engine;
@@ -62,7 +62,10 @@ impl Engine {
             if !self.view.tenants.contains_key(&t.0) {
                 return Err(ApiError::field(
                     format!("tenants.{}", t.0),
-                    format!("there is no tenant `{}`; create it first (`gigawatt tenant create {}`)", t.0, t.0),
+                    format!(
+                        "there is no tenant `{}`; create it first (`gigawatt tenant create {}`)",
+                        t.0, t.0
+                    ),
                 ));
             }
             for s in tq.power.keys() {
@@ -87,24 +90,30 @@ impl Engine {
             .scheduler
             .tenant_pending(&id, WAITING_LISTED)
             .into_iter()
-            .filter_map(|w| {
-                let pos = self.scheduler.queue_position(w)?;
-                let name = self.view.workloads.get(&w).map(|r| r.workload.name.clone()).unwrap_or_default();
-                let (start, nodes) = match pos.expected_start {
-                    Some((t, nodes)) => (Some(rfc3339(t.0)), nodes),
-                    None => (None, Vec::new()),
-                };
-                Some(LinePlace {
-                    workload: w.to_string(),
-                    name,
-                    ahead_in_tenant: pos.ahead_in_tenant,
-                    tenants_ahead: pos.tenants_ahead_in_class,
-                    quota: pos.quota.map(|q| q.to_string()),
-                    expected_start: start,
-                    planned_nodes: nodes,
-                })
-            })
+            .filter_map(|w| self.line_place(w))
             .collect();
         status
+    }
+
+    /// Where a waiting workload stands in line: its tenant's work ahead of it, the
+    /// tenants ranked ahead, what quota says, and its expected start and planned nodes
+    /// when it holds a reservation. `None` when it does not wait in the core.
+    #[must_use]
+    pub fn line_place(&self, w: WorkloadId) -> Option<LinePlace> {
+        let pos = self.scheduler.queue_position(w)?;
+        let name = self.view.workloads.get(&w).map(|r| r.workload.name.clone()).unwrap_or_default();
+        let (start, nodes) = match pos.expected_start {
+            Some((t, nodes)) => (Some(rfc3339(t.0)), nodes),
+            None => (None, Vec::new()),
+        };
+        Some(LinePlace {
+            workload: w.to_string(),
+            name,
+            ahead_in_tenant: pos.ahead_in_tenant,
+            tenants_ahead: pos.tenants_ahead_in_class,
+            quota: pos.quota.map(|q| q.to_string()),
+            expected_start: start,
+            planned_nodes: nodes,
+        })
     }
 }

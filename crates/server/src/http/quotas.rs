@@ -70,7 +70,10 @@ pub async fn set_quotas(
     ),
     security(("bearer" = []))
 )]
-pub async fn get_quotas(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<QuotasInForce>, ApiError> {
+pub async fn get_quotas(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<QuotasInForce>, ApiError> {
     caller.require(&[Role::Admin, Role::Operator, Role::Auditor], "reading every quota")?;
     let engine = state.engine.read().await;
     Ok(Json(in_force(&engine)))

@@ -224,6 +224,7 @@ pub async fn get_one(
             if info.tokens > 0 {
                 info.joules_per_token = Some(info.energy_j / info.tokens as f64);
             }
+            info.queue = engine.line_place(w.workload.id);
             return Ok(Json(info));
         }
     }
@@ -338,13 +339,15 @@ pub async fn explain(
 ) -> Result<Json<Explain>, ApiError> {
     let live = {
         let engine = state.engine.read().await;
-        visible(&engine, &caller, &id).map(|w| (w.workload.id, w.state, w.reason.clone(), engine.view.seq))
+        visible(&engine, &caller, &id).map(|w| {
+            (w.workload.id, w.state, w.reason.clone(), engine.view.seq, engine.line_place(w.workload.id))
+        })
     };
-    let (wid, wstate, summary, upto) = match live {
+    let (wid, wstate, summary, upto, queue) = match live {
         Ok(found) => found,
         Err(_) => {
             let (w, upto) = archived(&state, &caller, &id).await?;
-            (w.workload.id, w.state, w.reason.clone(), upto)
+            (w.workload.id, w.state, w.reason.clone(), upto, None)
         }
     };
     let records = state
@@ -353,5 +356,5 @@ pub async fn explain(
         .await
         .map_err(|e| ApiError::unavailable(format!("the event log could not be read: {e}")))?;
     let history = records.iter().filter(|r| r.seq <= upto).map(decision_info).collect();
-    Ok(Json(Explain { id: wid.to_string(), state: wstate, summary, history }))
+    Ok(Json(Explain { id: wid.to_string(), state: wstate, summary, history, queue }))
 }
