@@ -127,7 +127,7 @@ pub struct FairShareSpec {
 const MAX_ENTRIES: usize = 100_000;
 
 fn gpus(field: &str, v: f64) -> Result<GpuMilliTotal, FieldError> {
-    if !v.is_finite() || v < 0.0 || v > 1e9 {
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
         return Err(FieldError::new(field, format!("{v} GPUs: give a number of GPUs from 0 to 1e9")));
     }
     let milli = v * 1000.0;

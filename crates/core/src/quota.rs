@@ -518,7 +518,7 @@ impl QuotaBook {
         tenant: &TenantId,
         amount: u64,
         usable: FlavourMask,
-    ) -> Result<FlavourMask, QuotaWhy> {
+    ) -> Result<FlavourMask, Box<QuotaWhy>> {
         let nf = self.flavours();
         let mut mask = 0u64;
         let mut first: Option<(usize, QuotaLimit)> = None;
@@ -548,7 +548,7 @@ impl QuotaBook {
             return Ok(mask);
         }
         let (f, limit) = first.unwrap_or((usize::MAX, QuotaLimit::NoFlavour));
-        Err(self.why(tenant, f, amount, limit))
+        Err(Box::new(self.why(tenant, f, amount, limit)))
     }
 
     fn nominal(&self, tenant: &TenantId, f: usize) -> u64 {

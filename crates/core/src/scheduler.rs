@@ -917,7 +917,7 @@ impl Scheduler {
                 Err(q) => {
                     let tasks = self.workloads.get(&id).map_or(0, |e| e.workload.shape.tasks());
                     let why = PendingWhy {
-                        quota: Some(Box::new(q)),
+                        quota: Some(q),
                         tasks_pending: tasks,
                         ..PendingWhy::default()
                     };
@@ -1058,7 +1058,7 @@ impl Scheduler {
     /// What quota and reservations allow a workload now: the flavours where its
     /// remaining tasks fit its tenant's quota, its power room, and the reservations it
     /// may use (its own) or backfill into (those starting after its time limit ends).
-    pub(crate) fn admission(&self, id: WorkloadId) -> Result<Admit, QuotaWhy> {
+    pub(crate) fn admission(&self, id: WorkloadId) -> Result<Admit, Box<QuotaWhy>> {
         let Some(e) = self.workloads.get(&id) else { return Ok(Admit::default()) };
         let remaining = e.workload.shape.tasks() - e.placed();
         let mut admit = Admit {
@@ -1108,7 +1108,7 @@ impl Scheduler {
             Err(q) => {
                 let tasks = self.workloads.get(&id).map_or(0, |e| e.workload.shape.tasks() - e.placed());
                 return Some(PendingWhy {
-                    quota: Some(Box::new(q)),
+                    quota: Some(q),
                     tasks_pending: tasks,
                     ..PendingWhy::default()
                 });
@@ -1721,7 +1721,7 @@ impl Scheduler {
             ahead_in_tenant,
             tenants_ahead_in_class: tenants_ahead,
             parked_on_quota: tq.rank.get(&e.class) == Some(&None),
-            quota: self.admission(id).err(),
+            quota: self.admission(id).err().map(|q| *q),
             expected_start: self.expected_start(id),
         })
     }
