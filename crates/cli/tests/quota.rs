@@ -320,3 +320,48 @@ fn a_waiting_gang_shows_its_expected_start_and_planned_nodes() {
     assert!(text(&out).contains("Expected:") && text(&out).contains("(in 1h"), "{}", text(&out));
     server.assert_clean_log();
 }
+
+/// A job past its time limit is stopped like a preempted one: SIGTERM, then SIGKILL once
+/// its own grace has passed, and it ends as `timed-out`.
+#[test]
+fn a_time_limit_ends_a_job_with_its_grace() {
+    let Some(db) = TestDb::new(Backend::Sqlite, "time_limit_grace") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(&db, dir.path());
+    let admin = server.admin_token.clone().expect("admin token");
+    let api = Api::new(&server.base);
+    api.create_tenant(&admin, "alpha");
+    let (_, alpha) = api.issue_token(&admin, "tenant", Some("alpha"));
+    let (_, agent_token) = api.issue_token(&admin, "agent", None);
+    let _agent = Agent(server_harness::spawn_agent(&server.base, &agent_token, NODES[0], dir.path()));
+    wait_for("the agent to report", Duration::from_secs(60), || {
+        let list = api.get("/v1/agents", &admin).body;
+        list.as_array()?.iter().any(|a| a["last_heartbeat_at"].is_string()).then_some(())
+    });
+    let mut job = sh("limited", "trap 'echo got TERM' TERM; while :; do sleep 0.1; done", Some("2s"));
+    job["time_limit"] = "1s".into();
+    let id = api.post("/v1/workloads", &alpha, &job).expect_status(201).str("id");
+    wait_for("the job to run", Duration::from_secs(60), || (processes_of(&id) > 0).then_some(()));
+    let w = wait_for("the time limit", Duration::from_secs(30), || {
+        let w = api.get(&format!("/v1/workloads/{id}"), &alpha).body;
+        (w["state"] == "timed-out").then_some(w)
+    });
+    let ended = Instant::now();
+    assert!(w["reason"].as_str().is_some_and(|r| r.contains("timed-out")), "{w}");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(processes_of(&id) > 0, "it ignores SIGTERM, so it lives through its grace");
+    wait_for("SIGKILL after the grace", Duration::from_secs(20), || (processes_of(&id) == 0).then_some(()));
+    assert!(
+        ended.elapsed() >= Duration::from_millis(1200),
+        "killed before its grace ran out: {:?}",
+        ended.elapsed()
+    );
+    let exited = wait_for("the exit to be logged", Duration::from_secs(20), || {
+        let log = api.read_log(&admin);
+        records(&log, "task-exited", &id).last().map(|r| (*r).clone())
+    });
+    assert_eq!(exited["body"]["signal"], 9, "{exited}");
+    let out = api.get(&format!("/v1/workloads/{id}/logs?task=0"), &alpha);
+    assert!(out.body["data"].as_str().unwrap_or_default().contains("got TERM"), "{}", out.body);
+    server.assert_clean_log();
+}

@@ -418,21 +418,6 @@ impl Sim {
                 });
             }
         }
-        if std::env::var_os("GIGAWATT_DEBUG_SHARES").is_some() {
-            let mut v: Vec<&TenantShare> = shares.iter().collect();
-            v.sort_by(|a, b| (a.used / a.entitled).total_cmp(&(b.used / b.entitled)));
-            for s in v.iter().take(8).chain(v.iter().rev().take(8)) {
-                eprintln!(
-                    "{} w={} used={:.0} entitled={:.0} x={:.3} pending={}",
-                    s.tenant,
-                    s.weight,
-                    s.used,
-                    s.entitled,
-                    s.used / s.entitled,
-                    self.pending_by_tenant[s.tenant[1..].parse::<usize>().unwrap_or(0)]
-                );
-            }
-        }
         let jain = if xs.is_empty() {
             1.0
         } else {
