@@ -246,6 +246,10 @@ impl Scheduler {
         // Looked at per pass: a gang whose start is beyond the horizon is looked at again
         // next pass, so the pass stays bounded however many gangs wait.
         let mut looks = max * 4;
+        // A reclaim walks every running workload and may evict thousands of tasks, and the
+        // plan's view of the nodes is then built again: one per pass keeps the pass short.
+        // The next gang owed a reclaim is served by the next pass.
+        let mut reclaims = 1;
         for (_, id) in gangs {
             if self.reservations.len() >= max || looks == 0 {
                 break;
@@ -253,7 +257,12 @@ impl Scheduler {
             looks -= 1;
             let refused = match self.admission(id) {
                 Ok(_) => false,
-                Err(q) if matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: true, .. }) => true,
+                Err(q)
+                    if reclaims > 0
+                        && matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: true, .. }) =>
+                {
+                    true
+                }
                 Err(_) => continue,
             };
             let plan = {
@@ -267,6 +276,7 @@ impl Scheduler {
             if refused {
                 // Reclaim only for a reservation that will be made: borrowers are not
                 // preempted for a gang that could not start within the horizon anyway.
+                reclaims -= 1;
                 self.reclaim_quota(id, out);
                 if self.admission(id).is_err() {
                     continue;

@@ -120,6 +120,8 @@ pub struct QueueSummary {
     pub tick_p50_ms: f64,
     /// Slowest periodic pass.
     pub tick_max_ms: f64,
+    /// The periodic pass's CPU time, 99th percentile, ms.
+    pub tick_p99_ms: f64,
     /// Periodic passes.
     pub ticks: u64,
     /// Workloads waiting at the end.

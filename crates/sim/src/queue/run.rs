@@ -454,6 +454,7 @@ impl Sim {
             events_per_s: self.event_cpu.len() as f64 / busy.max(f64::MIN_POSITIVE),
             core_cpu_s: busy + self.tick_cpu.iter().map(Duration::as_secs_f64).sum::<f64>(),
             tick_p50_ms: pct(&mut ticks, 0.5),
+            tick_p99_ms: pct(&mut ticks, 0.99),
             tick_max_ms: ticks.last().copied().unwrap_or(0.0),
             ticks: self.tick_cpu.len() as u64,
             pending_at_end: self.sched.pending_count() as u64,
