@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// `bf_interval`).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub pass_interval: std::time::Duration,
+    /// Priority that ages with waiting: best-effort work that waited this long is ordered
+    /// as standard work (it stays best-effort for preemption); `0s` never.
+    #[arg(long, default_value = "1day", value_name = "DURATION", value_parser = parse_duration)]
+    pub age_after: std::time::Duration,
     /// Place work only on nodes whose agent registered (as `gigawatt up` does). Without
     /// it, a node without an agent still takes work as a reservation that nothing runs.
     #[arg(long)]
@@ -225,6 +229,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 require_agents: args.require_agents,
                 budget_lead_ms: i64::try_from(args.budget_lead.as_millis()).unwrap_or(i64::MAX),
                 pass_interval_ms: i64::try_from(args.pass_interval.as_millis()).unwrap_or(i64::MAX),
+                age_after_s: args.age_after.as_secs(),
             },
             snapshot_every: args.snapshot_every,
             agents,

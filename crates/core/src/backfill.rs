@@ -45,6 +45,7 @@ impl Scheduler {
     /// The periodic pass. See the module docs.
     pub(crate) fn tick(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
         self.decay_shares();
+        self.age_waiting();
         self.reclaim(rng, out);
         self.plan_reservations(out);
         self.backfill(rng, out);

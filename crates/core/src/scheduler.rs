@@ -77,17 +77,24 @@ pub struct BackfillConfig {
     pub horizon_s: u64,
     /// Workloads the backfill walk may try per pass (Slurm's `bf_max_job_test`).
     pub depth: u32,
+    /// Priority that ages with waiting: a best-effort workload that has waited this many
+    /// seconds is ordered as standard work from the next pass on (0: never). It stays
+    /// best-effort for preemption, and work never ages into latency-critical, so
+    /// inference stays above training. Slurm's age factor plays this part.
+    pub age_after_s: u64,
 }
 
 impl BackfillConfig {
     /// No reservations, no backfill: the queue is strictly ordered.
-    pub const OFF: BackfillConfig = BackfillConfig { max_reservations: 0, horizon_s: 0, depth: 0 };
+    pub const OFF: BackfillConfig =
+        BackfillConfig { max_reservations: 0, horizon_s: 0, depth: 0, age_after_s: 0 };
 }
 
 impl Default for BackfillConfig {
-    /// Four reservations at once, up to 7 days ahead, 2,000 backfill tries per pass.
+    /// Four reservations at once, up to 7 days ahead, 2,000 backfill tries per pass,
+    /// best-effort work ordered as standard after a day of waiting.
     fn default() -> Self {
-        BackfillConfig { max_reservations: 4, horizon_s: 7 * 86_400, depth: 2_000 }
+        BackfillConfig { max_reservations: 4, horizon_s: 7 * 86_400, depth: 2_000, age_after_s: 86_400 }
     }
 }
 
@@ -140,6 +147,10 @@ pub(crate) struct Entry {
     power: Vec<(u32, u64)>,
     /// Quota held for its reservation, per flavour, until it starts or leaves.
     pub(crate) held: Vec<(u8, u64)>,
+    /// Since when it waits (its latest entry into the queue).
+    pub(crate) waiting_since: Timestamp,
+    /// A best-effort workload that waited long enough to be ordered as standard.
+    pub(crate) aged: bool,
 }
 
 impl Entry {
@@ -148,7 +159,16 @@ impl Entry {
     }
 
     pub(crate) fn slot(&self) -> Slot {
-        (Reverse(self.workload.priority), self.seq, self.workload.id)
+        (Reverse(self.queue_priority()), self.seq, self.workload.id)
+    }
+
+    /// The priority it is ordered by while it waits: its own, or standard once a
+    /// best-effort workload has aged.
+    pub(crate) fn queue_priority(&self) -> PriorityClass {
+        match self.workload.priority {
+            PriorityClass::BestEffort if self.aged => PriorityClass::Standard,
+            p => p,
+        }
     }
 
     /// What it is charged per flavour.
@@ -206,6 +226,9 @@ pub struct Scheduler {
     /// The latest time an event carried.
     pub(crate) now: Timestamp,
     pub(crate) quotas: QuotaBook,
+    /// Waiting best-effort workloads by the time they started waiting, for aging
+    /// (stale marks are skipped when met).
+    aging: BTreeSet<(Timestamp, WorkloadId)>,
     pub(crate) pq: Queue,
     pub(crate) usage: Vec<TenantUse>,
     /// Capacity per fair-share resource (flavours, then power).
@@ -277,6 +300,7 @@ impl Scheduler {
             freed_sites: BTreeSet::new(),
             now: Timestamp(0),
             quotas: QuotaBook::default(),
+            aging: BTreeSet::new(),
             pq: Queue::default(),
             usage: Vec::new(),
             caps: Vec::new(),
@@ -742,6 +766,8 @@ impl Scheduler {
             charges: Vec::new(),
             power: Vec::new(),
             held: Vec::new(),
+            waiting_since: self.now,
+            aged: false,
         }
     }
 
@@ -770,13 +796,60 @@ impl Scheduler {
 
     /// Puts a workload in the queue (both the global order and its class).
     fn enqueue(&mut self, id: WorkloadId) {
-        let Some(e) = self.workloads.get(&id) else { return };
+        let now = self.now;
+        let Some(e) = self.workloads.get_mut(&id) else { return };
         let (t, c, slot) = (e.tenant, e.class, e.slot());
         if !self.queue.insert(slot) {
             return;
         }
+        if e.workload.priority == PriorityClass::BestEffort && !e.aged {
+            e.waiting_since = now;
+            self.aging.insert((now, id));
+        }
         let usage = &self.usage;
         self.pq.push(t, c, slot, |p| rank_in(usage, t, p));
+    }
+
+    /// Orders as standard every best-effort workload that has waited `age_after_s`
+    /// (part of the periodic pass; its cost is the number that age).
+    pub(crate) fn age_waiting(&mut self) {
+        let after = self.config.backfill.age_after_s;
+        if after == 0 {
+            return;
+        }
+        let cutoff = Timestamp(
+            self.now.0.saturating_sub(i64::try_from(after.saturating_mul(1000)).unwrap_or(i64::MAX)),
+        );
+        while let Some(&(since, id)) = self.aging.first() {
+            if since > cutoff {
+                break;
+            }
+            self.aging.pop_first();
+            let Some(e) = self.workloads.get(&id) else { continue };
+            // Stale: it left the queue (and may have come back later, with a later mark).
+            if e.aged || e.waiting_since != since || !self.queue.contains(&e.slot()) {
+                continue;
+            }
+            let class = e.class;
+            self.dequeue(id);
+            if let Some(e) = self.workloads.get_mut(&id) {
+                e.aged = true;
+            }
+            self.enqueue(id);
+            self.pq.classes[class as usize].retry = true;
+        }
+    }
+
+    /// Tells the core since when a restored workload has waited (the control plane
+    /// knows its submission time; [`Scheduler::restore`] counts from the restore), so
+    /// that its priority ages as if nothing had stopped.
+    pub fn restore_waiting_since(&mut self, id: WorkloadId, since: Timestamp) {
+        let Some(e) = self.workloads.get_mut(&id) else { return };
+        if e.aged || e.workload.priority != PriorityClass::BestEffort || since >= e.waiting_since {
+            return;
+        }
+        e.waiting_since = since;
+        self.aging.insert((since, id));
     }
 
     /// Takes a workload out of the queue, if it is there.

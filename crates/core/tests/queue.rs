@@ -378,3 +378,42 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn best_effort_work_ages_into_standard_order_but_stays_preemptible() {
+    let mut q = Q::new(SchedulerConfig::default());
+    // Fill the fleet with long standard work.
+    let mut fill = Vec::new();
+    for id in 1..=1000u64 {
+        let d = q.ev(job(id).gpus(8).limit(100.0 * H).tenant("x").arrival());
+        if matches!(d[..], [Decision::Pending { .. }]) {
+            q.ev(Event::Cancel(WorkloadId(id)));
+            break;
+        }
+        fill.push(id);
+    }
+    assert!(fill.len() >= 3, "the lab fleet holds a few 8-GPU jobs");
+    // A best-effort job waits, then a standard one of the same tenant and shape.
+    q.ev(job(2001).gpus(8).limit(H).prio(PriorityClass::BestEffort).tenant("a").arrival());
+    q.at(H);
+    q.ev(job(2002).gpus(8).limit(H).tenant("a").arrival());
+    // A node frees: standard goes first.
+    q.at(2.0 * H);
+    q.ev(Event::Completion(WorkloadId(fill[0])));
+    assert!(q.running(2002) && !q.running(2001), "standard before best-effort");
+    // A day later the best-effort job has aged; it goes before newer standard work.
+    q.at(3.0 * H);
+    q.ev(job(2003).gpus(8).limit(H).tenant("a").arrival());
+    q.at(25.0 * H);
+    q.ev(Event::Tick);
+    q.ev(Event::Completion(WorkloadId(fill[1])));
+    assert!(q.running(2001) && !q.running(2003), "aged best-effort before newer standard work");
+    // Aging orders the queue; it grants nothing against preemption.
+    q.ev(Event::Completion(WorkloadId(2002)));
+    assert!(q.running(2003));
+    let d = q.ev(job(2004).gpus(8).limit(H).tenant("b").arrival());
+    assert!(
+        d.iter().any(|d| matches!(d, Decision::Preempted { workload: WorkloadId(2001), .. })),
+        "standard work preempts aged best-effort work: {d:?}"
+    );
+}

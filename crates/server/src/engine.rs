@@ -49,6 +49,8 @@ pub struct EngineConfig {
     /// How often the core's periodic pass runs: reservations for gangs, backfill,
     /// reclaim of lent quota, fair-share decay (Slurm's `bf_interval`).
     pub pass_interval_ms: i64,
+    /// Best-effort work that waited this long is ordered as standard (0: never).
+    pub age_after_s: u64,
 }
 
 /// The default budget lead: enough for the power manager to lower limits and for agents
@@ -142,7 +144,9 @@ impl Engine {
     pub fn from_view(view: View, config: &EngineConfig, now_ms: i64) -> Result<Engine, anyhow::Error> {
         let now = Timestamp(now_ms);
         let policy = config.policy.build(&TypicalPods::default());
-        let scheduler = Scheduler::new(&config.fleet, policy, SchedulerConfig::default(), now)?;
+        let mut core_config = SchedulerConfig::default();
+        core_config.backfill.age_after_s = config.age_after_s;
+        let scheduler = Scheduler::new(&config.fleet, policy, core_config, now)?;
         let rng = CoreRng::seed_from_u64(config.seed ^ view.seq.rotate_left(17));
         let fleet_nodes: HashMap<String, FleetNode> = config
             .fleet
@@ -213,7 +217,7 @@ impl Engine {
                 engine.deferred.insert((d.until_ms, id));
                 continue;
             }
-            let (workload, tasks) = (w.workload.clone(), w.tasks.clone());
+            let (workload, tasks, since) = (w.workload.clone(), w.tasks.clone(), w.submitted_at);
             if let Err(e) = engine.scheduler.restore(workload.clone(), &tasks) {
                 // The fleet changed under the log (a node or rack left the file, a limit
                 // shrank): requeue the workload whole and say so.
@@ -226,6 +230,8 @@ impl Engine {
                     LogEvent::WorkloadPreempted { workload: id, why: PreemptWhy::NodeLost { node } },
                 )?;
             }
+            // Its priority ages from its submission, not from this start.
+            engine.scheduler.restore_waiting_since(id, Timestamp(since));
         }
         for w in engine.view.workloads.values().filter(|w| !w.state.is_final()) {
             for t in w.tasks.iter().flatten() {

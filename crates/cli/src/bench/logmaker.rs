@@ -201,6 +201,7 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
             require_agents: false,
             budget_lead_ms: gigawatt_server::engine::DEFAULT_BUDGET_LEAD_MS,
             pass_interval_ms: gigawatt_server::engine::DEFAULT_PASS_INTERVAL_MS,
+            age_after_s: 86_400,
         },
         snapshot_every: spec.snapshot_every,
         agents: gigawatt_server::agents::AgentSettings::default(),

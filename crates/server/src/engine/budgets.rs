@@ -325,6 +325,7 @@ mod tests {
             require_agents: false,
             budget_lead_ms: 60_000,
             pass_interval_ms: crate::engine::DEFAULT_PASS_INTERVAL_MS,
+            age_after_s: 86_400,
         };
         let mut view = View::default();
         let record = Record { seq: 1, at_ms: now, tenant: None, event: LogEvent::Initialized { id_key: 7 } };
