@@ -45,6 +45,10 @@ pub struct QueueArgs {
     /// Print one JSON document instead of the table and chart.
     #[arg(long)]
     json: bool,
+    /// With --json, add `shares`: per policy, each backlogged tenant's weight, GPUs used
+    /// and GPUs entitled (summed over samples), the figures Jain's index is taken from.
+    #[arg(long, requires = "json")]
+    shares: bool,
     /// Where to write the chart.
     #[arg(long, default_value = "gigawatt-sim-queue.svg")]
     chart: PathBuf,
@@ -60,6 +64,8 @@ struct Report<'a> {
     tick_s: f64,
     placement: &'a str,
     summary: Vec<&'a gigawatt_sim::queue::QueueSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shares: Option<std::collections::BTreeMap<&'a str, &'a [gigawatt_sim::queue::TenantShare]>>,
 }
 
 /// Runs the experiment.
@@ -113,6 +119,9 @@ pub fn run_cmd(args: QueueArgs) -> Result<()> {
             tick_s: params.tick.0,
             placement: placement.as_str(),
             summary: runs.iter().map(|r| &r.summary).collect(),
+            shares: args
+                .shares
+                .then(|| runs.iter().map(|r| (r.summary.policy.as_str(), r.shares.as_slice())).collect()),
         };
         crate::outln!("{}", serde_json::to_string(&report)?);
         return Ok(());
