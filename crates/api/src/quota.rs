@@ -366,6 +366,8 @@ pub struct PowerQuotaStatus {
 /// Where one waiting workload stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LinePlace {
+    /// All of it in plain words: what quota says, who is ahead, and the expected start.
+    pub text: String,
     /// Workload id.
     pub workload: String,
     /// Its name.
@@ -406,6 +408,46 @@ impl QuotaStatus {
             pending: u.pending as u64,
             waiting: Vec::new(),
         }
+    }
+}
+
+impl LinePlace {
+    /// The sentence of [`LinePlace::text`] for a workload of `tenant`.
+    #[must_use]
+    pub fn sentence(
+        tenant: &str,
+        quota: Option<&str>,
+        ahead_in_tenant: u32,
+        tenants_ahead: u32,
+        start: Option<(&str, &[String])>,
+    ) -> String {
+        let mut parts = vec![match quota {
+            Some(q) => format!("waiting: {q}"),
+            None => "waiting for capacity".to_string(),
+        }];
+        match ahead_in_tenant {
+            0 => {}
+            1 => parts.push(format!("1 workload of {tenant} is ahead of it")),
+            n => parts.push(format!("{n} workloads of {tenant} are ahead of it")),
+        }
+        match tenants_ahead {
+            0 => {}
+            1 => parts.push("1 tenant with a smaller fair share is ahead for the same shape".to_string()),
+            n => parts.push(format!("{n} tenants with smaller fair shares are ahead for the same shape")),
+        }
+        parts.push(match start {
+            Some((at, nodes)) => {
+                let more =
+                    if nodes.len() > 3 { format!(" and {} more", nodes.len() - 3) } else { String::new() };
+                let shown: Vec<&str> = nodes.iter().take(3).map(String::as_str).collect();
+                format!(
+                    "expected start {at} on {}{more} (reserved: work placed there meanwhile ends before)",
+                    shown.join(", ")
+                )
+            }
+            None => "no reservation yet: it starts when capacity frees".to_string(),
+        });
+        parts.join("; ")
     }
 }
 
@@ -470,6 +512,27 @@ history_weight = 0.25
         let text = FILE.replace("cohort = \"research\"\nweight", "cohort = \"reserch\"\nweight");
         let e = QuotaConfig::from_toml(&text).expect("parses").to_core().expect_err("typo");
         assert!(e.message.contains("cohort `reserch` is not defined"), "{e}");
+    }
+
+    #[test]
+    fn a_place_in_line_reads_as_one_sentence() {
+        let nodes: Vec<String> = (1..=5).map(|i| format!("valence-a012-n0{i}")).collect();
+        let s = LinePlace::sentence(
+            "acme",
+            Some(
+                "tenant acme uses 64 of its 64 h100-eu nominal quota GPUs and may borrow 32 more, but cohort research has none free",
+            ),
+            2,
+            1,
+            Some(("2026-12-07T14:20:00.000Z", &nodes)),
+        );
+        assert_eq!(
+            s,
+            "waiting: tenant acme uses 64 of its 64 h100-eu nominal quota GPUs and may borrow 32 more, but cohort \
+             research has none free; 2 workloads of acme are ahead of it; 1 tenant with a smaller fair share is \
+             ahead for the same shape; expected start 2026-12-07T14:20:00.000Z on valence-a012-n01, \
+             valence-a012-n02, valence-a012-n03 and 2 more (reserved: work placed there meanwhile ends before)"
+        );
     }
 
     #[test]

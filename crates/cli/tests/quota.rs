@@ -248,6 +248,12 @@ fn scenario(db: &TestDb) {
         status["waiting"][0]["quota"].as_str().is_some_and(|q| q.contains("uses 8 of its 8")),
         "{status}"
     );
+    let line = status["waiting"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        line.starts_with("waiting: tenant alpha uses 8 of its 8 h100-valence nominal quota GPUs")
+            && line.ends_with("no reservation yet: it starts when capacity frees"),
+        "{line}"
+    );
 
     // The quotas are in the log: a restart puts them back in force.
     let before = api.get("/v1/quotas", &admin).expect_status(200).body["config"].clone();
@@ -314,6 +320,13 @@ fn a_waiting_gang_shows_its_expected_start_and_planned_nodes() {
         humantime::parse_rfc3339(queue["expected_start"].as_str().unwrap_or_default()).expect("RFC 3339");
     let in_s = start.duration_since(std::time::SystemTime::now()).map_or(0, |d| d.as_secs());
     assert!((7000..=7200).contains(&in_s), "expected when the 2 h limit ends, in {in_s} s: {queue}");
+    assert!(
+        queue["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("waiting for capacity; expected start 20")
+                && t.contains("on valence-a001-n0")),
+        "{queue}"
+    );
     let out = cli(&server.base, &alpha, &["get", &id]);
     assert!(text(&out).contains("Expected:") && text(&out).contains("valence-a001-n02"), "{}", text(&out));
     let out = cli(&server.base, &alpha, &["explain", &id]);

@@ -485,6 +485,7 @@ pub fn explain_text(e: &Explain) -> String {
     }
     out.push_str(&format!("  {}\n", e.summary));
     if let Some(q) = &e.queue {
+        out.push_str(&format!("  {}\n", q.text));
         for (k, v) in line_place(q) {
             out.push_str(&format!("  {:<12} {v}\n", format!("{k}:")));
         }

@@ -101,17 +101,28 @@ impl Engine {
     #[must_use]
     pub fn line_place(&self, w: WorkloadId) -> Option<LinePlace> {
         let pos = self.scheduler.queue_position(w)?;
-        let name = self.view.workloads.get(&w).map(|r| r.workload.name.clone()).unwrap_or_default();
+        let record = self.view.workloads.get(&w);
+        let name = record.map(|r| r.workload.name.clone()).unwrap_or_default();
+        let tenant = record.map(|r| r.workload.tenant.0.clone()).unwrap_or_default();
         let (start, nodes) = match pos.expected_start {
             Some((t, nodes)) => (Some(rfc3339(t.0)), nodes),
             None => (None, Vec::new()),
         };
+        let quota = pos.quota.as_ref().map(ToString::to_string);
+        let text = LinePlace::sentence(
+            &tenant,
+            quota.as_deref(),
+            pos.ahead_in_tenant,
+            pos.tenants_ahead_in_class,
+            start.as_deref().map(|s| (s, nodes.as_slice())),
+        );
         Some(LinePlace {
+            text,
             workload: w.to_string(),
             name,
             ahead_in_tenant: pos.ahead_in_tenant,
             tenants_ahead: pos.tenants_ahead_in_class,
-            quota: pos.quota.map(|q| q.to_string()),
+            quota,
             expected_start: start,
             planned_nodes: nodes,
         })
