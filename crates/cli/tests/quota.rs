@@ -378,3 +378,55 @@ fn a_time_limit_ends_a_job_with_its_grace() {
     assert!(out.body["data"].as_str().unwrap_or_default().contains("got TERM"), "{}", out.body);
     server.assert_clean_log();
 }
+
+/// The quota routes answer bad input and the wrong role in the API's error shape.
+#[test]
+fn the_quota_api_refuses_what_is_wrong_with_the_field_named() {
+    let Some(db) = TestDb::new(Backend::Sqlite, "quota_api") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(&db, dir.path());
+    let admin = server.admin_token.clone().expect("admin token");
+    let api = Api::new(&server.base);
+    api.create_tenant(&admin, "alpha");
+    let (_, alpha) = api.issue_token(&admin, "tenant", Some("alpha"));
+    let (_, auditor) = api.issue_token(&admin, "auditor", None);
+    let put = |token: &str, body: Value| api.send("PUT", "/v1/quotas", Some(token), Some(&body));
+    let flavour = json!([{"name": "h100", "models": ["H100"]}]);
+    for (body, field) in [
+        (json!({"flavours": [{"name": "x", "models": ["H900"]}]}), "flavours[0].models"),
+        (json!({"flavours": [{"name": "x", "sites": ["mars"]}]}), "flavours[0].sites"),
+        (
+            json!({"flavours": flavour, "tenants": {"alpha": {"flavours": {"h100": {"nominal": -1}}}}}),
+            "tenants.alpha.flavours.h100.nominal",
+        ),
+        (json!({"flavours": flavour, "tenants": {"alpha": {"weight": 0}}}), "tenants.alpha.weight"),
+        (
+            json!({"flavours": flavour, "tenants": {"alpha": {"power_kw": {"mars": 10}}}}),
+            "tenants.alpha.power_kw.mars",
+        ),
+        (json!({"fair_share": {"half_life": "soon", "history_weight": 0.5}}), "fair_share.half_life"),
+    ] {
+        let r = put(&admin, body);
+        r.expect_error(422, "invalid-field");
+        assert_eq!(r.body["field"], field, "{}", r.body);
+    }
+    put(&admin, json!({"flavours": flavour, "cohorts": {"a": {"parent": "b"}, "b": {"parent": "a"}}}))
+        .expect_error(422, "invalid-field");
+    put(&admin, json!({"tenants": {"alpha": {"nominal": 3}}})).expect_status(422);
+    put(&alpha, json!({})).expect_error(403, "forbidden");
+    api.get("/v1/quotas", &alpha).expect_error(403, "forbidden");
+    api.get("/v1/quotas", &auditor).expect_status(200);
+    api.get("/v1/quota", &admin).expect_error(422, "invalid-field");
+    api.get("/v1/quota?tenant=nobody", &admin).expect_error(404, "not-found");
+    assert!(api.read_log(&admin).iter().all(|r| r["event"] != "quotas-set"), "nothing wrong was logged");
+    let ok = put(
+        &admin,
+        json!({"flavours": flavour, "tenants": {"alpha": {"flavours": {"h100": {"nominal": 16}}}}}),
+    );
+    ok.expect_status(200);
+    assert_eq!(ok.body["tenants"][0]["flavours"][0]["nominal"], 16.0, "{}", ok.body);
+    let mine = api.get("/v1/quota", &alpha);
+    mine.expect_status(200);
+    assert_eq!(mine.body["tenant"], "alpha");
+    server.assert_clean_log();
+}
