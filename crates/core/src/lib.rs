@@ -61,6 +61,7 @@ pub mod quota;
 pub mod residency;
 pub mod state;
 
+mod accounts;
 mod backfill;
 mod error;
 mod gang;
@@ -69,6 +70,7 @@ mod queue;
 mod scheduler;
 mod workload;
 
+pub use accounts::{FlavourUse, TenantQuotaUse};
 pub use error::CoreError;
 pub use event::{Decision, Event, TaskPlacement};
 pub use explain::{PendingWhy, PlacedWhy, PreemptWhy, Reason, RejectWhy, ScoreTerm, TaskWhy};
@@ -78,8 +80,8 @@ pub use quota::{
     TenantQuota,
 };
 pub use scheduler::{
-    BackfillConfig, DEFAULT_MAX_CANDIDATES, FlavourUse, QueuePosition, Reservation, Scheduler,
-    SchedulerConfig, TenantQuotaUse, WorkloadStatus,
+    BackfillConfig, DEFAULT_MAX_CANDIDATES, QueuePosition, Reservation, Scheduler, SchedulerConfig,
+    WorkloadStatus,
 };
 pub use state::{ClusterState, NodeIdx, NodeState};
 pub use workload::{
