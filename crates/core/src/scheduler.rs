@@ -33,9 +33,6 @@ const UNIFORM_DRAWS: usize = 512;
 /// the openb trace (95.41% at 128 against 95.42% exact; 95.12% at 64).
 pub const DEFAULT_MAX_CANDIDATES: u32 = 128;
 
-/// Running workloads per priority class that a preemption looks at (the youngest).
-const MAX_VICTIM_LOOKS: usize = 512;
-
 /// Tenants of one class an event looks past when their quota flavours, not capacity,
 /// turned the freed nodes away (another tenant of the class may use them).
 const FLAVOUR_SKIPS: u32 = 32;
@@ -234,7 +231,7 @@ pub struct Scheduler {
     /// Capacity per fair-share resource (flavours, then power).
     pub(crate) caps: Vec<u64>,
     /// Workloads holding at least one task, per priority class (index = class order).
-    running: [BTreeSet<WorkloadId>; 3],
+    pub(crate) running: [BTreeSet<WorkloadId>; 3],
     pub(crate) reservations: BTreeMap<WorkloadId, Reservation>,
     pub(crate) last_tick: Option<Timestamp>,
     /// Members of each rack and each network domain, with the node count they were
@@ -257,7 +254,7 @@ fn largest_nodes(state: &ClusterState) -> [Largest; 4] {
     out
 }
 
-fn prio_index(p: PriorityClass) -> usize {
+pub(crate) fn prio_index(p: PriorityClass) -> usize {
     p as usize
 }
 
@@ -553,7 +550,7 @@ impl Scheduler {
     }
 
     /// Puts a workload in the queue (both the global order and its class).
-    fn enqueue(&mut self, id: WorkloadId) {
+    pub(crate) fn enqueue(&mut self, id: WorkloadId) {
         let now = self.now;
         let Some(e) = self.workloads.get_mut(&id) else { return };
         let (t, c, slot) = (e.tenant, e.class, e.slot());
@@ -628,7 +625,7 @@ impl Scheduler {
 
     /// Releases every task of a workload and refunds its charges; the tenant's parked
     /// work may fit its quota again.
-    fn release_all(&mut self, id: WorkloadId) -> Vec<NodeIdx> {
+    pub(crate) fn release_all(&mut self, id: WorkloadId) -> Vec<NodeIdx> {
         let Some(e) = self.workloads.get_mut(&id) else { return Vec::new() };
         let mut freed = Vec::new();
         for t in e.tasks.iter_mut() {
@@ -1118,164 +1115,8 @@ impl Scheduler {
         }
     }
 
-    /// Frees room for one task of `id` by evicting strictly lower-priority workloads from
-    /// the single node where the fewest (then the least important) victims suffice.
-    /// Returns whether anything was evicted. Looks only at running work of lower
-    /// priority classes.
-    fn preempt_for(&mut self, id: WorkloadId, need: &Need, out: &mut Vec<Decision>) -> bool {
-        let Some(priority) = self.workloads.get(&id).map(|e| e.workload.priority) else { return false };
-        if priority == PriorityClass::BestEffort {
-            return false;
-        }
-        let victims =
-            self.victims_on_nodes(need, |wid, e| e.workload.priority < priority && wid != id, priority);
-        let Some(victims) = victims else { return false };
-        for v in victims {
-            self.evict(v, PreemptWhy::Priority { by: id, class: priority }, out);
-        }
-        true
-    }
-
-    /// The fewest running workloads, taken from those `eligible` accepts (lowest
-    /// priority, then youngest, first), whose eviction from one node lets a task of
-    /// `need` fit there. Only classes up to `max` are looked at.
-    pub(crate) fn victims_on_nodes(
-        &self,
-        need: &Need,
-        eligible: impl Fn(WorkloadId, &Entry) -> bool,
-        max: PriorityClass,
-    ) -> Option<Vec<WorkloadId>> {
-        // Victim tasks per node: (priority, youngest first, workload, alloc).
-        type Victim<'a> = (PriorityClass, Reverse<u64>, WorkloadId, &'a TaskAlloc);
-        let mut per_node: BTreeMap<u32, Vec<Victim<'_>>> = BTreeMap::new();
-        for p in PriorityClass::ALL.iter().filter(|p| **p <= max) {
-            // The youngest submitted first, a bounded number: the cost of an arrival must
-            // not grow with what runs.
-            for wid in self.running[prio_index(*p)].iter().rev().take(MAX_VICTIM_LOOKS) {
-                let Some(e) = self.workloads.get(wid) else { continue };
-                if !eligible(*wid, e) {
-                    continue;
-                }
-                for t in e.tasks.iter().flatten() {
-                    per_node.entry(t.node.0).or_default().push((
-                        e.workload.priority,
-                        Reverse(e.placed_seq),
-                        *wid,
-                        t,
-                    ));
-                }
-            }
-        }
-        // (victim count, highest victim priority, oldest victim youngest, node) → victims.
-        type Key = (usize, PriorityClass, u64, u32);
-        let mut best: Option<(Key, Vec<WorkloadId>)> = None;
-        for (node_idx, mut victims) in per_node {
-            victims.sort_by_key(|v| (v.0, v.1, v.2));
-            let node = self.state.node(NodeIdx(node_idx));
-            let mut chosen: Vec<WorkloadId> = Vec::new();
-            let mut freed: Vec<&TaskAlloc> = Vec::new();
-            let mut top = PriorityClass::BestEffort;
-            let mut oldest = u64::MAX;
-            for (p, Reverse(seq), wid, alloc) in &victims {
-                freed.push(alloc);
-                if !chosen.contains(wid) {
-                    chosen.push(*wid);
-                }
-                top = top.max(*p);
-                oldest = oldest.min(*seq);
-                if self.state.check_with_freed(node, need, &freed).is_ok() {
-                    let key = (chosen.len(), top, u64::MAX - oldest, node_idx);
-                    if best.as_ref().is_none_or(|(k, _)| key < *k) {
-                        best = Some((key, chosen.clone()));
-                    }
-                    break;
-                }
-            }
-        }
-        best.map(|(_, v)| v)
-    }
-
     pub(crate) fn state_mut(&mut self) -> &mut ClusterState {
         &mut self.state
-    }
-
-    /// Stops a workload everywhere and puts it back in the queue.
-    pub(crate) fn evict(&mut self, id: WorkloadId, why: PreemptWhy, out: &mut Vec<Decision>) {
-        if !self.workloads.contains_key(&id) {
-            return;
-        }
-        self.release_all(id);
-        self.enqueue(id);
-        if let Some(c) = self.workloads.get(&id).map(|e| e.class) {
-            // It has not failed anywhere yet.
-            self.pq.classes[c as usize].retry = true;
-        }
-        out.push(Decision::Preempted { workload: id, why });
-    }
-
-    /// Brings a site's reservation under its budget (on an oversubscribed site, its floor:
-    /// the power manager caps the rest): lowest priority first, youngest first within a
-    /// priority.
-    fn shed_site(&mut self, site: usize, budget: Watts, out: &mut Vec<Decision>) {
-        let at_minimum = self.state.oversubscribed(site);
-        let reserved = held(&self.state, site);
-        if reserved <= budget {
-            return;
-        }
-        let site_id = self.state.sites[site].id.clone();
-        for id in self.shed_order(site) {
-            if held(&self.state, site) <= budget {
-                break;
-            }
-            let why = PreemptWhy::PowerBudget { site: site_id.clone(), budget, reserved, at_minimum };
-            self.evict(id, why, out);
-        }
-    }
-
-    /// The workloads with a task on `site`, in the order a budget cut preempts them.
-    fn shed_order(&self, site: usize) -> Vec<WorkloadId> {
-        let mut victims: Vec<(PriorityClass, Reverse<u64>, WorkloadId)> = self
-            .workloads
-            .iter()
-            .filter(|(_, e)| e.tasks.iter().flatten().any(|t| self.state.node(t.node).site as usize == site))
-            .map(|(id, e)| (e.workload.priority, Reverse(e.placed_seq), *id))
-            .collect();
-        victims.sort();
-        victims.into_iter().map(|v| v.2).collect()
-    }
-
-    /// What cutting `site`'s IT budget to `budget` would preempt, in order, with each
-    /// workload's priority. Changes nothing: this is how a curtailment is judged before
-    /// it is accepted.
-    ///
-    /// # Errors
-    /// [`CoreError::UnknownSite`] for a site the fleet does not have.
-    pub fn would_shed(
-        &self,
-        site: &str,
-        budget: Watts,
-    ) -> Result<Vec<(WorkloadId, PriorityClass)>, CoreError> {
-        let s = self.state.sites.iter().position(|x| x.id == site).ok_or_else(|| {
-            let known: Vec<&str> = self.state.sites.iter().map(|s| s.id.as_str()).collect();
-            CoreError::UnknownSite(site.to_string(), known.join(", "))
-        })?;
-        if held(&self.state, s) <= budget {
-            return Ok(Vec::new());
-        }
-        let mut state = self.state.clone();
-        let mut out = Vec::new();
-        for id in self.shed_order(s) {
-            if held(&state, s) <= budget {
-                break;
-            }
-            if let Some(e) = self.workloads.get(&id) {
-                for t in e.tasks.iter().flatten() {
-                    state.release(t);
-                }
-                out.push((id, e.workload.priority));
-            }
-        }
-        Ok(out)
     }
 
     /// Tries to place a waiting workload now, without preempting (the backfill walk).
@@ -1490,7 +1331,7 @@ pub(crate) fn decay(dt: Seconds, half: Seconds) -> f64 {
 
 /// What a site holds against its budget: its reservation, or on an oversubscribed site its
 /// floor (the power manager caps the rest).
-fn held(state: &ClusterState, site: usize) -> Watts {
+pub(crate) fn held(state: &ClusterState, site: usize) -> Watts {
     let s = &state.sites[site];
     if state.oversubscribed(site) { s.floor } else { s.power }
 }
