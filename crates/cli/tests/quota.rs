@@ -86,6 +86,41 @@ fn server(db: &TestDb, dir: &Path) -> Server {
     )
 }
 
+/// A server with tenants (a token each) and agents on the first nodes of [`NODES`].
+struct Lab {
+    server: Server,
+    api: Api,
+    admin: String,
+    tokens: Vec<String>,
+    dir: tempfile::TempDir,
+    _agents: Vec<Agent>,
+}
+
+fn lab(db: &TestDb, tenants: &[&str], agents: usize) -> Lab {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server(db, dir.path());
+    let admin = server.admin_token.clone().expect("admin token");
+    let api = Api::new(&server.base);
+    let tokens = tenants
+        .iter()
+        .map(|t| {
+            api.create_tenant(&admin, t);
+            api.issue_token(&admin, "tenant", Some(t)).1
+        })
+        .collect();
+    let (_, agent_token) = api.issue_token(&admin, "agent", None);
+    let agents: Vec<Agent> = NODES[..agents]
+        .iter()
+        .map(|n| Agent(server_harness::spawn_agent(&server.base, &agent_token, n, dir.path())))
+        .collect();
+    wait_for("every agent to report", Duration::from_secs(60), || {
+        let list = api.get("/v1/agents", &admin).body;
+        let ready = list.as_array()?.iter().filter(|a| a["last_heartbeat_at"].is_string()).count();
+        (ready == agents.len()).then_some(())
+    });
+    Lab { server, api, admin, tokens, dir, _agents: agents }
+}
+
 /// Every live process whose environment names `workload`.
 fn processes_of(workload: &str) -> usize {
     let needle = format!("GIGAWATT_WORKLOAD_ID={workload}");
@@ -121,25 +156,8 @@ fn at_ms(r: &Value) -> i64 {
 }
 
 fn scenario(db: &TestDb) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = server(db, dir.path());
-    let admin = server.admin_token.clone().expect("admin token");
-    let api = Api::new(&server.base);
-    for t in ["alpha", "beta"] {
-        api.create_tenant(&admin, t);
-    }
-    let (_, alpha) = api.issue_token(&admin, "tenant", Some("alpha"));
-    let (_, beta) = api.issue_token(&admin, "tenant", Some("beta"));
-    let (_, agent_token) = api.issue_token(&admin, "agent", None);
-    let _agents: Vec<Agent> = NODES
-        .iter()
-        .map(|n| Agent(server_harness::spawn_agent(&server.base, &agent_token, n, dir.path())))
-        .collect();
-    wait_for("both agents to report", Duration::from_secs(60), || {
-        let list = api.get("/v1/agents", &admin).body;
-        let ready = list.as_array()?.iter().filter(|a| a["last_heartbeat_at"].is_string()).count();
-        (ready == NODES.len()).then_some(())
-    });
+    let Lab { mut server, api, admin, tokens, dir, _agents } = lab(db, &["alpha", "beta"], NODES.len());
+    let (alpha, beta) = (tokens[0].clone(), tokens[1].clone());
 
     // A wrong file is refused with the field at fault, and nothing is logged.
     let bad = dir.path().join("bad.toml");
@@ -281,22 +299,9 @@ fn a_borrower_is_reclaimed_with_sigterm_then_sigkill_after_its_grace() {
 #[test]
 fn a_waiting_gang_shows_its_expected_start_and_planned_nodes() {
     let Some(db) = TestDb::new(Backend::Sqlite, "expected_start") else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = server(&db, dir.path());
-    let admin = server.admin_token.clone().expect("admin token");
-    let api = Api::new(&server.base);
-    api.create_tenant(&admin, "alpha");
-    let (_, alpha) = api.issue_token(&admin, "tenant", Some("alpha"));
-    let (_, agent_token) = api.issue_token(&admin, "agent", None);
-    let _agents: Vec<Agent> = NODES
-        .iter()
-        .map(|n| Agent(server_harness::spawn_agent(&server.base, &agent_token, n, dir.path())))
-        .collect();
-    wait_for("both agents to report", Duration::from_secs(60), || {
-        let list = api.get("/v1/agents", &admin).body;
-        let ready = list.as_array()?.iter().filter(|a| a["last_heartbeat_at"].is_string()).count();
-        (ready == NODES.len()).then_some(())
-    });
+    // Every field bound: a field left to `..` would be dropped here, agents and all.
+    let Lab { server, api, admin: _admin, tokens, dir: _dir, _agents } = lab(&db, &["alpha"], NODES.len());
+    let alpha = tokens[0].clone();
     for limit in ["1h", "2h"] {
         let mut job = sh(&format!("limit-{limit}"), "sleep 1000", None);
         job["time_limit"] = limit.into();
@@ -339,18 +344,8 @@ fn a_waiting_gang_shows_its_expected_start_and_planned_nodes() {
 #[test]
 fn a_time_limit_ends_a_job_with_its_grace() {
     let Some(db) = TestDb::new(Backend::Sqlite, "time_limit_grace") else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = server(&db, dir.path());
-    let admin = server.admin_token.clone().expect("admin token");
-    let api = Api::new(&server.base);
-    api.create_tenant(&admin, "alpha");
-    let (_, alpha) = api.issue_token(&admin, "tenant", Some("alpha"));
-    let (_, agent_token) = api.issue_token(&admin, "agent", None);
-    let _agent = Agent(server_harness::spawn_agent(&server.base, &agent_token, NODES[0], dir.path()));
-    wait_for("the agent to report", Duration::from_secs(60), || {
-        let list = api.get("/v1/agents", &admin).body;
-        list.as_array()?.iter().any(|a| a["last_heartbeat_at"].is_string()).then_some(())
-    });
+    let Lab { server, api, admin, tokens, dir: _dir, _agents } = lab(&db, &["alpha"], 1);
+    let alpha = tokens[0].clone();
     let mut job = sh("limited", "trap 'echo got TERM' TERM; while :; do sleep 0.1; done", Some("2s"));
     job["time_limit"] = "1s".into();
     let id = api.post("/v1/workloads", &alpha, &job).expect_status(201).str("id");
@@ -383,12 +378,8 @@ fn a_time_limit_ends_a_job_with_its_grace() {
 #[test]
 fn the_quota_api_refuses_what_is_wrong_with_the_field_named() {
     let Some(db) = TestDb::new(Backend::Sqlite, "quota_api") else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = server(&db, dir.path());
-    let admin = server.admin_token.clone().expect("admin token");
-    let api = Api::new(&server.base);
-    api.create_tenant(&admin, "alpha");
-    let (_, alpha) = api.issue_token(&admin, "tenant", Some("alpha"));
+    let Lab { server, api, admin, tokens, dir: _dir, _agents } = lab(&db, &["alpha"], 0);
+    let alpha = tokens[0].clone();
     let (_, auditor) = api.issue_token(&admin, "auditor", None);
     let put = |token: &str, body: Value| api.send("PUT", "/v1/quotas", Some(token), Some(&body));
     let flavour = json!([{"name": "h100", "models": ["H100"]}]);
