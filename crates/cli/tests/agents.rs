@@ -11,7 +11,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server_harness::{Api, Backend, Server, TestDb, gigawatt_bin};
+use server_harness::{Api, Backend, Server, TestDb, gigawatt_bin, wait_for};
 
 const NODES: [&str; 3] = ["valence-a001-n01", "valence-a001-n02", "valence-a001-n03"];
 
@@ -88,17 +88,6 @@ fn assert_one_copy_per_rank(workload: &str) {
     }
     for (rank, g) in gens {
         assert!(g.len() <= 1, "{workload} rank {rank} runs as two copies at once: generations {g:?}");
-    }
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

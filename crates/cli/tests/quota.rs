@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server_harness::{Api, Backend, Server, TestDb, gigawatt_bin, run_on};
+use server_harness::{Api, Backend, Server, TestDb, gigawatt_bin, run_on, wait_for};
 
 const NODES: [&str; 2] = ["valence-a001-n01", "valence-a001-n02"];
 
@@ -39,17 +39,6 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -282,6 +282,19 @@ pub fn spawn_agent(base: &str, token: &str, node: &str, dir: &std::path::Path) -
         .expect("gigawatt agent starts")
 }
 
+/// Polls `f` every 50 ms until it gives a value, failing the test after `timeout`.
+#[allow(dead_code, reason = "not every test binary waits")]
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn client(timeout: Duration) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(timeout).build().expect("an HTTP client")
 }
