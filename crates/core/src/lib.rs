@@ -66,6 +66,7 @@ mod backfill;
 mod error;
 mod gang;
 mod index;
+mod placement;
 mod preempt;
 mod queue;
 mod scheduler;
