@@ -23,7 +23,8 @@ pub use fleet::{NodeInfo, RackInfo, SetBudget, SetNodeState, SiteInfo};
 pub use job::{DeferSpec, GangSpec, JobSpec, Resources, RunSpec, ServiceSpec, ValidJob, WorkloadKind};
 pub use power::{CurtailmentInfo, ScheduleCurtailment};
 pub use quota::{
-    CohortConfig, FairShareSpec, FlavourConfig, FlavourLimits, FlavourStatus, LinePlace, PowerQuotaStatus,
+    CohortConfig, EnergyQuotaStatus, FairShareSpec, FlavourConfig, FlavourLimits, FlavourStatus, LinePlace,
+    PowerQuotaStatus,
     QuotaConfig, QuotaStatus, QuotasInForce, TenantQuotaConfig,
 };
 pub use tokens::{CreateTenant, CreateToken, Role, TenantInfo, TokenCreated, TokenInfo, WhoAmI};

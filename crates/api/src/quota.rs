@@ -19,6 +19,7 @@
 //! weight = 2
 //! flavours.h100-eu = { nominal = 64, borrowing_limit = 32 }
 //! power_kw = { valence = 150 }
+//! energy_kwh = 200000
 //! ```
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ use gigawatt_core::{
     CohortSpec, FairShareConfig, FlavourQuota, FlavourSpec, FlavourUse, Quotas, TenantId, TenantQuota,
     TenantQuotaUse,
 };
-use gigawatt_units::{GpuMilliTotal, Seconds, Watts};
+use gigawatt_units::{GpuMilliTotal, Seconds, WattHours, Watts};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -111,6 +112,11 @@ pub struct TenantQuotaConfig {
     /// kW of reserved power it may hold, per site id.
     #[serde(default)]
     pub power_kw: BTreeMap<String, f64>,
+    /// kWh it may commit per billing period (a calendar month, UTC): reserved power times
+    /// the time to each workload's time limit (or the period's end), given back for the
+    /// part not used. Absent: no energy quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_kwh: Option<f64>,
 }
 
 /// Fair share's memory.
@@ -203,7 +209,18 @@ impl QuotaConfig {
                 weight: t.weight.unwrap_or(1),
                 flavours: BTreeMap::new(),
                 power: BTreeMap::new(),
+                energy: None,
             };
+            if let Some(kwh) = t.energy_kwh {
+                if !kwh.is_finite() || !(0.0..=1e10).contains(&kwh) {
+                    return Err(FieldError::new(
+                        format!("tenants.{id}.energy_kwh"),
+                        format!("{kwh} kWh: give an energy per month from 0 to 1e10 kWh"),
+                    ));
+                }
+                // A limit: round down to whole watt-hours.
+                spec.energy = Some(WattHours((kwh * 1000.0).floor() as u64));
+            }
             if spec.weight == 0 || spec.weight > 1_000_000 {
                 return Err(FieldError::new(
                     format!("tenants.{id}.weight"),
@@ -283,6 +300,7 @@ impl QuotaConfig {
                             weight: Some(t.weight),
                             flavours: t.flavours.iter().map(|(f, l)| (f.clone(), back(l))).collect(),
                             power_kw: t.power.iter().map(|(s, w)| (s.clone(), w.0 as f64 / 1000.0)).collect(),
+                            energy_kwh: t.energy.map(|e| e.to_kwh().0),
                         },
                     )
                 })
@@ -326,6 +344,9 @@ pub struct QuotaStatus {
     pub flavours: Vec<FlavourStatus>,
     /// Per site with a power quota.
     pub power: Vec<PowerQuotaStatus>,
+    /// Its energy quota for the billing period, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<EnergyQuotaStatus>,
     /// Weighted dominant share of use (decayed past and current, over the fleet, divided
     /// by the weight): among tenants over their nominal, the lower goes first.
     pub fair_share: f64,
@@ -361,6 +382,20 @@ pub struct PowerQuotaStatus {
     pub used_kw: f64,
     /// The limit, kW.
     pub limit_kw: f64,
+}
+
+/// A tenant's energy quota for the billing period (a calendar month, UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnergyQuotaStatus {
+    /// kWh committed: reserved power times the time held so far, plus what running work
+    /// has reserved until its time limit (or the period's end).
+    pub committed_kwh: f64,
+    /// The quota per period, kWh.
+    pub limit_kwh: f64,
+    /// The period's first instant, RFC 3339.
+    pub period_start: String,
+    /// The next period's first instant, RFC 3339: the account starts again then.
+    pub period_end: String,
 }
 
 /// Where one waiting workload stands.
@@ -404,6 +439,12 @@ impl QuotaStatus {
                     limit_kw: limit.0 as f64 / 1000.0,
                 })
                 .collect(),
+            energy: u.energy.map(|e| EnergyQuotaStatus {
+                committed_kwh: e.committed.to_kwh().0,
+                limit_kwh: e.limit.to_kwh().0,
+                period_start: crate::rfc3339(e.period_start.0),
+                period_end: crate::rfc3339(e.period_end.0),
+            }),
             fair_share: u.share,
             pending: u.pending as u64,
             waiting: Vec::new(),

@@ -39,6 +39,7 @@ impl Scheduler {
             self.unreserve(id);
         }
         let sites: Vec<String> = self.state.sites.iter().map(|s| s.id.clone()).collect();
+        self.energy.set_limits(&quotas);
         self.quotas = QuotaBook::new(quotas, &sites);
         let flavours: Vec<u8> = (0..self.state.nodes.len()).map(|i| self.flavour_of(i)).collect();
         for (n, f) in self.state.nodes.iter_mut().zip(flavours) {
@@ -179,6 +180,7 @@ impl Scheduler {
             power,
             share,
             pending,
+            energy: self.energy_use(tenant),
         }
     }
 
@@ -311,19 +313,22 @@ impl Scheduler {
         let mut admit = Admit {
             flavours: None,
             power_room: None,
+            energy_room: None,
             tasks: remaining,
             owner: Some(id),
             ends_by: e.workload.time_limit.map(|l| self.now + l),
         };
         let tenant = &e.workload.tenant;
         // A reservation holds its quota already.
-        if self.quotas.governs(tenant) && !self.reservations.contains_key(&id) {
+        if self.quotas.governs(tenant) && !self.reservations.get(&id).is_some_and(|r| r.holds_quota) {
             if self.quotas.flavours() > 0 {
                 let amount = u64::from(e.need.gpu_total().0) * u64::from(remaining);
                 admit.flavours = Some(self.quotas.mask(tenant, amount, u64::MAX)?);
             }
             admit.power_room = self.quotas.power_room(tenant);
         }
+        // Energy is never held by a reservation: it is committed when the work starts.
+        admit.energy_room = self.energy_room(id)?;
         Ok(admit)
     }
 
@@ -371,6 +376,8 @@ pub struct TenantQuotaUse {
     pub share: f64,
     /// Its workloads waiting.
     pub pending: usize,
+    /// Its energy quota for the billing period against what it committed, if it has one.
+    pub energy: Option<crate::energy::EnergyUse>,
 }
 
 /// One flavour of a tenant's quota, against its use.

@@ -74,14 +74,21 @@ impl Scheduler {
         if self.quotas.flavours() == 0 {
             return;
         }
-        // Owed heads, best ranked first: quota refused them, so they are parked.
+        // Owed heads, best ranked first: heads quota refuses although their tenant is
+        // within its nominal. They are parked, or, when a release woke them but their
+        // class was not tried since, ready; a ready head is only looked at while its
+        // tenant uses less than its nominal in all.
         let mut owed: Vec<(crate::queue::Rank, WorkloadId)> = Vec::new();
         for (t, tq) in self.pq.tenants.iter().enumerate() {
-            if tq.len == 0 || tq.rank.values().all(Option::is_some) || !self.quotas.governs(&tq.id) {
+            let under = self.usage.get(t).is_some_and(|u| !u.over);
+            if tq.len == 0
+                || (!under && tq.rank.values().all(Option::is_some))
+                || !self.quotas.governs(&tq.id)
+            {
                 continue;
             }
             for (c, set) in &tq.by_class {
-                if tq.rank.get(c).is_some_and(Option::is_some) {
+                if !under && tq.rank.get(c).is_some_and(Option::is_some) {
                     continue;
                 }
                 let Some(head) = set.first() else { continue };
@@ -143,6 +150,7 @@ impl Scheduler {
             need.admit = crate::state::Admit {
                 flavours: Some(self.quotas.nominal_mask(&tenant, u64::from(need.gpu_total().0))),
                 power_room: None,
+                energy_room: None,
                 tasks: 1,
                 owner: Some(id),
                 ends_by: None,
@@ -231,7 +239,8 @@ impl Scheduler {
         let mut gangs: Vec<(crate::queue::Rank, WorkloadId)> = Vec::new();
         for (t, tq) in self.pq.tenants.iter().enumerate() {
             for (c, set) in &tq.by_class {
-                if !self.pq.classes[*c as usize].key.is_gang() {
+                let key = &self.pq.classes[*c as usize].key;
+                if !key.is_gang() && key.need().gpu_count < 2 {
                     continue;
                 }
                 if let Some(head) = set.first()
@@ -256,19 +265,18 @@ impl Scheduler {
                 break;
             }
             looks -= 1;
-            let refused = match self.admission(id) {
-                Ok(_) => false,
-                Err(q)
-                    if reclaims > 0
-                        && matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: true, .. }) =>
-                {
-                    true
-                }
-                Err(_) => continue,
+            let ask = match self.admission(id) {
+                Ok(_) => Ask::Admitted,
+                Err(q) => match q.limit {
+                    QuotaLimit::NothingToBorrow { within_nominal: true, .. } if reclaims > 0 => Ask::Reclaim,
+                    QuotaLimit::NothingToBorrow { within_nominal: false, .. } => Ask::Borrow,
+                    _ => continue,
+                },
             };
+            let refused = ask == Ask::Reclaim;
             let plan = {
                 let ends = ends.get_or_insert_with(|| self.task_ends());
-                self.earliest_start(id, ends, refused)
+                self.earliest_start(id, ends, ask)
             };
             let Some((start, nodes)) = plan else { continue };
             if start.since(self.now).0 > horizon.0 {
@@ -289,8 +297,13 @@ impl Scheduler {
             for n in &nodes {
                 self.state.nodes[n.0 as usize].reserved = Some((start, id));
             }
-            self.hold_quota(id, &nodes);
-            self.reservations.insert(id, Reservation { start, nodes });
+            // A borrower's quota cannot be held (the tree has none free): its nodes are,
+            // and when they drain the quota they held is free again for it.
+            let holds_quota = ask != Ask::Borrow;
+            if holds_quota {
+                self.hold_quota(id, &nodes);
+            }
+            self.reservations.insert(id, Reservation { start, nodes, holds_quota });
         }
     }
 
@@ -371,22 +384,25 @@ impl Scheduler {
         &self,
         id: WorkloadId,
         ends: &[Vec<(Option<Timestamp>, WorkloadId, u32)>],
-        within_nominal: bool,
+        ask: Ask,
     ) -> Option<(Timestamp, Vec<NodeIdx>)> {
         let e = self.workloads.get(&id)?;
-        let crate::workload::Shape::Gang { topology, .. } = e.workload.shape else { return None };
+        let topology = match e.workload.shape {
+            crate::workload::Shape::Gang { topology, .. } => topology,
+            crate::workload::Shape::Single => Topology::Any,
+            crate::workload::Shape::Service { .. } => return None,
+        };
         if topology == Topology::SameNode {
             return None;
         }
         let mut need = e.need.clone();
-        need.admit = if within_nominal {
-            let amount = u64::from(need.gpu_total().0) * u64::from(e.workload.shape.tasks());
-            crate::state::Admit {
-                flavours: Some(self.quotas.nominal_mask(&e.workload.tenant, amount)),
-                ..crate::state::Admit::default()
-            }
-        } else {
-            self.admission(id).ok()?
+        let amount = u64::from(need.gpu_total().0) * u64::from(e.workload.shape.tasks());
+        let within =
+            |flavours| crate::state::Admit { flavours: Some(flavours), ..crate::state::Admit::default() };
+        need.admit = match ask {
+            Ask::Admitted => self.admission(id).ok()?,
+            Ask::Reclaim => within(self.quotas.nominal_mask(&e.workload.tenant, amount)),
+            Ask::Borrow => within(self.quotas.own_mask(&e.workload.tenant, amount)),
         };
         need.admit.ends_by = None;
         need.admit.tasks = 1;
@@ -500,6 +516,18 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// What quota says of a workload a reservation is planned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// Quota admits it now: the reservation holds its quota.
+    Admitted,
+    /// It is within its nominal quota, lent out: borrowers are reclaimed first.
+    Reclaim,
+    /// It borrows and its quota tree has nothing free now: the reservation holds nodes
+    /// only, in flavours its own limits allow.
+    Borrow,
 }
 
 impl Entry {

@@ -266,6 +266,16 @@ pub enum PreemptWhy {
         /// Its tenant.
         tenant: String,
     },
+    /// A new billing period began and its tenant's running work commits more energy
+    /// than its quota for the period: the youngest work goes until the rest fits.
+    EnergyQuota {
+        /// The tenant.
+        tenant: String,
+        /// What its running work committed for the new period, before this preemption.
+        committed: gigawatt_units::WattHours,
+        /// Its quota per period.
+        limit: gigawatt_units::WattHours,
+    },
     /// A higher-priority workload needed the room.
     Priority {
         /// The workload that took the room.
@@ -289,6 +299,10 @@ impl fmt::Display for PreemptWhy {
             ),
             PreemptWhy::NodeLost { node } => write!(f, "node {node} was lost; requeued whole"),
             PreemptWhy::Priority { by, class } => write!(f, "preempted for {by} ({class})"),
+            PreemptWhy::EnergyQuota { tenant, committed, limit } => write!(
+                f,
+                "a new billing period began and the running work of tenant {tenant} commits {committed}, over its energy quota of {limit}; its youngest work is requeued until the rest fits"
+            ),
             PreemptWhy::Reclaim { by, tenant } => write!(
                 f,
                 "its tenant was borrowing quota that tenant {tenant} needs back for {by} (within its nominal quota); requeued whole"

@@ -63,6 +63,7 @@ pub mod state;
 
 mod accounts;
 mod backfill;
+mod energy;
 mod error;
 mod gang;
 mod index;
@@ -73,6 +74,7 @@ mod scheduler;
 mod workload;
 
 pub use accounts::{FlavourUse, TenantQuotaUse};
+pub use energy::{EnergyUse, billing_month};
 pub use error::CoreError;
 pub use event::{Decision, Event, TaskPlacement};
 pub use explain::{PendingWhy, PlacedWhy, PreemptWhy, Reason, RejectWhy, ScoreTerm, TaskWhy};

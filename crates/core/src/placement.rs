@@ -92,6 +92,22 @@ impl Scheduler {
                 (placed, pending)
             }
         };
+        // Every node turned away by quota while the energy quota is what limits: the
+        // tenant's energy is the refusal (its work waits parked, not its class).
+        let pending = match pending {
+            Some(mut why)
+                if need.admit.energy_room.is_some()
+                    && why.nodes_fit == 0
+                    && why.quota.is_none()
+                    && why.rejected.contains_key(&crate::explain::Reason::Quota)
+                    && self.energy_only_refuses(id, &need) =>
+            {
+                let tenant = self.workloads.get(&id).map(|e| e.workload.tenant.clone())?;
+                why.quota = Some(Box::new(self.energy_refusal(&tenant)));
+                Some(why)
+            }
+            other => other,
+        };
         if !placed.is_empty() {
             self.seq += 1;
             let seq = self.seq;
@@ -120,6 +136,7 @@ impl Scheduler {
             let t = entry.tenant;
             for a in &allocs {
                 self.charge_task(id, a);
+                self.charge_energy(id, a);
             }
             self.note_running(id);
             if all {

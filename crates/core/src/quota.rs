@@ -36,7 +36,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use gigawatt_units::{GpuMilliTotal, Seconds, Watts};
+use gigawatt_units::{GpuMilliTotal, Seconds, WattHours, Watts};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +92,10 @@ pub struct TenantQuota {
     /// Watts of reserved power the tenant may hold per site id.
     #[serde(default)]
     pub power: BTreeMap<String, Watts>,
+    /// Energy it may commit per billing period (a calendar month, UTC): reserved power
+    /// times the time it is held (see the scheduler's `energy` module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<WattHours>,
 }
 
 fn one() -> u32 {
@@ -278,6 +282,15 @@ pub enum QuotaLimit {
     },
     /// The tenant has no quota in any flavour where it could run.
     NoFlavour,
+    /// The tenant's energy quota for the billing period.
+    Energy {
+        /// Energy it committed in the period.
+        committed: WattHours,
+        /// Its quota per period.
+        limit: WattHours,
+        /// The period's end (when the account starts again).
+        period_end: gigawatt_units::Timestamp,
+    },
     /// The tenant's power quota at the sites that could take it.
     Power {
         /// The site.
@@ -323,6 +336,12 @@ impl fmt::Display for QuotaWhy {
                 f,
                 "tenant {} has no quota in any flavour whose nodes could take this workload",
                 self.tenant
+            ),
+            QuotaLimit::Energy { committed, limit, period_end } => write!(
+                f,
+                "tenant {} has committed {committed} of its energy quota of {limit} for this billing period, too little is left for this workload's reserved power until its time limit (or the period's end); the account starts again on {} UTC",
+                self.tenant,
+                crate::energy::utc_date(*period_end)
             ),
             QuotaLimit::Power { site, limit } => {
                 write!(f, "tenant {} is at its power quota of {limit} at site {site}", self.tenant)
@@ -508,6 +527,17 @@ impl QuotaBook {
             at = cm.parent;
         }
         Ok(())
+    }
+
+    /// The flavours where `tenant`'s own limits (nominal plus borrowing limit) would take
+    /// `amount` more, whatever its cohorts have free now: where a borrower's reservation
+    /// may lie, to be admitted once the cohort has room.
+    pub(crate) fn own_mask(&self, tenant: &TenantId, amount: u64) -> FlavourMask {
+        let Some(t) = self.tenant_member.get(tenant) else { return 0 };
+        let m = &self.members[*t as usize];
+        (0..self.flavours())
+            .filter(|f| m.borrow[*f].is_none_or(|b| m.used[*f] + amount <= m.nominal[*f] + b))
+            .fold(0, |acc, f| acc | (1 << f))
     }
 
     /// The flavours in which `tenant` may add `amount`, and the refusal closest to
@@ -722,6 +752,7 @@ mod tests {
                             weight: 1,
                             flavours: [("h100".to_string(), *q)].into(),
                             power: BTreeMap::new(),
+                            energy: None,
                         },
                     )
                 })

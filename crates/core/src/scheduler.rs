@@ -8,7 +8,9 @@
 //! [`Event::Tick`] (see `backfill.rs`).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use rustc_hash::FxHashMap;
 use std::ops::Bound;
 
 use gigawatt_fleet::Fleet;
@@ -16,6 +18,7 @@ use gigawatt_units::{Seconds, Timestamp, Watts};
 use serde::Serialize;
 
 use crate::CoreRng;
+use crate::energy::{Commitment, EnergyBook};
 use crate::error::CoreError;
 use crate::event::{Decision, Event, TaskPlacement};
 use crate::explain::{PendingWhy, PreemptWhy, Reason, RejectWhy};
@@ -138,6 +141,8 @@ pub(crate) struct Entry {
     pub(crate) charges: Vec<(u8, u64)>,
     /// Watts charged per site, to refund exactly.
     pub(crate) power: Vec<(u32, u64)>,
+    /// Energy committed per placed task: reserved watts, and until when.
+    pub(crate) energy: Vec<Commitment>,
     /// Quota held for its reservation, per flavour, until it starts or leaves.
     pub(crate) held: Vec<(u8, u64)>,
     /// Since when it waits (its latest entry into the queue).
@@ -195,6 +200,9 @@ pub struct Reservation {
     pub start: Timestamp,
     /// The nodes.
     pub nodes: Vec<NodeIdx>,
+    /// Whether it holds its workload's quota too (a borrower's, planned while its quota
+    /// tree had nothing free, holds nodes only and passes admission when it starts).
+    pub holds_quota: bool,
 }
 
 /// The scheduling core. Feed it events with [`Scheduler::handle`]; it returns decisions.
@@ -219,6 +227,8 @@ pub struct Scheduler {
     /// The latest time an event carried.
     pub(crate) now: Timestamp,
     pub(crate) quotas: QuotaBook,
+    /// Energy committed per tenant in the billing period, and the energy quotas.
+    pub(crate) energy: EnergyBook,
     /// Waiting best-effort workloads by the time they started waiting, for aging
     /// (stale marks are skipped when met).
     pub(crate) aging: BTreeSet<(Timestamp, WorkloadId)>,
@@ -293,6 +303,7 @@ impl Scheduler {
             freed_sites: BTreeSet::new(),
             now: Timestamp(0),
             quotas: QuotaBook::default(),
+            energy: EnergyBook::default(),
             aging: BTreeSet::new(),
             pq: Queue::default(),
             usage: Vec::new(),
@@ -420,6 +431,7 @@ impl Scheduler {
         }
         for a in &placed {
             self.charge_task(id, a);
+            self.charge_energy(id, a);
         }
         if any_placed {
             self.note_running(id);
@@ -453,6 +465,9 @@ impl Scheduler {
     ) -> Result<Vec<Decision>, CoreError> {
         self.now = self.now.max(now);
         let mut out = Vec::new();
+        if self.energy.advance(self.now) {
+            self.recommit_energy(&mut out);
+        }
         match event {
             Event::Arrival(w) => self.arrive(w, rng, &mut out),
             Event::Completion(id) | Event::Cancel(id) => {
@@ -539,6 +554,7 @@ impl Scheduler {
             started: None,
             charges: Vec::new(),
             power: Vec::new(),
+            energy: Vec::new(),
             held: Vec::new(),
             waiting_since: self.now,
             aged: false,
@@ -632,6 +648,7 @@ impl Scheduler {
         }
         let charges = std::mem::take(&mut e.charges);
         let power = std::mem::take(&mut e.power);
+        let energy = std::mem::take(&mut e.energy);
         let tenant = e.workload.tenant.clone();
         let (t, prio) = (e.tenant, e.workload.priority);
         e.started = None;
@@ -649,6 +666,13 @@ impl Scheduler {
             }
             gpu_freed += milli;
         }
+        // What was committed past now is given back; what stays is what it held.
+        let now = self.now;
+        let unused: u64 = energy
+            .iter()
+            .map(|(w, until)| crate::energy::watt_seconds_floor(*w, now, *until))
+            .sum();
+        self.energy.charge(&tenant, unused, false);
         for (site, watts) in power {
             self.quotas.charge_power(&tenant, site as usize, watts, false);
             if let Some(u) = self.usage.get_mut(t as usize) {
@@ -901,51 +925,85 @@ impl Scheduler {
                 candidates.push((*first, c));
             }
         }
-        candidates.sort_unstable();
-        for (_, c) in candidates {
+        // One line across classes: the best-ranked head of any class goes next, so a
+        // class whose heads are well served cannot take freed capacity from a class whose
+        // head is owed more (a whole node freed goes to the 8-GPU job of the tenant with
+        // the lowest share, not to the next 1-GPU jobs of tenants with more).
+        let mut line: BinaryHeap<Reverse<(Rank, u32)>> = candidates.into_iter().map(Reverse).collect();
+        let mut cursors: FxHashMap<u32, Cursor> = FxHashMap::default();
+        while let Some(Reverse((rank, c))) = line.pop() {
+            // Placements change tenants' shares, so an entry may be stale: put it back
+            // with its class's head as it ranks now.
+            let cursor = cursors.get(&c).copied().unwrap_or_default();
+            match self.next_head(c, &cursor) {
+                None => {
+                    self.pq.classes[c as usize].retry = false;
+                    continue;
+                }
+                Some(now) if now != rank => {
+                    line.push(Reverse((now, c)));
+                    continue;
+                }
+                Some(_) => {}
+            }
             let full = self.pq.classes[c as usize].retry || self.pq.classes[c as usize].power_blocked;
-            self.drain(c, if full { None } else { Some(&dirty) }, rng, out);
+            let cursor = cursors.entry(c).or_default();
+            let mut cur = *cursor;
+            let more = self.drain_step(c, &mut cur, if full { None } else { Some(&dirty) }, rng, out);
+            cursors.insert(c, cur);
+            if let Some(next) = more.then(|| self.next_head(c, &cur)).flatten() {
+                line.push(Reverse((next, c)));
+            } else {
+                self.pq.classes[c as usize].retry = false;
+            }
         }
         self.explain_failures = true;
     }
 
-    /// Places the heads of class `c` in rank order until one fails for want of capacity.
-    /// A head its quota refuses parks its tenant; a head whose quota flavours alone turned
-    /// nodes away lets the next tenant try (a few times per event).
-    pub(crate) fn drain(&mut self, c: u32, near: Option<&[u32]>, rng: &mut CoreRng, out: &mut Vec<Decision>) {
-        let mut cursor: Option<Rank> = None;
-        let mut skips = 0;
-        loop {
-            let class = &self.pq.classes[c as usize];
-            let next = match cursor {
-                None => class.ready.first(),
-                Some(r) => class.ready.range((Bound::Excluded(r), Bound::Unbounded)).next(),
-            };
-            let Some(rank) = next.copied() else { break };
-            let Some(slot) = self.pq.head(rank.3, c) else { break };
-            let id = slot.2;
-            let before = self.workloads.get(&id).map_or(0, Entry::placed);
-            match self.try_place(id, near, false, rng, out) {
-                None => {}
-                Some(why) if why.quota.is_some() => {
-                    let root = self.workloads.get(&id).and_then(|e| self.quotas.root(&e.workload.tenant));
-                    self.pq.park(rank.3, c, root);
+    /// The rank of the next head class `c` would try from `cursor`.
+    fn next_head(&self, c: u32, cursor: &Cursor) -> Option<Rank> {
+        let class = &self.pq.classes[c as usize];
+        match cursor.after {
+            None => class.ready.first(),
+            Some(r) => class.ready.range((Bound::Excluded(r), Bound::Unbounded)).next(),
+        }
+        .copied()
+    }
+
+    /// Tries the next head of class `c`; whether the class may go on. A head its quota
+    /// refuses parks its tenant; a head whose quota flavours alone turned nodes away lets
+    /// the next tenant try (a few times per event); any other failure stops the class.
+    fn drain_step(
+        &mut self,
+        c: u32,
+        cursor: &mut Cursor,
+        near: Option<&[u32]>,
+        rng: &mut CoreRng,
+        out: &mut Vec<Decision>,
+    ) -> bool {
+        let Some(rank) = self.next_head(c, cursor) else { return false };
+        let Some(slot) = self.pq.head(rank.3, c) else { return false };
+        let id = slot.2;
+        let before = self.workloads.get(&id).map_or(0, Entry::placed);
+        match self.try_place(id, near, false, rng, out) {
+            None => true,
+            Some(why) if why.quota.is_some() => {
+                let root = self.workloads.get(&id).and_then(|e| self.quotas.root(&e.workload.tenant));
+                self.pq.park(rank.3, c, root);
+                true
+            }
+            Some(why) => {
+                let placed_some = self.workloads.get(&id).map_or(0, Entry::placed) > before;
+                let by_quota = why.nodes_fit == 0 && why.rejected.contains_key(&Reason::Quota);
+                if by_quota && !placed_some && cursor.skips < FLAVOUR_SKIPS {
+                    cursor.skips += 1;
+                    cursor.after = Some(rank);
+                    return true;
                 }
-                Some(why) => {
-                    let placed_some = self.workloads.get(&id).map_or(0, Entry::placed) > before;
-                    let by_quota = why.nodes_fit == 0 && why.rejected.contains_key(&Reason::Quota);
-                    if by_quota && !placed_some && skips < FLAVOUR_SKIPS {
-                        skips += 1;
-                        cursor = Some(rank);
-                        continue;
-                    }
-                    let class = &mut self.pq.classes[c as usize];
-                    class.power_blocked = blocked_by_power(&why);
-                    break;
-                }
+                self.pq.classes[c as usize].power_blocked = blocked_by_power(&why);
+                false
             }
         }
-        self.pq.classes[c as usize].retry = false;
     }
 
     /// Drops a workload's reservation and frees its nodes for others.
@@ -1002,7 +1060,10 @@ impl Scheduler {
             ahead_in_tenant,
             tenants_ahead_in_class: tenants_ahead,
             parked_on_quota: tq.rank.get(&e.class) == Some(&None),
-            quota: self.admission(id).err().map(|q| *q),
+            quota: match self.admission(id) {
+                Err(q) => Some(*q),
+                Ok(admit) => self.energy_blocks(id, admit),
+            },
             expected_start: self.expected_start(id),
         })
     }
@@ -1027,6 +1088,15 @@ pub struct QueuePosition {
     pub quota: Option<QuotaWhy>,
     /// Its reservation's start and nodes, if it holds one.
     pub expected_start: Option<(Timestamp, Vec<String>)>,
+}
+
+/// Where a class's drain stands within one event: after which tenant's head it goes on
+/// (heads skipped because only their quota flavours turned nodes away), and how many
+/// were skipped.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cursor {
+    after: Option<Rank>,
+    skips: u32,
 }
 
 /// A tenant's rank for a head of priority `p`.

@@ -923,6 +923,9 @@ pub struct Admit {
     pub flavours: Option<u64>,
     /// Watts of power quota left per site index; `None` when unlimited.
     pub power_room: Option<Vec<u64>>,
+    /// Watt-seconds of energy quota left, and the milliseconds a task placed now
+    /// commits its reserved power for; `None` when unlimited.
+    pub energy_room: Option<(u64, i64)>,
     /// Tasks still to place, which the power room must hold.
     pub tasks: u32,
     /// The workload itself, which may use its own reservation.
@@ -946,12 +949,17 @@ impl Admit {
         {
             return Err(Reason::Quota);
         }
+        if self.power_room.is_none() && self.energy_room.is_none() {
+            return Ok(());
+        }
+        let watts = node.power_charge(need.gpu_count, need.milli, need.cpu).0.saturating_mul(u64::from(self.tasks.max(1)));
         if let Some(room) = &self.power_room
-            && node
-                .power_charge(need.gpu_count, need.milli, need.cpu)
-                .0
-                .saturating_mul(u64::from(self.tasks.max(1)))
-                > room.get(node.site as usize).copied().unwrap_or(u64::MAX)
+            && watts > room.get(node.site as usize).copied().unwrap_or(u64::MAX)
+        {
+            return Err(Reason::Quota);
+        }
+        if let Some((room, ms)) = self.energy_room
+            && u128::from(watts) * u128::try_from(ms).unwrap_or(0) > u128::from(room) * 1000
         {
             return Err(Reason::Quota);
         }

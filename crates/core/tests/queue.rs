@@ -98,6 +98,7 @@ fn two_tenants() -> Quotas {
                     FlavourQuota { nominal: GpuMilliTotal(16_000), ..FlavourQuota::default() },
                 )]),
                 power: BTreeMap::new(),
+                energy: None,
             },
         );
     }
@@ -245,6 +246,7 @@ mod properties {
                             },
                         )]),
                         power: BTreeMap::new(),
+                        energy: None,
                     },
                 );
             }

@@ -30,6 +30,6 @@ mod resources;
 mod time;
 
 pub use carbon::{CarbonIntensity, GramsCo2};
-pub use power::{Joules, KilowattHours, Kilowatts, Megawatts, Watts};
+pub use power::{Joules, KilowattHours, Kilowatts, Megawatts, WattHours, Watts};
 pub use resources::{GpuMilli, GpuMilliTotal, Mebibytes, MilliCores};
 pub use time::{Seconds, Timestamp};

@@ -189,6 +189,37 @@ impl AddAssign for Joules {
     }
 }
 
+/// Energy in whole watt-hours: the unit of energy quotas, exact in integers so that a
+/// refund gives back exactly what a charge took.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(transparent)]
+pub struct WattHours(pub u64);
+
+impl WattHours {
+    /// Watt-seconds (joules) in one watt-hour.
+    pub const SECONDS: u64 = 3600;
+
+    /// The energy in kilowatt-hours.
+    #[must_use]
+    pub fn to_kwh(self) -> KilowattHours {
+        KilowattHours(self.0 as f64 / 1000.0)
+    }
+
+    /// Whole watt-hours in `ws` watt-seconds, rounded up (a charge never rounds to zero).
+    #[must_use]
+    pub fn from_watt_seconds_ceil(ws: u64) -> WattHours {
+        WattHours(ws.div_ceil(Self::SECONDS))
+    }
+}
+
+impl fmt::Display for WattHours {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1} kWh", self.0 as f64 / 1000.0)
+    }
+}
+
 /// Energy in kilowatt-hours, the unit of electricity bills and carbon factors.
 #[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]

@@ -92,6 +92,7 @@ fn quotas(fleet: &gigawatt_fleet::Fleet, tenants: &mut [Tenant]) -> Quotas {
                 weight: t.weight,
                 flavours: fq,
                 power: BTreeMap::new(),
+                energy: None,
             },
         );
     }
@@ -138,7 +139,7 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
         next_id: 0,
         seq: 0,
         usage: Vec::new(),
-        pending_by_tenant: Vec::new(),
+        pending_gpus: Vec::new(),
         event_cpu: Vec::new(),
         tick_cpu: Vec::new(),
         waits: RunQueueWait::open(),
@@ -151,7 +152,7 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
         warmup: START + Seconds(params.duration.0 * 0.2),
     };
     sim.usage = vec![0; sim.tenants.len()];
-    sim.pending_by_tenant = vec![0; sim.tenants.len()];
+    sim.pending_gpus = vec![0; sim.tenants.len()];
     sim.big_waiting = vec![0; sim.tenants.len()];
     let capacity = f64::from(sim.sched.state().gpu_capacity().0) / 1000.0;
     let end = START + params.duration;
@@ -212,7 +213,8 @@ struct Sim {
     next_id: u64,
     seq: u64,
     usage: Vec<u64>,
-    pending_by_tenant: Vec<u32>,
+    /// GPUs each tenant has waiting.
+    pending_gpus: Vec<u64>,
     event_cpu: Vec<Duration>,
     tick_cpu: Vec<Duration>,
     waits: RunQueueWait,
@@ -294,7 +296,7 @@ impl Sim {
                 waited: None,
             },
         );
-        self.pending_by_tenant[tenant] += 1;
+        self.pending_gpus[tenant] += gpus;
         let (d, cpu) = self.handle(Event::Arrival(workload))?;
         self.event_cpu.push(cpu);
         self.apply(&d);
@@ -324,7 +326,7 @@ impl Sim {
                         self.big_waiting[t] -= 1;
                     }
                     self.usage[t] += gpus;
-                    self.pending_by_tenant[t] -= 1;
+                    self.pending_gpus[t] -= gpus;
                     self.push(self.now + runtime, Ev::Done(id, generation));
                 }
                 Decision::Preempted { workload, why } => {
@@ -336,13 +338,13 @@ impl Sim {
                         j.running = false;
                         j.generation += 1;
                         self.usage[j.tenant as usize] -= j.gpus;
-                        self.pending_by_tenant[j.tenant as usize] += 1;
+                        self.pending_gpus[j.tenant as usize] += j.gpus;
                         self.preempted += 1;
                     }
                 }
                 Decision::Rejected { workload, .. } => {
                     if let Some(j) = self.jobs.remove(&workload.0) {
-                        self.pending_by_tenant[j.tenant as usize] -= 1;
+                        self.pending_gpus[j.tenant as usize] -= j.gpus;
                         self.rejected += 1;
                     }
                 }
@@ -351,27 +353,32 @@ impl Sim {
         }
     }
 
-    /// Adds one sample of each backlogged tenant's use and entitlement: what is left
-    /// after the tenants that want no more, shared by weight among those that do.
+    /// Adds one sample of each backlogged tenant's use and entitlement. Entitlements are
+    /// max-min fair (water-filling, as in DRF): the capacity left by the tenants that want
+    /// no more is shared by weight among those that do, except that a tenant never is
+    /// entitled to more than it asks for (what it holds plus what it has waiting), and
+    /// what it leaves goes to the others by weight.
     fn sample_shares(&self, capacity: f64, used: &mut [f64], entitled: &mut [f64]) {
-        let mut weight = 0.0;
         let mut satisfied = 0.0;
-        for (i, t) in self.tenants.iter().enumerate() {
-            if self.pending_by_tenant[i] > 0 {
-                weight += f64::from(t.weight);
+        let mut backlogged: Vec<usize> = Vec::new();
+        for i in 0..self.tenants.len() {
+            if self.pending_gpus[i] > 0 {
+                backlogged.push(i);
             } else {
                 satisfied += self.usage[i] as f64;
             }
         }
-        if weight <= 0.0 {
+        if backlogged.is_empty() {
             return;
         }
-        let left = (capacity - satisfied).max(0.0);
-        for (i, t) in self.tenants.iter().enumerate() {
-            if self.pending_by_tenant[i] > 0 {
-                used[i] += self.usage[i] as f64;
-                entitled[i] += left * f64::from(t.weight) / weight;
-            }
+        let wants: Vec<f64> =
+            backlogged.iter().map(|i| (self.usage[*i] + self.pending_gpus[*i]) as f64).collect();
+        let weights: Vec<f64> = backlogged.iter().map(|i| f64::from(self.tenants[*i].weight)).collect();
+        let mut fair = vec![0.0; backlogged.len()];
+        water_fill(capacity - satisfied, &wants, &weights, &mut fair);
+        for (k, i) in backlogged.into_iter().enumerate() {
+            used[i] += self.usage[i] as f64;
+            entitled[i] += fair[k];
         }
     }
 
@@ -467,5 +474,29 @@ impl Sim {
             parked_tenants: parked as u64,
         };
         QueueRun { summary, series, shares }
+    }
+}
+
+/// Max-min fair entitlements (water-filling): each tenant gets `level × weight`, except
+/// those that want less, which get what they want; what they leave raises the level for
+/// the others. `wants[i]` and `weights[i]` are tenant `i`'s demand and weight; `out[i]`
+/// receives its entitlement. `capacity` is what the tenants share.
+pub(crate) fn water_fill(capacity: f64, wants: &[f64], weights: &[f64], out: &mut [f64]) {
+    let mut order: Vec<usize> = (0..wants.len()).filter(|i| weights[*i] > 0.0).collect();
+    order.sort_by(|a, b| (wants[*a] / weights[*a]).total_cmp(&(wants[*b] / weights[*b])).then(a.cmp(b)));
+    let mut left = capacity.max(0.0);
+    let mut weight: f64 = order.iter().map(|i| weights[*i]).sum();
+    for (k, &i) in order.iter().enumerate() {
+        let level = left / weight;
+        if wants[i] <= level * weights[i] {
+            out[i] = wants[i];
+            left -= wants[i];
+            weight -= weights[i];
+        } else {
+            for &j in &order[k..] {
+                out[j] = level * weights[j];
+            }
+            return;
+        }
     }
 }
