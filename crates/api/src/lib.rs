@@ -24,8 +24,7 @@ pub use job::{DeferSpec, GangSpec, JobSpec, Resources, RunSpec, ServiceSpec, Val
 pub use power::{CurtailmentInfo, ScheduleCurtailment};
 pub use quota::{
     CohortConfig, EnergyQuotaStatus, FairShareSpec, FlavourConfig, FlavourLimits, FlavourStatus, LinePlace,
-    PowerQuotaStatus,
-    QuotaConfig, QuotaStatus, QuotasInForce, TenantQuotaConfig,
+    PowerQuotaStatus, QuotaConfig, QuotaStatus, QuotasInForce, TenantQuotaConfig,
 };
 pub use tokens::{CreateTenant, CreateToken, Role, TenantInfo, TokenCreated, TokenInfo, WhoAmI};
 pub use workload::{

@@ -410,3 +410,71 @@ fn the_quota_api_refuses_what_is_wrong_with_the_field_named() {
     assert_eq!(mine.body["tenant"], "alpha");
     server.assert_clean_log();
 }
+
+/// An energy quota in kWh per month, live: a job commits its reserved power until its
+/// time limit; one that would not fit waits with the energy quota named; a cancel gives
+/// back what was not used, and a restart counts the same energy as before it.
+#[test]
+fn an_energy_quota_holds_work_that_would_not_fit_and_survives_a_restart() {
+    let Some(db) = TestDb::new(Backend::Sqlite, "energy_quota") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No agents: placement alone makes work run, which is all energy accounting needs.
+    let start = |dir: &Path| {
+        let dir = dir.to_string_lossy().into_owned();
+        Server::start(&db, &["--pass-interval", "300ms", "--data-dir", &dir])
+    };
+    let mut server = start(dir.path());
+    let admin = server.admin_token.clone().expect("admin token");
+    let api = Api::new(&server.base);
+    api.create_tenant(&admin, "alpha");
+    let alpha = api.issue_token(&admin, "tenant", Some("alpha")).1;
+    let quotas = |kwh: f64| json!({"tenants": {"alpha": {"energy_kwh": kwh}}});
+    api.send("PUT", "/v1/quotas", Some(&admin), Some(&quotas(1000.0))).expect_status(200);
+    let energy = |api: &Api| api.get("/v1/quota", &alpha).expect_status(200).body["energy"].clone();
+    assert_eq!(energy(&api)["committed_kwh"], 0.0);
+    let submit = |api: &Api, name: &str, limit: &str| {
+        let mut job = sh(name, "sleep 1000", None);
+        job["time_limit"] = limit.into();
+        api.post("/v1/workloads", &alpha, &job).expect_status(201).str("id")
+    };
+    // 8 H100 for at most 2 h: the node's reserved power (8 × 0.7 kW and its base power,
+    // about 10 kW) for 2 h.
+    let first = submit(&api, "two-hours", "2h");
+    let running =
+        |api: &Api, id: &str| api.get(&format!("/v1/workloads/{id}"), &alpha).body["state"] == "running";
+    wait_for("the first job to run", Duration::from_secs(30), || running(&api, &first).then_some(()));
+    let e = energy(&api);
+    let two_hours = e["committed_kwh"].as_f64().expect("kWh");
+    assert!((12.0..=30.0).contains(&two_hours), "{e}");
+    assert_eq!(e["limit_kwh"], 1000.0);
+    assert!(e["period_start"].as_str().is_some_and(|s| s.contains("-01T00:00:00")), "{e}");
+    // Room for one more such job, not for a 100-hour one.
+    api.send("PUT", "/v1/quotas", Some(&admin), Some(&quotas(two_hours * 2.5))).expect_status(200);
+    let long = submit(&api, "long", "100h");
+    let q = wait_for("the energy quota to hold it", Duration::from_secs(30), || {
+        let q = api.get(&format!("/v1/workloads/{long}"), &alpha).body["queue"].clone();
+        q["quota"].as_str().is_some_and(|t| t.contains("energy quota")).then_some(q)
+    });
+    assert!(q["text"].as_str().is_some_and(|t| t.contains("energy quota")), "{q}");
+    let second = submit(&api, "fits", "2h");
+    wait_for("the second job to run", Duration::from_secs(30), || running(&api, &second).then_some(()));
+    assert!(!running(&api, &long));
+    let out = cli(&server.base, &alpha, &["quota"]);
+    assert!(text(&out).contains("kWh committed this billing period"), "{}", text(&out));
+    // A restart counts the same: the running jobs from their placement.
+    let before = energy(&api)["committed_kwh"].as_f64().expect("kWh");
+    server.kill();
+    let server = start(dir.path());
+    let api = Api::new(&server.base);
+    let after = energy(&api)["committed_kwh"].as_f64().expect("kWh");
+    assert!((after - before).abs() < 0.05, "before the restart {before} kWh, after {after} kWh");
+    // Cancelling the first gives back what it had not used: almost all of its 2 h.
+    api.post(&format!("/v1/workloads/{first}/cancel"), &alpha, &json!({})).expect_status(200);
+    let left = wait_for("the refund", Duration::from_secs(30), || {
+        let e = energy(&api)["committed_kwh"].as_f64()?;
+        (e < before - two_hours * 0.9).then_some(e)
+    });
+    assert!(left >= two_hours * 0.99, "the second job's 2 h stay committed: {left}");
+    server_harness::assert_digest_matches_replay(&api, &db, &admin);
+    server.assert_clean_log();
+}

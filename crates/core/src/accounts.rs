@@ -320,7 +320,7 @@ impl Scheduler {
         };
         let tenant = &e.workload.tenant;
         // A reservation holds its quota already.
-        if self.quotas.governs(tenant) && !self.reservations.get(&id).is_some_and(|r| r.holds_quota) {
+        if self.quotas.governs(tenant) && !self.reservations.contains_key(&id) {
             if self.quotas.flavours() > 0 {
                 let amount = u64::from(e.need.gpu_total().0) * u64::from(remaining);
                 admit.flavours = Some(self.quotas.mask(tenant, amount, u64::MAX)?);

@@ -239,8 +239,7 @@ impl Scheduler {
         let mut gangs: Vec<(crate::queue::Rank, WorkloadId)> = Vec::new();
         for (t, tq) in self.pq.tenants.iter().enumerate() {
             for (c, set) in &tq.by_class {
-                let key = &self.pq.classes[*c as usize].key;
-                if !key.is_gang() && key.need().gpu_count < 2 {
+                if !self.pq.classes[*c as usize].key.is_gang() {
                     continue;
                 }
                 if let Some(head) = set.first()
@@ -269,7 +268,6 @@ impl Scheduler {
                 Ok(_) => Ask::Admitted,
                 Err(q) => match q.limit {
                     QuotaLimit::NothingToBorrow { within_nominal: true, .. } if reclaims > 0 => Ask::Reclaim,
-                    QuotaLimit::NothingToBorrow { within_nominal: false, .. } => Ask::Borrow,
                     _ => continue,
                 },
             };
@@ -297,13 +295,8 @@ impl Scheduler {
             for n in &nodes {
                 self.state.nodes[n.0 as usize].reserved = Some((start, id));
             }
-            // A borrower's quota cannot be held (the tree has none free): its nodes are,
-            // and when they drain the quota they held is free again for it.
-            let holds_quota = ask != Ask::Borrow;
-            if holds_quota {
-                self.hold_quota(id, &nodes);
-            }
-            self.reservations.insert(id, Reservation { start, nodes, holds_quota });
+            self.hold_quota(id, &nodes);
+            self.reservations.insert(id, Reservation { start, nodes });
         }
     }
 
@@ -387,11 +380,7 @@ impl Scheduler {
         ask: Ask,
     ) -> Option<(Timestamp, Vec<NodeIdx>)> {
         let e = self.workloads.get(&id)?;
-        let topology = match e.workload.shape {
-            crate::workload::Shape::Gang { topology, .. } => topology,
-            crate::workload::Shape::Single => Topology::Any,
-            crate::workload::Shape::Service { .. } => return None,
-        };
+        let crate::workload::Shape::Gang { topology, .. } = e.workload.shape else { return None };
         if topology == Topology::SameNode {
             return None;
         }
@@ -402,7 +391,6 @@ impl Scheduler {
         need.admit = match ask {
             Ask::Admitted => self.admission(id).ok()?,
             Ask::Reclaim => within(self.quotas.nominal_mask(&e.workload.tenant, amount)),
-            Ask::Borrow => within(self.quotas.own_mask(&e.workload.tenant, amount)),
         };
         need.admit.ends_by = None;
         need.admit.tasks = 1;
@@ -525,9 +513,6 @@ enum Ask {
     Admitted,
     /// It is within its nominal quota, lent out: borrowers are reclaimed first.
     Reclaim,
-    /// It borrows and its quota tree has nothing free now: the reservation holds nodes
-    /// only, in flavours its own limits allow.
-    Borrow,
 }
 
 impl Entry {

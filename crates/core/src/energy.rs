@@ -196,10 +196,8 @@ impl Scheduler {
     pub(crate) fn recommit_energy(&mut self, out: &mut Vec<Decision>) {
         let (start, _) = self.energy.period(self.now);
         let mut over: BTreeSet<TenantId> = BTreeSet::new();
-        let ids: Vec<WorkloadId> = PriorityClass::ALL
-            .iter()
-            .flat_map(|p| self.running_of(*p).iter().copied())
-            .collect();
+        let ids: Vec<WorkloadId> =
+            PriorityClass::ALL.iter().flat_map(|p| self.running_of(*p).iter().copied()).collect();
         for id in &ids {
             let Some(e) = self.workloads.get(id) else { continue };
             let until = self.energy.until(start, e.ends());
@@ -224,7 +222,8 @@ impl Scheduler {
                 .collect();
             victims.sort_unstable();
             for (_, _, id) in victims {
-                let (Some(limit), committed) = (self.energy.limit(&tenant), self.energy.committed(&tenant)) else {
+                let (Some(limit), committed) = (self.energy.limit(&tenant), self.energy.committed(&tenant))
+                else {
                     break;
                 };
                 if committed <= limit {

@@ -529,17 +529,6 @@ impl QuotaBook {
         Ok(())
     }
 
-    /// The flavours where `tenant`'s own limits (nominal plus borrowing limit) would take
-    /// `amount` more, whatever its cohorts have free now: where a borrower's reservation
-    /// may lie, to be admitted once the cohort has room.
-    pub(crate) fn own_mask(&self, tenant: &TenantId, amount: u64) -> FlavourMask {
-        let Some(t) = self.tenant_member.get(tenant) else { return 0 };
-        let m = &self.members[*t as usize];
-        (0..self.flavours())
-            .filter(|f| m.borrow[*f].is_none_or(|b| m.used[*f] + amount <= m.nominal[*f] + b))
-            .fold(0, |acc, f| acc | (1 << f))
-    }
-
     /// The flavours in which `tenant` may add `amount`, and the refusal closest to
     /// admitting it when there is none. `usable` are the flavours whose nodes could take
     /// the workload at all.

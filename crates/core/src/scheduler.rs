@@ -200,9 +200,6 @@ pub struct Reservation {
     pub start: Timestamp,
     /// The nodes.
     pub nodes: Vec<NodeIdx>,
-    /// Whether it holds its workload's quota too (a borrower's, planned while its quota
-    /// tree had nothing free, holds nodes only and passes admission when it starts).
-    pub holds_quota: bool,
 }
 
 /// The scheduling core. Feed it events with [`Scheduler::handle`]; it returns decisions.
@@ -668,10 +665,8 @@ impl Scheduler {
         }
         // What was committed past now is given back; what stays is what it held.
         let now = self.now;
-        let unused: u64 = energy
-            .iter()
-            .map(|(w, until)| crate::energy::watt_seconds_floor(*w, now, *until))
-            .sum();
+        let unused: u64 =
+            energy.iter().map(|(w, until)| crate::energy::watt_seconds_floor(*w, now, *until)).sum();
         self.energy.charge(&tenant, unused, false);
         for (site, watts) in power {
             self.quotas.charge_power(&tenant, site as usize, watts, false);

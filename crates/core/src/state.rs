@@ -952,7 +952,10 @@ impl Admit {
         if self.power_room.is_none() && self.energy_room.is_none() {
             return Ok(());
         }
-        let watts = node.power_charge(need.gpu_count, need.milli, need.cpu).0.saturating_mul(u64::from(self.tasks.max(1)));
+        let watts = node
+            .power_charge(need.gpu_count, need.milli, need.cpu)
+            .0
+            .saturating_mul(u64::from(self.tasks.max(1)));
         if let Some(room) = &self.power_room
             && watts > room.get(node.site as usize).copied().unwrap_or(u64::MAX)
         {

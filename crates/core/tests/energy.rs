@@ -5,11 +5,11 @@
 mod common;
 
 use common::job;
+use gigawatt_core::quota::QuotaLimit;
 use gigawatt_core::{
     CoreRng, Decision, EnergyUse, Event, PolicyKind, PreemptWhy, Quotas, Scheduler, SchedulerConfig,
     TaskPlacement, TenantId, TenantQuota, WorkloadId, WorkloadStatus, billing_month,
 };
-use gigawatt_core::quota::QuotaLimit;
 use gigawatt_units::{Seconds, Timestamp, WattHours};
 use rand::SeedableRng;
 
@@ -17,8 +17,13 @@ const H: f64 = 3600.0;
 
 fn scheduler(now: Timestamp) -> Scheduler {
     let fleet = common::fleet(common::LAB);
-    Scheduler::new(&fleet, PolicyKind::BestFit.build(&common::typical_pods()), SchedulerConfig::default(), now)
-        .expect("scheduler")
+    Scheduler::new(
+        &fleet,
+        PolicyKind::BestFit.build(&common::typical_pods()),
+        SchedulerConfig::default(),
+        now,
+    )
+    .expect("scheduler")
 }
 
 fn energy_quota(tenant: &str, wh: u64) -> Quotas {
@@ -114,7 +119,10 @@ fn a_new_month_counts_again_and_stops_what_no_longer_fits() {
     e.now = start + Seconds(4.0 * H + 1.0);
     let d = e.ev(Event::Tick);
     assert!(
-        d.iter().any(|d| matches!(d, Decision::Preempted { workload: WorkloadId(1), why: PreemptWhy::EnergyQuota { .. } })),
+        d.iter().any(|d| matches!(
+            d,
+            Decision::Preempted { workload: WorkloadId(1), why: PreemptWhy::EnergyQuota { .. } }
+        )),
         "{d:?}"
     );
     let july = e.used("a");
@@ -167,6 +175,7 @@ fn a_restart_counts_the_same_energy_as_the_live_run() {
                 task: i as u32,
                 node: live.s.state().node(a.node).name.clone(),
                 gpus: a.gpus.clone(),
+                power: gigawatt_units::Watts(0),
             })
         })
         .collect();

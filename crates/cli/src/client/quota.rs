@@ -93,6 +93,15 @@ fn status_text(s: &QuotaStatus) -> String {
             }
             out.push_str(&p.render());
         }
+        if let Some(e) = &s.energy {
+            out.push_str(&format!(
+                "\nenergy: {:.1} of {:.1} kWh committed this billing period ({} to {})\n",
+                e.committed_kwh,
+                e.limit_kwh,
+                when(&e.period_start),
+                when(&e.period_end)
+            ));
+        }
     }
     out.push_str(&format!("\n{} workloads waiting", s.pending));
     if s.waiting.is_empty() {
