@@ -413,17 +413,22 @@ fn the_quota_api_refuses_what_is_wrong_with_the_field_named() {
 
 /// An energy quota in kWh per month, live: a job commits its reserved power until its
 /// time limit; one that would not fit waits with the energy quota named; a cancel gives
-/// back what was not used.
+/// back what was not used, and a restart counts the same energy as before it.
 #[test]
-fn an_energy_quota_holds_work_that_would_not_fit_and_gives_back_what_a_cancel_leaves() {
-    let Some(db) = TestDb::new(Backend::Sqlite, "energy_quota") else { return };
+fn an_energy_quota_holds_work_that_would_not_fit_and_survives_a_restart() {
+    for backend in Backend::ALL {
+        run_on(backend, "energy_quota", energy_scenario);
+    }
+}
+
+fn energy_scenario(db: &TestDb) {
     let dir = tempfile::tempdir().expect("tempdir");
     // No agents: placement alone makes work run, which is all energy accounting needs.
     let start = |dir: &Path| {
         let dir = dir.to_string_lossy().into_owned();
-        Server::start(&db, &["--pass-interval", "300ms", "--data-dir", &dir])
+        Server::start(db, &["--pass-interval", "300ms", "--data-dir", &dir])
     };
-    let server = start(dir.path());
+    let mut server = start(dir.path());
     let admin = server.admin_token.clone().expect("admin token");
     let api = Api::new(&server.base);
     api.create_tenant(&admin, "alpha");
@@ -461,7 +466,13 @@ fn an_energy_quota_holds_work_that_would_not_fit_and_gives_back_what_a_cancel_le
     assert!(!running(&api, &long));
     let out = cli(&server.base, &alpha, &["quota"]);
     assert!(text(&out).contains("kWh committed this billing period"), "{}", text(&out));
+    // A restart counts the same: the running jobs from their placement.
     let before = energy(&api)["committed_kwh"].as_f64().expect("kWh");
+    server.kill();
+    let server = start(dir.path());
+    let api = Api::new(&server.base);
+    let after = energy(&api)["committed_kwh"].as_f64().expect("kWh");
+    assert!((after - before).abs() < 0.05, "before the restart {before} kWh, after {after} kWh");
     // Cancelling the first gives back what it had not used: almost all of its 2 h.
     api.post(&format!("/v1/workloads/{first}/cancel"), &alpha, &json!({})).expect_status(200);
     let left = wait_for("the refund", Duration::from_secs(30), || {
@@ -469,6 +480,6 @@ fn an_energy_quota_holds_work_that_would_not_fit_and_gives_back_what_a_cancel_le
         (e < before - two_hours * 0.9).then_some(e)
     });
     assert!(left >= two_hours * 0.99, "the second job's 2 h stay committed: {left}");
-    server_harness::assert_digest_matches_replay(&api, &db, &admin);
+    server_harness::assert_digest_matches_replay(&api, db, &admin);
     server.assert_clean_log();
 }

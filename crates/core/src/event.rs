@@ -52,6 +52,10 @@ pub struct TaskPlacement {
     pub node: String,
     /// GPUs on that node and the share taken on each.
     pub gpus: GpuPick,
+    /// The reserved power its tenant is charged for it (power and energy quotas). Logs
+    /// written before energy quotas lack it: 0.
+    #[serde(default)]
+    pub power: Watts,
 }
 
 /// What the core decided. Every variant carries its reason.

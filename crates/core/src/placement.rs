@@ -6,7 +6,7 @@
 //! the only way. It reports why tasks still wait, from the evaluation it really did. The
 //! event loop that calls it is in `scheduler.rs`.
 
-use gigawatt_units::GpuMilli;
+use gigawatt_units::{GpuMilli, Watts};
 use rand::Rng;
 
 use crate::event::{Decision, TaskPlacement};
@@ -128,6 +128,7 @@ impl Scheduler {
                     task,
                     node: self.state.node(alloc.node).name.clone(),
                     gpus: alloc.gpus.clone(),
+                    power: Watts(crate::energy::task_watts(&self.state, &alloc)),
                 });
                 whys.push(why);
                 entry.tasks[task as usize] = Some(alloc.clone());

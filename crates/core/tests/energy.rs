@@ -175,6 +175,7 @@ fn a_restart_counts_the_same_energy_as_the_live_run() {
                 task: i as u32,
                 node: live.s.state().node(a.node).name.clone(),
                 gpus: a.gpus.clone(),
+                power: gigawatt_units::Watts(0),
             })
         })
         .collect();

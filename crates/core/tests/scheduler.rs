@@ -259,7 +259,15 @@ fn placement_explanation_names_node_gpus_and_score_terms() {
     };
     assert_eq!(*workload, id(1));
     let two_gpus = vec![(0, GpuMilli::WHOLE), (1, GpuMilli::WHOLE)];
-    assert_eq!(tasks, &vec![TaskPlacement { task: 0, node: "lab-r01-n01".into(), gpus: two_gpus.clone() }]);
+    assert_eq!(
+        tasks,
+        &vec![TaskPlacement {
+            task: 0,
+            node: "lab-r01-n01".into(),
+            gpus: two_gpus.clone(),
+            power: tasks[0].power
+        }]
+    );
     assert_eq!(why.policy, "best-fit");
     let t = &why.tasks[0];
     assert_eq!((t.task, t.node.as_str(), &t.gpus), (0, "lab-r01-n01", &two_gpus));

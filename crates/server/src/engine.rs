@@ -230,8 +230,27 @@ impl Engine {
                     LogEvent::WorkloadPreempted { workload: id, why: PreemptWhy::NodeLost { node } },
                 )?;
             }
-            // Its priority ages from its submission, not from this start.
+            // Its priority ages from its submission, not from this start; its time limit
+            // and energy count from its placement.
             engine.scheduler.restore_waiting_since(id, Timestamp(since));
+            if let Some(placed) = engine
+                .view
+                .workloads
+                .get(&id)
+                .and_then(|w| w.runs.iter().filter_map(|r| r.placed_at).min().or(w.running_since))
+            {
+                engine.scheduler.restore_started(id, Timestamp(placed));
+            }
+        }
+        // What ended work held in this billing period counts against energy quotas.
+        let period = gigawatt_core::billing_month(Timestamp(now_ms)).0;
+        for (tenant, (start, ws)) in &engine.view.quota_energy {
+            if *start == period.0 {
+                engine.scheduler.restore_energy_used(
+                    &gigawatt_core::TenantId(tenant.clone()),
+                    gigawatt_units::WattHours::from_watt_seconds_ceil(*ws),
+                );
+            }
         }
         for w in engine.view.workloads.values().filter(|w| !w.state.is_final()) {
             for t in w.tasks.iter().flatten() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use gigawatt_api::{GpuInventory, Role, RunSpec, WorkloadKind, WorkloadState};
 use gigawatt_core::{Quotas, TaskPlacement, Workload, WorkloadId};
-use gigawatt_units::Watts;
+use gigawatt_units::{Timestamp, Watts};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -135,6 +135,9 @@ pub struct TaskRun {
     pub generation: u64,
     /// When its process started (Unix ms), once an agent said so.
     pub started_at: Option<i64>,
+    /// When the core placed it (Unix ms): its energy quota counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_at: Option<i64>,
     /// How it ended, once an agent said so.
     pub exit: Option<TaskExit>,
 }
@@ -260,7 +263,8 @@ impl WorkloadRecord {
                         return Err(format!("{id} task {} placed twice", t.task));
                     }
                     *slot = Some(t.clone());
-                    *self.run_mut(t.task)? = TaskRun { generation: r.seq, ..TaskRun::default() };
+                    *self.run_mut(t.task)? =
+                        TaskRun { generation: r.seq, placed_at: Some(r.at_ms), ..TaskRun::default() };
                 }
                 if self.tasks.iter().all(Option::is_some) {
                     self.state = WorkloadState::Running;
@@ -286,6 +290,26 @@ impl WorkloadRecord {
         self.reason = r.event.describe();
         self.updated_at = r.at_ms;
         Ok(())
+    }
+
+    /// The reserved energy its placed tasks held from their placement (or the start of
+    /// the billing period holding `at_ms`) until `at_ms`: the period's start and the
+    /// watt-seconds, as the core's energy quota counts them.
+    #[must_use]
+    pub fn energy_held(&self, at_ms: i64) -> (i64, u64) {
+        let (start, _) = gigawatt_core::billing_month(Timestamp(at_ms));
+        let ws = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let t = t.as_ref()?;
+                let from = self.runs.get(i).and_then(|r| r.placed_at).or(self.running_since)?.max(start.0);
+                let ms = u128::try_from(at_ms.saturating_sub(from)).unwrap_or(0);
+                u64::try_from(u128::from(t.power.0) * ms / 1000).ok()
+            })
+            .sum();
+        (start.0, ws)
     }
 
     /// Rebuilds a workload from its own entries of the log (oldest first), for one that
@@ -378,6 +402,11 @@ pub struct View {
     /// energy spread evenly over the time it ran.
     #[serde(default)]
     pub site_days: BTreeMap<String, BTreeMap<i64, (f64, f64)>>,
+    /// Per tenant, the energy its ended tasks held in their last billing period (a
+    /// calendar month, UTC): the period's first instant (Unix ms) and watt-seconds of
+    /// reserved power. A restart gives it back to the core's energy quotas.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quota_energy: BTreeMap<String, (i64, u64)>,
     /// The quota configuration in force, with when and by whom it was set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quotas: Option<QuotasRecord>,
@@ -540,9 +569,24 @@ impl View {
             | LogEvent::WorkloadRejected { workload, .. }
             | LogEvent::WorkloadFinished { workload, .. } => {
                 let w = self.live_workload(*workload).map_err(fail)?;
+                let held = if matches!(
+                    r.event,
+                    LogEvent::WorkloadPlaced { .. } | LogEvent::WorkloadPending { .. }
+                ) {
+                    None
+                } else {
+                    Some((w.workload.tenant.0.clone(), w.energy_held(r.at_ms)))
+                };
                 w.apply(r).map_err(fail)?;
                 if w.state.is_final() {
                     self.live -= 1;
+                }
+                if let Some((tenant, (period, ws))) = held.filter(|(_, (_, ws))| *ws > 0) {
+                    let account = self.quota_energy.entry(tenant).or_insert((period, 0));
+                    if account.0 != period {
+                        *account = (period, 0);
+                    }
+                    account.1 = account.1.saturating_add(ws);
                 }
             }
             LogEvent::WorkloadsArchived { workloads } => {
@@ -708,7 +752,14 @@ impl View {
             tenant_co2: self.tenant_co2.clone(),
             tenant_co2_saved: self.tenant_co2_saved.clone(),
             site_days: self.site_days.clone(),
-            ..View::default()
+            quota_energy: self.quota_energy.clone(),
+            quotas: self.quotas.clone(),
+            // Every field is named, none defaulted with `..`: a field added to the view
+            // and forgotten here would be lost by every restart from a snapshot.
+            token_by_hash: HashMap::new(),
+            idempotency: HashMap::new(),
+            by_seq: BTreeMap::new(),
+            live: 0,
         }
     }
 
@@ -782,6 +833,19 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_holds_everything_the_digest_covers() {
+        let mut v = View { id_key: 7, seq: 3, ..View::default() };
+        v.quotas = Some(QuotasRecord { quotas: Quotas::default(), set_at: 1, set_by: "admin".into() });
+        v.quota_energy.insert("acme".into(), (1_764_547_200_000, 3_600));
+        v.tenant_energy.insert("acme".into(), 1.0);
+        let copy = v.snapshot_copy();
+        assert_eq!(copy.digest(), v.digest(), "a restart from this snapshot would lose state");
+        let back: View =
+            serde_json::from_slice(&serde_json::to_vec(&copy).expect("serialises")).expect("loads");
+        assert_eq!(back.digest(), v.digest());
+    }
 
     #[test]
     fn ids_are_a_permutation() {
