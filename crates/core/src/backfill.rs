@@ -38,6 +38,9 @@ const MAX_OWED_PER_PASS: usize = 64;
 /// Borrowers a reclaim looks at for one task.
 const MAX_RECLAIM_LOOKS: usize = 256;
 
+/// Borrowers one pass's reclaims choose from (the lowest priority, youngest first).
+const MAX_BORROWERS: usize = MAX_OWED_PER_PASS * MAX_RECLAIM_LOOKS;
+
 /// A borrowed running workload: priority, youth, id, and its quota tree.
 type Borrower = (crate::workload::PriorityClass, std::cmp::Reverse<u64>, WorkloadId, Option<u32>);
 
@@ -109,17 +112,22 @@ impl Scheduler {
         if owed.is_empty() {
             return;
         }
-        // Borrowed running work, lowest priority first, youngest first, with its tree.
-        let roots: Vec<Option<u32>> = self.pq.tenants.iter().map(|tq| self.quotas.root(&tq.id)).collect();
-        let mut borrowers: Vec<Borrower> = self
-            .running_entries()
-            .into_iter()
-            .filter(|(_, e)| e.charges_flavours().any(|f| self.quotas.borrowing(&e.workload.tenant, f)))
-            .map(|(id, e)| {
-                (e.workload.priority, std::cmp::Reverse(e.placed_seq), id, roots[e.tenant as usize])
-            })
-            .collect();
-        borrowers.sort_unstable();
+        // Borrowed running work, lowest priority first, youngest first, with its tree: the
+        // first MAX_BORROWERS in that order, read off the youth index without sorting
+        // what runs (the reclaims of one pass look at no more).
+        let mut borrowers: Vec<Borrower> = Vec::new();
+        'all: for p in crate::workload::PriorityClass::ALL {
+            for (_, id) in &self.youngest[crate::scheduler::prio_index(p)] {
+                let Some(e) = self.workloads.get(id) else { continue };
+                if e.charges_flavours().any(|f| self.quotas.borrowing(&e.workload.tenant, f)) {
+                    let root = self.quotas.root(&e.workload.tenant);
+                    borrowers.push((p, std::cmp::Reverse(e.placed_seq), *id, root));
+                    if borrowers.len() >= MAX_BORROWERS {
+                        break 'all;
+                    }
+                }
+            }
+        }
         for (_, id) in owed {
             self.reclaim_for(id, &borrowers, rng, out);
         }
@@ -306,30 +314,34 @@ impl Scheduler {
         let Some(e) = self.workloads.get(&id) else { return };
         let (tenant, prio) = (e.workload.tenant.clone(), e.workload.priority);
         let Some(root) = self.quotas.root(&tenant) else { return };
-        let mut victims: Vec<(crate::workload::PriorityClass, std::cmp::Reverse<u64>, WorkloadId)> =
-            Vec::new();
-        for p in crate::workload::PriorityClass::ALL.iter().filter(|p| **p <= prio) {
-            for vid in self.running_of(*p) {
+        // Borrowers of its tree, lowest priority first, youngest first, read off the youth
+        // index until they hold twice what it needs (evictions may end another tenant's
+        // borrowing before its own work goes) or MAX_RECLAIM_VICTIMS.
+        let needed = u64::from(e.need.gpu_total().0) * u64::from(e.workload.shape.tasks());
+        let mut victims: Vec<WorkloadId> = Vec::new();
+        let mut borrowed = 0u64;
+        'all: for p in crate::workload::PriorityClass::ALL.iter().filter(|p| **p <= prio) {
+            for (_, vid) in &self.youngest[crate::scheduler::prio_index(*p)] {
                 let Some(v) = self.workloads.get(vid) else { continue };
-                if v.workload.tenant != tenant && self.quotas.root(&v.workload.tenant) == Some(root) {
-                    victims.push((v.workload.priority, std::cmp::Reverse(v.placed_seq), *vid));
+                if v.workload.tenant == tenant
+                    || self.quotas.root(&v.workload.tenant) != Some(root)
+                    || !v.charges_flavours().any(|f| self.quotas.borrowing(&v.workload.tenant, f))
+                {
+                    continue;
+                }
+                victims.push(*vid);
+                borrowed += v.charges_list().iter().map(|(_, a)| *a).sum::<u64>();
+                if borrowed >= needed.saturating_mul(2) || victims.len() >= MAX_RECLAIM_VICTIMS {
+                    break 'all;
                 }
             }
         }
-        victims.sort_unstable();
         // Only if enough is borrowed to admit it: a partial reclaim would be wasted.
-        let needed = u64::from(e.need.gpu_total().0) * u64::from(e.workload.shape.tasks());
-        let borrowed: u64 = victims
-            .iter()
-            .filter_map(|(_, _, vid)| self.workloads.get(vid))
-            .filter(|v| v.charges_flavours().any(|f| self.quotas.borrowing(&v.workload.tenant, f)))
-            .map(|v| v.charges_list().iter().map(|(_, a)| *a).sum::<u64>())
-            .sum();
         if borrowed < needed {
             return;
         }
         let mut evicted = 0;
-        for (_, _, vid) in victims {
+        for vid in victims {
             if evicted >= MAX_RECLAIM_VICTIMS || self.admission(id).is_ok() {
                 break;
             }

@@ -128,6 +128,8 @@ pub(crate) struct Entry {
     pub(crate) seq: u64,
     /// When it last got tasks placed (for "youngest first" shedding).
     pub(crate) placed_seq: u64,
+    /// The `placed_seq` it is filed under in `Scheduler::youngest`, while it runs.
+    pub(crate) youth: Option<u64>,
     /// How many GPU models the cluster had when `need.models` was resolved; a model that
     /// joins later (with a new node) means resolving again.
     pub(crate) models_known: usize,
@@ -235,6 +237,9 @@ pub struct Scheduler {
     pub(crate) caps: Vec<u64>,
     /// Workloads holding at least one task, per priority class (index = class order).
     pub(crate) running: [BTreeSet<WorkloadId>; 3],
+    /// The same, youngest first (by the position of their latest placement): reclaim
+    /// walks borrowers in this order and stops early instead of sorting all that runs.
+    pub(crate) youngest: [BTreeSet<(Reverse<u64>, WorkloadId)>; 3],
     pub(crate) reservations: BTreeMap<WorkloadId, Reservation>,
     pub(crate) last_tick: Option<Timestamp>,
     /// Members of each rack and each network domain, with the node count they were
@@ -306,6 +311,7 @@ impl Scheduler {
             usage: Vec::new(),
             caps: Vec::new(),
             running: Default::default(),
+            youngest: Default::default(),
             reservations: BTreeMap::new(),
             last_tick: None,
             topo: (usize::MAX, Vec::new(), Vec::new()),
@@ -545,6 +551,7 @@ impl Scheduler {
             need,
             seq,
             placed_seq: 0,
+            youth: None,
             models_known: self.state.models.len(),
             class,
             tenant,
@@ -627,8 +634,13 @@ impl Scheduler {
     }
 
     pub(crate) fn note_running(&mut self, id: WorkloadId) {
-        if let Some(e) = self.workloads.get(&id) {
-            self.running[prio_index(e.workload.priority)].insert(id);
+        if let Some(e) = self.workloads.get_mut(&id) {
+            let p = prio_index(e.workload.priority);
+            self.running[p].insert(id);
+            if let Some(old) = e.youth.replace(e.placed_seq) {
+                self.youngest[p].remove(&(Reverse(old), id));
+            }
+            self.youngest[p].insert((Reverse(e.placed_seq), id));
         }
     }
 
@@ -650,6 +662,9 @@ impl Scheduler {
         let (t, prio) = (e.tenant, e.workload.priority);
         e.started = None;
         self.running[prio_index(prio)].remove(&id);
+        if let Some(old) = e.youth.take() {
+            self.youngest[prio_index(prio)].remove(&(Reverse(old), id));
+        }
         let power_r = self.caps.len() - 1;
         let mut gpu_freed = 0u64;
         for (f, milli) in charges {
