@@ -187,3 +187,155 @@ fn a_restart_counts_the_same_energy_as_the_live_run() {
     let restored = back.used("a").committed.0;
     assert!(restored.abs_diff(after) <= 2, "live {after} Wh, restored {restored} Wh");
 }
+
+mod properties {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One step: a job arrives (GPUs, time limit in hours or none, tenant), a running job
+    /// ends, the clock moves on (hours), or the periodic pass runs.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Arrive(u32, Option<u8>, bool),
+        End(usize),
+        Wait(u16),
+        Tick,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (prop_oneof![Just(1u32), Just(2), Just(4), Just(8)], proptest::option::of(1u8..72), any::<bool>())
+                .prop_map(|(g, l, t)| Op::Arrive(g, l, t)),
+            3 => (0usize..64).prop_map(Op::End),
+            2 => (1u16..400).prop_map(Op::Wait),
+            1 => Just(Op::Tick),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(96) })]
+
+        /// Whatever arrives, ends, waits across month boundaries or ticks, a tenant never
+        /// commits more energy than its quota for the month, and a control plane restarted
+        /// at any point (running work restored with its placement time, ended work's energy
+        /// of the month given back as the log counts it) counts the same.
+        #[test]
+        fn energy_quotas_hold_and_a_restart_counts_the_same(
+            limit_kwh in 5u64..2_000,
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            // 2026-06-28: month ends come within reach of the waits.
+            let start = common::NOW + Seconds(27.0 * 24.0 * H);
+            let mut e = E::new(start);
+            e.s.set_quotas(energy_quota("a", limit_kwh * 1000)).expect("quotas");
+            let mut placed: BTreeMap<u64, (Timestamp, Vec<u64>)> = BTreeMap::new();
+            let mut ended: BTreeMap<i64, u64> = BTreeMap::new(); // month start → Ws of a's ended work
+            let mut workloads = BTreeMap::new();
+            let mut next = 1u64;
+            // What the log counts of ended work: reserved power from the placement (or the
+            // month's start) to the end, at most to the time limit.
+            let end_energy = |placed: &mut BTreeMap<u64, (Timestamp, Vec<u64>)>,
+                              ended: &mut BTreeMap<i64, u64>,
+                              limit: Option<Seconds>,
+                              id: u64,
+                              at: Timestamp| {
+                if let Some((since, watts)) = placed.remove(&id) {
+                    let (month, _) = billing_month(at);
+                    let from = since.max(month);
+                    let to = limit.map_or(at, |l| at.min(since + l));
+                    let ms = u64::try_from(to.0 - from.0).unwrap_or(0);
+                    let ws: u64 = watts.iter().map(|w| w * ms / 1000).sum();
+                    *ended.entry(month.0).or_default() += ws;
+                }
+            };
+            // Follows placements and ends of tenant a's work, as the view folds the log.
+            let note = |decisions: &[Decision],
+                        now: Timestamp,
+                        workloads: &BTreeMap<u64, gigawatt_core::Workload>,
+                        placed: &mut BTreeMap<u64, (Timestamp, Vec<u64>)>,
+                        ended: &mut BTreeMap<i64, u64>| {
+                for d in decisions {
+                    match d {
+                        Decision::Placed { workload, tasks, .. } if workloads[&workload.0].tenant.0 == "a" => {
+                            let entry = placed.entry(workload.0).or_insert((now, Vec::new()));
+                            entry.1.extend(tasks.iter().map(|t| t.power.0));
+                        }
+                        Decision::Preempted { workload, .. } | Decision::Released { workload } => {
+                            let limit = workloads.get(&workload.0).and_then(|w| w.time_limit);
+                            end_energy(placed, ended, limit, workload.0, now);
+                        }
+                        _ => {}
+                    }
+                }
+            };
+            for o in ops {
+                let decisions = match o {
+                    Op::Arrive(gpus, limit, tenant_a) => {
+                        let mut w = job(next).gpus(gpus).tenant(if tenant_a { "a" } else { "b" });
+                        if let Some(h) = limit {
+                            w = w.limit(f64::from(h) * H);
+                        }
+                        let w = w.build();
+                        workloads.insert(next, w.clone());
+                        next += 1;
+                        e.ev(Event::Arrival(w))
+                    }
+                    Op::End(i) => {
+                        let Some(id) = placed.keys().nth(i % placed.len().max(1)).copied() else { continue };
+                        e.ev(Event::Completion(WorkloadId(id)))
+                    }
+                    Op::Wait(h) => {
+                        // The control plane runs a pass at the first instant of each month
+                        // (as `gigawatt serve` does), then at the target time.
+                        let target = e.now + Seconds(f64::from(h) * H);
+                        loop {
+                            e.now = billing_month(e.now).1.min(target);
+                            let d = e.ev(Event::Tick);
+                            note(&d, e.now, &workloads, &mut placed, &mut ended);
+                            if e.now >= target {
+                                break;
+                            }
+                        }
+                        Vec::new()
+                    }
+                    Op::Tick => e.ev(Event::Tick),
+                };
+                note(&decisions, e.now, &workloads, &mut placed, &mut ended);
+                // The restart: what runs, from its placement time, plus this month's ended work.
+                let mut back = E::new(e.now);
+                back.s.set_quotas(energy_quota("a", limit_kwh * 1000)).expect("quotas");
+                for (id, w) in &workloads {
+                    let Some(allocs) = e.s.allocations(WorkloadId(*id)) else { continue };
+                    if allocs.iter().all(Option::is_none) {
+                        continue;
+                    }
+                    let tasks: Vec<Option<TaskPlacement>> = allocs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| a.as_ref().map(|a| TaskPlacement {
+                            task: i as u32,
+                            node: e.s.state().node(a.node).name.clone(),
+                            gpus: a.gpus.clone(),
+                            power: gigawatt_units::Watts(0),
+                        }))
+                        .collect();
+                    back.s.restore(w.clone(), &tasks).expect("restores");
+                    if let Some((since, _)) = placed.get(id) {
+                        back.s.restore_started(WorkloadId(*id), *since);
+                    }
+                }
+                let month = billing_month(e.now).0;
+                let used = ended.get(&month.0).copied().unwrap_or(0);
+                back.s.restore_energy_used(&TenantId("a".into()), WattHours::from_watt_seconds_ceil(used));
+                let live = e.used("a").committed.0;
+                let restored = back.used("a").committed.0;
+                // Rounding: a watt-hour per task charged, refunded or restored.
+                let slack = 2 + 2 * workloads.len() as u64;
+                prop_assert!(live.abs_diff(restored) <= slack, "live {} Wh, restored {} Wh", live, restored);
+            }
+        }
+    }
+}

@@ -176,7 +176,7 @@ impl Engine {
             touched: BTreeSet::new(),
             require_agents: config.require_agents,
             budget_lead_ms: config.budget_lead_ms.max(0),
-            next_tick_ms: now_ms.saturating_add(config.pass_interval_ms.max(100)),
+            next_tick_ms: next_pass(now_ms, config.pass_interval_ms.max(100)),
             tick_ms: config.pass_interval_ms.max(100),
         };
         // Nodes down, lost or without their agent first (no workloads yet, so this
@@ -550,7 +550,7 @@ impl Engine {
         if now_ms < self.next_tick_ms {
             return Ok(());
         }
-        self.next_tick_ms = now_ms.saturating_add(self.tick_ms);
+        self.next_tick_ms = next_pass(now_ms, self.tick_ms);
         self.core(now_ms, Event::Tick)
     }
 
@@ -658,4 +658,12 @@ pub async fn open(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// When the pass after one at `now_ms` runs: `interval_ms` later, or at the start of the
+/// next billing month if that comes first, so that energy quotas are counted again from
+/// the first millisecond of the month and running work gets no uncommitted energy.
+fn next_pass(now_ms: i64, interval_ms: i64) -> i64 {
+    let month_end = gigawatt_core::billing_month(Timestamp(now_ms)).1.0;
+    now_ms.saturating_add(interval_ms).min(month_end.max(now_ms + 1))
 }

@@ -293,8 +293,9 @@ impl WorkloadRecord {
     }
 
     /// The reserved energy its placed tasks held from their placement (or the start of
-    /// the billing period holding `at_ms`) until `at_ms`: the period's start and the
-    /// watt-seconds, as the core's energy quota counts them.
+    /// the billing period holding `at_ms`) until `at_ms`, at most to the end of its time
+    /// limit: the period's start and the watt-seconds, as the core's energy quota counts
+    /// them.
     #[must_use]
     pub fn energy_held(&self, at_ms: i64) -> (i64, u64) {
         let (start, _) = gigawatt_core::billing_month(Timestamp(at_ms));
@@ -304,8 +305,9 @@ impl WorkloadRecord {
             .enumerate()
             .filter_map(|(i, t)| {
                 let t = t.as_ref()?;
-                let from = self.runs.get(i).and_then(|r| r.placed_at).or(self.running_since)?.max(start.0);
-                let ms = u128::try_from(at_ms.saturating_sub(from)).unwrap_or(0);
+                let placed = self.runs.get(i).and_then(|r| r.placed_at).or(self.running_since)?;
+                let to = self.workload.time_limit.map_or(at_ms, |l| at_ms.min((Timestamp(placed) + l).0));
+                let ms = u128::try_from(to.saturating_sub(placed.max(start.0))).unwrap_or(0);
                 u64::try_from(u128::from(t.power.0) * ms / 1000).ok()
             })
             .sum();
