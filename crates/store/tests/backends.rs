@@ -1,9 +1,10 @@
 //! The event log's contract, checked once per backend: every scenario here runs on a
 //! fresh SQLite file and on a fresh PostgreSQL database, so the two can never drift.
 //!
-//! PostgreSQL is `postgres://postgres@127.0.0.1:5432/test` (CI runs one); when it cannot
-//! be reached the PostgreSQL half says so on stderr and passes, so a laptop without it
-//! still runs the SQLite half. Each test creates its own database (`gw_test_…`) because
+//! PostgreSQL is `postgres://postgres@127.0.0.1:5432/test`, or `GIGAWATT_TEST_PG`; when it
+//! cannot be reached the PostgreSQL half says so on stderr and passes, so a laptop without
+//! it still runs the SQLite half, unless `GIGAWATT_TEST_PG` is set: then it fails (CI sets
+//! it). Each test creates its own database (`gw_test_…`) because
 //! the store uses fixed table names, and drops it at the end.
 
 use std::future::Future;
@@ -14,9 +15,9 @@ use gigawatt_core::WorkloadId;
 use gigawatt_store::{LogEvent, Record, Store, StoreError, View, fold};
 use sqlx::Connection;
 
-/// The PostgreSQL server the tests use; its `test` database is only a door to create
-/// one database per test.
-const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+mod pg_door;
+
+use pg_door::{pg_admin_url, pg_unreachable, pg_url_of};
 
 /// A database for one test: a SQLite file in a temporary folder, or a PostgreSQL
 /// database created for it and dropped when this is dropped.
@@ -36,13 +37,11 @@ impl TestDb {
     /// A fresh PostgreSQL database, or `None` (after saying why) when PostgreSQL is
     /// unreachable.
     async fn postgres(test: &str) -> Option<TestDb> {
-        let mut admin = match sqlx::PgConnection::connect(PG_ADMIN_URL).await {
+        let door = pg_admin_url();
+        let mut admin = match sqlx::PgConnection::connect(&door).await {
             Ok(c) => c,
             Err(e) => {
-                eprintln!(
-                    "SKIPPED: {test} on PostgreSQL: {PG_ADMIN_URL} is unreachable ({e}); \
-                     start PostgreSQL there to run this half"
-                );
+                pg_unreachable(test, &door, &e);
                 return None;
             }
         };
@@ -52,11 +51,7 @@ impl TestDb {
             .await
             .expect("CREATE DATABASE for the test");
         let _ = admin.close().await;
-        Some(TestDb {
-            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            pg_name: Some(name),
-            _dir: None,
-        })
+        Some(TestDb { url: pg_url_of(&door, &name), pg_name: Some(name), _dir: None })
     }
 }
 
@@ -68,7 +63,7 @@ impl Drop for TestDb {
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await.ok()?;
+                let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.ok()?;
                 let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
                 let done = sqlx::query(&drop).execute(&mut admin).await;
                 let _ = admin.close().await;

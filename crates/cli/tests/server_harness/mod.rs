@@ -4,8 +4,9 @@
 //!
 //! Every scenario is written once and run on both backends: a SQLite file in a temporary
 //! folder, and a PostgreSQL database created for the test on
-//! `postgres://postgres@127.0.0.1:5432/test` (dropped at the end). When PostgreSQL is
-//! unreachable the PostgreSQL half prints why on stderr and passes.
+//! `postgres://postgres@127.0.0.1:5432/test`, or `GIGAWATT_TEST_PG` (dropped at the end).
+//! When PostgreSQL is unreachable the PostgreSQL half prints why on stderr and passes,
+//! unless `GIGAWATT_TEST_PG` is set: then it fails (CI sets it).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::collections::BTreeSet;
@@ -20,9 +21,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-/// The PostgreSQL server CI provides; its `test` database is only the door through which
-/// each test creates its own.
-pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+// The PostgreSQL door and the rule that makes it required, shared with the store's
+// backend tests.
+#[path = "../../../store/tests/pg_door/mod.rs"]
+mod pg_door;
+pub use pg_door::{pg_admin_url, pg_unreachable, pg_url_of};
 
 /// Where the log lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,23 +71,21 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let name = unique_db_name();
+                let door = pg_admin_url();
                 let created = block_on(async {
-                    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await?;
+                    let mut admin = sqlx::PgConnection::connect(&door).await?;
                     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
                     admin.close().await
                 });
                 match created {
                     Ok(()) => Some(TestDb {
-                        url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                        url: pg_url_of(&door, &name),
                         backend,
                         pg_name: Some(name),
                         _dir: None,
                     }),
                     Err(e) => {
-                        eprintln!(
-                            "SKIPPED: {test} on PostgreSQL: cannot create a database through \
-                             {PG_ADMIN_URL} ({e}); start PostgreSQL there to run this half"
-                        );
+                        pg_unreachable(test, &door, &e);
                         None
                     }
                 }
@@ -97,7 +98,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(name) = self.pg_name.take() else { return };
         let dropped = block_on(async {
-            let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await?;
+            let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await?;
             let done = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut admin)
                 .await;
