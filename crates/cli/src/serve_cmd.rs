@@ -352,10 +352,19 @@ fn create_token(a: &CreateTokenArgs) -> anyhow::Result<()> {
 
 fn replay(a: &ReplayArgs) -> anyhow::Result<()> {
     let url = db_url(a.db.as_deref(), a.data_dir.as_deref())?;
+    // A replay reads a log; it must not create one where a path has a typo.
+    if let Some(path) = url.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p))
+        && !std::path::Path::new(path).exists()
+    {
+        bail!("there is no event log at {path}: `admin replay` reads an existing log and creates none");
+    }
     runtime()?.block_on(async {
         let store = Store::open(&url).await.with_context(|| format!("opening the event log {url}"))?;
         let started = std::time::Instant::now();
         let (view, report) = gigawatt_store::fold(&store, a.use_snapshot).await?;
+        if view.seq == 0 {
+            bail!("the event log at {url} holds no records: nothing to replay");
+        }
         let took = started.elapsed().as_secs_f64();
         crate::outln!("log position: {}", view.seq);
         crate::outln!("digest: {}", view.digest());

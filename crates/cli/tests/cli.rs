@@ -589,6 +589,22 @@ fn a_closed_stdout_does_not_panic() {
     }
 }
 
+/// `admin replay` reads a log: a path with a typo is an error, and no empty log is left
+/// behind for the next command to trust.
+#[test]
+fn replaying_a_log_that_does_not_exist_is_an_error_and_creates_nothing() {
+    let dir = tempdir();
+    let path = dir.path().join("typo.db");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gigawatt"))
+        .args(["admin", "replay", "--db", &format!("sqlite://{}", path.display())])
+        .output()
+        .expect("gigawatt runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("there is no event log at") && stderr.contains("typo.db"), "{stderr}");
+    assert!(!path.exists(), "the replay created {}", path.display());
+}
+
 // ----- Fleet files ----------------------------------------------------------------------
 
 /// Four problems at once: an unknown GPU model in a node type (line 2), a country name

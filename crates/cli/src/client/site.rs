@@ -99,7 +99,10 @@ pub fn parse_instant(text: &str, base: chrono::DateTime<chrono::Utc>) -> anyhow:
     } else if let Some(rel) = t.strip_prefix('+') {
         let d = humantime::parse_duration(rel)
             .map_err(|e| anyhow::anyhow!("`{text}`: {e}; write e.g. `+30m` or `+2h`"))?;
-        base + chrono::Duration::from_std(d).map_err(|_| anyhow::anyhow!("`{text}` is too far ahead"))?
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| base.checked_add_signed(d))
+            .ok_or_else(|| anyhow::anyhow!("`{text}` is too far ahead: give a time before the year 262143"))?
     } else {
         chrono::DateTime::parse_from_rfc3339(t)
             .map_err(|e| {
@@ -204,5 +207,8 @@ mod tests {
             Some("2026-12-05T23:00:00Z")
         );
         assert!(parse_instant("tomorrow", base).is_err());
+        // Out of the calendar's range: an error, not a panic.
+        let far = parse_instant("+99999999999h", base).map_err(|e| e.to_string());
+        assert!(far.as_ref().is_err_and(|e| e.contains("too far ahead")), "{far:?}");
     }
 }
