@@ -354,7 +354,7 @@ fn replay(a: &ReplayArgs) -> anyhow::Result<()> {
     let url = db_url(a.db.as_deref(), a.data_dir.as_deref())?;
     // A replay reads a log; it must not create one where a path has a typo.
     if let Some(path) = url.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p))
-        && !std::path::Path::new(path).exists()
+        && !Path::new(path).exists()
     {
         bail!("there is no event log at {path}: `admin replay` reads an existing log and creates none");
     }
