@@ -255,7 +255,7 @@ fn a_tenant_submits_the_examples_lists_gets_explains_and_cancels() {
     again.stderr_has(&["already used"]);
     // The same key with another request is refused, naming the header (Stripe's rule).
     let other = server.cli(&acme, &[&args[..], &[&example("health-data")]].concat());
-    other.fails().stderr_has(&["nightly-2026-11-25", "with a different request", "Idempotency-Key"]);
+    other.fails().stderr_has(&["nightly-2026-11-25", "with a different request", "header:Idempotency-Key"]);
     // Without a key, each invocation is a new submission.
     let a = server.cli(&acme, &["submit", &example("shared-gpu"), "-o", "json"]).ok().json();
     let b = server.cli(&acme, &["submit", &example("shared-gpu"), "-o", "json"]).ok().json();

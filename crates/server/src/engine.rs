@@ -425,12 +425,13 @@ impl Engine {
             // The same request again: the original answer. Another request under the same
             // key is a client bug, refused as Stripe's API refuses it.
             let again = spec.validate(id, &tenant).map_err(ApiError::from)?;
-            let same = self.view.workloads.get(&id).is_none_or(|w| {
-                w.workload == again.workload && w.run == again.run && w.kind == again.kind
-            });
+            let same =
+                self.view.workloads.get(&id).is_none_or(|w| {
+                    w.workload == again.workload && w.run == again.run && w.kind == again.kind
+                });
             if !same {
                 return Err(ApiError::field(
-                    "Idempotency-Key",
+                    "header:Idempotency-Key",
                     format!(
                         "`{key}` was used for {id} with a different request; send the same request to get its answer, or use a new key"
                     ),
