@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use server_harness::{Api, Backend, Server, SplitMix, TestDb, assert_unique, ids, job, run_on};
 
 /// Kill-and-restart cycles per backend.
@@ -59,10 +59,7 @@ fn burst(
                 for i in 0..PER_THREAD {
                     let key = format!("crash-c{cycle}-t{t}-{i}");
                     seen.sent.push(key.clone());
-                    let mut body = job(&format!("burst {cycle}/{t}/{i}"), None);
-                    if i % 4 == 3 {
-                        body["time_limit"] = "1s".into();
-                    }
+                    let body = burst_body(&key);
                     let headers = [("Idempotency-Key", key.as_str())];
                     match api.try_send("POST", "/v1/workloads", Some(&token), Some(&body), &headers) {
                         Ok(r) if r.status == 201 || r.status == 200 => {
@@ -100,6 +97,16 @@ fn burst(
         seen
     }));
     threads
+}
+
+/// The request sent under burst key `crash-c{cycle}-t{thread}-{i}`: named after its key,
+/// and every fourth one with a one-second time limit (so some end while the server dies).
+fn burst_body(key: &str) -> Value {
+    let mut body = job(key, None);
+    if key.rsplit('-').next().and_then(|i| i.parse::<usize>().ok()).is_some_and(|i| i % 4 == 3) {
+        body["time_limit"] = "1s".into();
+    }
+    body
 }
 
 fn crash_cycles(db: &TestDb) {
@@ -212,7 +219,8 @@ fn crash_cycles(db: &TestDb) {
         // created now (201) -- never twice.
         let acked_keys: BTreeMap<&String, &String> = acked.iter().map(|(k, i)| (k, i)).collect();
         for key in &sent {
-            let body = job("retry", None);
+            // A retry sends the same request (another one under the key would be a 422).
+            let body = burst_body(key);
             let r = api
                 .try_send("POST", "/v1/workloads", Some(&tenant), Some(&body), &[("Idempotency-Key", key)])
                 .expect("the restarted server answers");
