@@ -70,6 +70,7 @@ mod index;
 mod placement;
 mod preempt;
 mod queue;
+mod reclaim;
 mod scheduler;
 mod workload;
 
