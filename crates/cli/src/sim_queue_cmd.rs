@@ -42,6 +42,18 @@ pub struct QueueArgs {
     /// docs/queue.md for the trade-off).
     #[arg(long, default_value_t = 32)]
     reservations: u32,
+    /// Waiting borrowers per periodic pass that may preempt borrowers further above
+    /// their fair share, under `fair` and `fair-backfill` (0: none; see docs/queue.md).
+    #[arg(long, default_value_t = gigawatt_core::DEFAULT_FAIR_PREEMPTIONS)]
+    fair_preemptions: u32,
+    /// Half-life of past use in the fair-share order (the quota document's
+    /// `fair_share.half_life`).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    half_life: std::time::Duration,
+    /// Weight of past use against current use in the fair-share order, 0 to 1 (the
+    /// quota document's `fair_share.history_weight`).
+    #[arg(long, default_value_t = 0.5)]
+    history_weight: f64,
     /// Print one JSON document instead of the table and chart.
     #[arg(long)]
     json: bool,
@@ -94,7 +106,15 @@ pub fn run_cmd(args: QueueArgs) -> Result<()> {
         tick: Seconds(args.tick.as_secs_f64().max(1.0)),
         placement,
         reservations: args.reservations,
+        fair_preemptions: args.fair_preemptions,
+        fair_share: gigawatt_core::quota::FairShareConfig {
+            half_life: Seconds(args.half_life.as_secs_f64()),
+            history_weight: args.history_weight,
+        },
     };
+    if !(0.0..=1.0).contains(&args.history_weight) {
+        bail!("--history-weight: {} is outside 0 to 1", args.history_weight);
+    }
     let started = Instant::now();
     let mut runs: Vec<QueueRun> = Vec::new();
     for p in policies {

@@ -14,6 +14,9 @@
 //! 4. **Backfill**: waiting work whose time limit ends before a reservation starts may use
 //!    reserved nodes meanwhile. The walk tries the head of each tenant in each class, in
 //!    rank order, up to `depth` tries.
+//! 5. **Fair-share preemption**: once the queue was retried, waiting borrowers with the
+//!    lowest borrowed share may preempt the work of borrowers further above theirs (in
+//!    `fair_preempt.rs`).
 
 use std::collections::BTreeMap;
 
@@ -35,6 +38,7 @@ impl Scheduler {
         self.plan_reservations(out);
         self.backfill(rng, out);
         self.retry_pending(rng, out);
+        self.fair_preempt(rng, out);
     }
 
     fn decay_shares(&mut self) {

@@ -266,6 +266,14 @@ pub enum PreemptWhy {
         /// Its tenant.
         tenant: String,
     },
+    /// Its tenant borrowed more, for its weight, than the tenant of `by`, which waited
+    /// as a borrower too: fair sharing moved the room (Kueue's fair-sharing preemption).
+    FairShare {
+        /// The workload that took the room.
+        by: crate::WorkloadId,
+        /// Its tenant.
+        tenant: String,
+    },
     /// A new billing period began and its tenant's running work commits more energy
     /// than its quota for the period: the youngest work goes until the rest fits.
     EnergyQuota {
@@ -302,6 +310,10 @@ impl fmt::Display for PreemptWhy {
             PreemptWhy::EnergyQuota { tenant, committed, limit } => write!(
                 f,
                 "a new billing period began and the running work of tenant {tenant} commits {committed}, over its energy quota of {limit}; its youngest work is requeued until the rest fits"
+            ),
+            PreemptWhy::FairShare { by, tenant } => write!(
+                f,
+                "its tenant borrowed more quota, for its fair-share weight, than tenant {tenant}, whose {by} waited for quota to borrow; requeued whole"
             ),
             PreemptWhy::Reclaim { by, tenant } => write!(
                 f,

@@ -65,6 +65,7 @@ mod accounts;
 mod backfill;
 mod energy;
 mod error;
+mod fair_preempt;
 mod gang;
 mod index;
 mod placement;
@@ -85,8 +86,8 @@ pub use quota::{
     TenantQuota,
 };
 pub use scheduler::{
-    BackfillConfig, DEFAULT_MAX_CANDIDATES, QueuePosition, Reservation, Scheduler, SchedulerConfig,
-    WorkloadStatus,
+    BackfillConfig, DEFAULT_FAIR_PREEMPTIONS, DEFAULT_MAX_CANDIDATES, QueuePosition, Reservation, Scheduler,
+    SchedulerConfig, WorkloadStatus,
 };
 pub use state::{ClusterState, NodeIdx, NodeState};
 pub use workload::{

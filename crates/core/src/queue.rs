@@ -87,6 +87,10 @@ pub(crate) struct TenantQueue {
     pub(crate) rank: BTreeMap<u32, Option<Rank>>,
     /// Workloads waiting.
     pub(crate) len: usize,
+    /// Parked classes whose head its quota tree had nothing to lend for (the tenant
+    /// would borrow): its own releases do not wake them, room freed in the tree does,
+    /// in rank order.
+    pub(crate) on_tree: BTreeSet<u32>,
 }
 
 /// Pending work by class and tenant.
@@ -232,8 +236,11 @@ impl Queue {
     }
 
     /// Takes a tenant out of a class's ranking until woken (its head exceeds its quota).
-    pub(crate) fn park(&mut self, t: u32, c: u32, root: Option<u32>) {
+    pub(crate) fn park(&mut self, t: u32, c: u32, root: Option<u32>, on_tree: bool) {
         let Some(Some(r)) = self.tenants[t as usize].rank.get(&c).copied() else { return };
+        if on_tree {
+            self.tenants[t as usize].on_tree.insert(c);
+        }
         self.classes[c as usize].ready.remove(&r);
         if self.classes[c as usize].ready.is_empty() {
             self.active.remove(&c);
@@ -251,27 +258,52 @@ impl Queue {
             return;
         }
         tq.rank.insert(c, Some(rank));
+        tq.on_tree.remove(&c);
         let class = &mut self.classes[c as usize];
         class.ready.insert(rank);
         class.retry = true;
         self.active.insert(c);
     }
 
-    /// Wakes every parked class of tenant `t` (its own usage went down or its quota
-    /// changed). `rank` gives its rank in a class.
+    /// Wakes every parked class of tenant `t` (its quota may admit it now). `rank`
+    /// gives its rank in a class.
     pub(crate) fn wake_tenant(
         &mut self,
         t: u32,
         root: Option<u32>,
         rank: impl Fn(u32, PriorityClass) -> Rank,
     ) {
-        let parked: Vec<u32> =
-            self.tenants[t as usize].rank.iter().filter(|(_, r)| r.is_none()).map(|(c, _)| *c).collect();
+        self.wake_classes(t, root, false, rank);
+    }
+
+    /// Wakes the parked classes of tenant `t` that its own release may admit: those
+    /// its own limits held back. A class its tree had nothing to lend for stays parked:
+    /// room its release frees in the tree goes to the tree's best-ranked parked work
+    /// ([`Queue::wake_tree`]), which is this tenant only if it ranks best. Otherwise a
+    /// borrower preempted for fair share would take the room back at once.
+    pub(crate) fn wake_own(&mut self, t: u32, root: Option<u32>, rank: impl Fn(u32, PriorityClass) -> Rank) {
+        self.wake_classes(t, root, true, rank);
+    }
+
+    fn wake_classes(
+        &mut self,
+        t: u32,
+        root: Option<u32>,
+        own: bool,
+        rank: impl Fn(u32, PriorityClass) -> Rank,
+    ) {
+        let tq = &self.tenants[t as usize];
+        let parked: Vec<u32> = tq
+            .rank
+            .iter()
+            .filter(|(c, r)| r.is_none() && !(own && tq.on_tree.contains(c)))
+            .map(|(c, _)| *c)
+            .collect();
         if parked.is_empty() {
             return;
         }
         if let Some(set) = self.parked.get_mut(&root.unwrap_or(u32::MAX)) {
-            set.retain(|(r, _)| r.3 != t);
+            set.retain(|(r, c)| r.3 != t || !parked.contains(c));
         }
         for c in parked {
             self.wake(t, c, &rank);

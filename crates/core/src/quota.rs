@@ -304,6 +304,14 @@ fn gpus(m: GpuMilliTotal) -> String {
     if m.0.is_multiple_of(1000) { format!("{}", m.0 / 1000) } else { format!("{:.3}", m.0 as f64 / 1000.0) }
 }
 
+impl QuotaWhy {
+    /// Whether the refusal is the quota tree's (it had nothing to lend a borrower)
+    /// rather than the tenant's own limit.
+    pub(crate) fn on_tree(&self) -> bool {
+        matches!(self.limit, QuotaLimit::NothingToBorrow { within_nominal: false, .. })
+    }
+}
+
 impl fmt::Display for QuotaWhy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let borrow = match self.may_borrow {

@@ -1,19 +1,19 @@
 //! Reclaim: a tenant within its nominal quota whose cohort lent that quota out gets it
-//! back. Borrowers (tenants above their nominal in the flavour) are preempted, lowest
-//! priority first, youngest first, read off the scheduler's youth index so that a pass
-//! never sorts everything that runs. Singles reclaim in the periodic pass
-//! ([`Scheduler::reclaim`]); a gang reclaims when it takes a reservation
-//! ([`Scheduler::reclaim_quota`], called from `backfill.rs`).
-
-use std::collections::BTreeMap;
+//! back. Singles reclaim in the periodic pass ([`Scheduler::reclaim`]): borrowers
+//! (tenants above their nominal in the flavour) are preempted from the tenants with the
+//! largest borrowed share first, as Kueue orders reclaim victims under fair sharing, and
+//! within a tenant lowest priority first, youngest first (the victim search is shared
+//! with fair-share preemption, in `fair_preempt.rs`). A gang reclaims when it takes a
+//! reservation ([`Scheduler::reclaim_quota`], called from `backfill.rs`): borrowers,
+//! lowest priority first, youngest first, read off the scheduler's youth index so that a
+//! pass never sorts everything that runs.
 
 use crate::CoreRng;
 use crate::event::Decision;
 use crate::explain::PreemptWhy;
 use crate::quota::QuotaLimit;
 use crate::scheduler::Scheduler;
-use crate::state::{NodeIdx, TaskAlloc};
-use crate::workload::WorkloadId;
+use crate::workload::{Shape, WorkloadId};
 
 /// Nodes a reclaim may clear of borrowers for one owed workload (one per task placed).
 const MAX_RECLAIM_ROUNDS: usize = 8;
@@ -23,15 +23,6 @@ const MAX_RECLAIM_VICTIMS: usize = 4096;
 
 /// Owed workloads a pass reclaims for (the best ranked); the rest wait for the next.
 const MAX_OWED_PER_PASS: usize = 64;
-
-/// Borrowers a reclaim looks at for one task.
-const MAX_RECLAIM_LOOKS: usize = 256;
-
-/// Borrowers one pass's reclaims choose from (the lowest priority, youngest first).
-const MAX_BORROWERS: usize = MAX_OWED_PER_PASS * MAX_RECLAIM_LOOKS;
-
-/// A borrowed running workload: priority, youth, id, and its quota tree.
-type Borrower = (crate::workload::PriorityClass, std::cmp::Reverse<u64>, WorkloadId, Option<u32>);
 
 impl Scheduler {
     /// Preempts borrowers for tenants refused within their nominal quota.
@@ -74,110 +65,16 @@ impl Scheduler {
         if owed.is_empty() {
             return;
         }
-        // Borrowed running work, lowest priority first, youngest first, with its tree: the
-        // first MAX_BORROWERS in that order, read off the youth index without sorting
-        // what runs (the reclaims of one pass look at no more).
-        let mut borrowers: Vec<Borrower> = Vec::new();
-        'all: for p in crate::workload::PriorityClass::ALL {
-            for (_, id) in &self.youngest[crate::scheduler::prio_index(p)] {
-                let Some(e) = self.workloads.get(id) else { continue };
-                if e.charges_flavours().any(|f| self.quotas.borrowing(&e.workload.tenant, f)) {
-                    let root = self.quotas.root(&e.workload.tenant);
-                    borrowers.push((p, std::cmp::Reverse(e.placed_seq), *id, root));
-                    if borrowers.len() >= MAX_BORROWERS {
-                        break 'all;
-                    }
-                }
-            }
-        }
+        let victims = self.borrowers_by_share();
         for (_, id) in owed {
-            self.reclaim_for(id, &borrowers, rng, out);
-        }
-    }
-
-    /// Frees room for one owed workload by preempting a borrower of its quota tree
-    /// (lowest priority, youngest first) whose departure alone lets one of its tasks fit
-    /// on a node, and places it there at once, so that borrowers cannot take the room
-    /// back; again for each task still waiting. Gangs reclaim when they take a
-    /// reservation (see `plan_reservations`).
-    fn reclaim_for(
-        &mut self,
-        id: WorkloadId,
-        borrowers: &[Borrower],
-        rng: &mut CoreRng,
-        out: &mut Vec<Decision>,
-    ) {
-        for _ in 0..MAX_RECLAIM_ROUNDS {
-            let Some(e) = self.workloads.get(&id) else { return };
-            if matches!(e.workload.shape, crate::workload::Shape::Gang { .. })
-                || e.placed() == e.workload.shape.tasks()
-            {
-                return;
-            }
-            let (tenant, t, prio) = (e.workload.tenant.clone(), e.tenant, e.workload.priority);
-            let Some(root) = self.quotas.root(&tenant) else { return };
-            let mut need = e.need.clone();
-            need.admit = crate::state::Admit {
-                flavours: Some(self.quotas.nominal_mask(&tenant, u64::from(need.gpu_total().0))),
-                power_room: None,
-                energy_room: None,
-                tasks: 1,
-                owner: Some(id),
-                ends_by: None,
-            };
-            // Borrowers gathered per node, youngest (lowest priority) first, until one
-            // node's set frees room for the task and at least the quota it needs.
-            let mut per_node: BTreeMap<u32, (Vec<WorkloadId>, u64)> = BTreeMap::new();
-            let mut found: Option<Vec<WorkloadId>> = None;
-            let mut looked = 0;
-            let want = u64::from(need.gpu_total().0);
-            for (p, _, vid, vroot) in borrowers {
-                if *p > prio || *vroot != Some(root) {
-                    continue;
-                }
-                let Some(v) = self.workloads.get(vid) else { continue };
-                if v.tenant == t || v.placed() == 0 {
-                    continue;
-                }
-                looked += 1;
-                if looked > MAX_RECLAIM_LOOKS {
-                    break;
-                }
-                if !v.charges_flavours().any(|f| self.quotas.borrowing(&v.workload.tenant, f)) {
-                    continue;
-                }
-                let amount: u64 = v.charges_list().iter().map(|(_, a)| *a).sum();
-                let nodes: Vec<u32> = v.tasks.iter().flatten().map(|x| x.node.0).collect();
-                for n in nodes {
-                    let entry = per_node.entry(n).or_default();
-                    if !entry.0.contains(vid) {
-                        entry.0.push(*vid);
-                        entry.1 += amount;
-                    }
-                    if entry.1 < want {
-                        continue;
-                    }
-                    let freed: Vec<&TaskAlloc> = entry
-                        .0
-                        .iter()
-                        .filter_map(|w| self.workloads.get(w))
-                        .flat_map(|w| w.tasks.iter().flatten())
-                        .filter(|x| x.node.0 == n)
-                        .collect();
-                    if self.state.check_with_freed(self.state.node(NodeIdx(n)), &need, &freed).is_ok() {
-                        found = Some(entry.0.clone());
-                        break;
-                    }
-                }
-                if found.is_some() {
+            // One node per round: a service may need several.
+            for _ in 0..MAX_RECLAIM_ROUNDS {
+                let single =
+                    self.workloads.get(&id).is_some_and(|e| !matches!(e.workload.shape, Shape::Gang { .. }));
+                if !single || !self.free_node_for(id, None, &victims, rng, out) {
                     break;
                 }
             }
-            let Some(victims) = found else { return };
-            for vid in victims {
-                self.evict(vid, PreemptWhy::Reclaim { by: id, tenant: tenant.0.clone() }, out);
-            }
-            self.try_place_public(id, rng, out);
         }
     }
 

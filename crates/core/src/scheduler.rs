@@ -78,19 +78,32 @@ pub struct BackfillConfig {
     /// best-effort for preemption, and work never ages into latency-critical, so
     /// inference stays above training. Slurm's age factor plays this part.
     pub age_after_s: u64,
+    /// Waiting workloads per pass that may preempt borrowers further above their fair
+    /// share (0: never; see `fair_preempt.rs`). Kueue's fair sharing preempts the same
+    /// way within a cohort. Each costs a bounded look at the largest borrowers.
+    pub fair_preemptions: u32,
 }
+
+/// Fair-share preemptions per pass by default.
+pub const DEFAULT_FAIR_PREEMPTIONS: u32 = 32;
 
 impl BackfillConfig {
     /// No reservations, no backfill: the queue is strictly ordered.
     pub const OFF: BackfillConfig =
-        BackfillConfig { max_reservations: 0, horizon_s: 0, depth: 0, age_after_s: 0 };
+        BackfillConfig { max_reservations: 0, horizon_s: 0, depth: 0, age_after_s: 0, fair_preemptions: 0 };
 }
 
 impl Default for BackfillConfig {
     /// Four reservations at once, up to 7 days ahead, 2,000 backfill tries per pass,
     /// best-effort work ordered as standard after a day of waiting.
     fn default() -> Self {
-        BackfillConfig { max_reservations: 4, horizon_s: 7 * 86_400, depth: 2_000, age_after_s: 86_400 }
+        BackfillConfig {
+            max_reservations: 4,
+            horizon_s: 7 * 86_400,
+            depth: 2_000,
+            age_after_s: 86_400,
+            fair_preemptions: DEFAULT_FAIR_PREEMPTIONS,
+        }
     }
 }
 
@@ -240,6 +253,13 @@ pub struct Scheduler {
     /// The same, youngest first (by the position of their latest placement): reclaim
     /// walks borrowers in this order and stops early instead of sorting all that runs.
     pub(crate) youngest: [BTreeSet<(Reverse<u64>, WorkloadId)>; 3],
+    /// Running workloads per tenant (index as in the queue), lowest priority first, then
+    /// youngest first: fair-share preemption takes victims from the tenants furthest
+    /// above their share without walking everything that runs.
+    pub(crate) by_tenant: Vec<BTreeSet<(PriorityClass, Reverse<u64>, WorkloadId)>>,
+    /// The workloads with a task on each node (by node index): a preemption judges a
+    /// node by everything on it.
+    pub(crate) on_node: Vec<Vec<WorkloadId>>,
     pub(crate) reservations: BTreeMap<WorkloadId, Reservation>,
     pub(crate) last_tick: Option<Timestamp>,
     /// Members of each rack and each network domain, with the node count they were
@@ -312,6 +332,8 @@ impl Scheduler {
             caps: Vec::new(),
             running: Default::default(),
             youngest: Default::default(),
+            by_tenant: Vec::new(),
+            on_node: Vec::new(),
             reservations: BTreeMap::new(),
             last_tick: None,
             topo: (usize::MAX, Vec::new(), Vec::new()),
@@ -637,10 +659,24 @@ impl Scheduler {
         if let Some(e) = self.workloads.get_mut(&id) {
             let p = prio_index(e.workload.priority);
             self.running[p].insert(id);
+            let (prio, t) = (e.workload.priority, e.tenant as usize);
+            if self.by_tenant.len() <= t {
+                self.by_tenant.resize_with(t + 1, BTreeSet::new);
+            }
             if let Some(old) = e.youth.replace(e.placed_seq) {
                 self.youngest[p].remove(&(Reverse(old), id));
+                self.by_tenant[t].remove(&(prio, Reverse(old), id));
             }
             self.youngest[p].insert((Reverse(e.placed_seq), id));
+            self.by_tenant[t].insert((prio, Reverse(e.placed_seq), id));
+            for n in e.tasks.iter().flatten().map(|a| a.node.0 as usize) {
+                if self.on_node.len() <= n {
+                    self.on_node.resize_with(n + 1, Vec::new);
+                }
+                if !self.on_node[n].contains(&id) {
+                    self.on_node[n].push(id);
+                }
+            }
         }
     }
 
@@ -653,6 +689,9 @@ impl Scheduler {
             if let Some(alloc) = t.take() {
                 self.state.release(&alloc);
                 freed.push(alloc.node);
+                if let Some(on) = self.on_node.get_mut(alloc.node.0 as usize) {
+                    on.retain(|w| *w != id);
+                }
             }
         }
         let charges = std::mem::take(&mut e.charges);
@@ -664,6 +703,9 @@ impl Scheduler {
         self.running[prio_index(prio)].remove(&id);
         if let Some(old) = e.youth.take() {
             self.youngest[prio_index(prio)].remove(&(Reverse(old), id));
+            if let Some(set) = self.by_tenant.get_mut(t as usize) {
+                set.remove(&(prio, Reverse(old), id));
+            }
         }
         let power_r = self.caps.len() - 1;
         let mut gpu_freed = 0u64;
@@ -696,7 +738,7 @@ impl Scheduler {
             self.refresh_share(t);
             let root = self.quotas.root(&tenant);
             let usage = &self.usage;
-            self.pq.wake_tenant(t, root, |t, p| rank_in(usage, t, p));
+            self.pq.wake_own(t, root, |t, p| rank_in(usage, t, p));
             if let Some(root) = root {
                 // Room freed in the tree: wake the best-ranked parked, about as many as
                 // the freed GPUs could serve.
@@ -757,9 +799,9 @@ impl Scheduler {
         match pending {
             None => {}
             Some(why) => {
-                if why.quota.is_some() {
+                if let Some(q) = &why.quota {
                     let root = self.workloads.get(&id).and_then(|e| self.quotas.root(&e.workload.tenant));
-                    self.pq.park(t, c, root);
+                    self.pq.park(t, c, root, q.on_tree());
                 } else if why.tasks_placed == 0 {
                     self.pq.classes[c as usize].retry = false;
                     self.pq.classes[c as usize].power_blocked = blocked_by_power(&why);
@@ -997,9 +1039,9 @@ impl Scheduler {
         let before = self.workloads.get(&id).map_or(0, Entry::placed);
         match self.try_place(id, near, false, rng, out) {
             None => true,
-            Some(why) if why.quota.is_some() => {
+            Some(PendingWhy { quota: Some(q), .. }) => {
                 let root = self.workloads.get(&id).and_then(|e| self.quotas.root(&e.workload.tenant));
-                self.pq.park(rank.3, c, root);
+                self.pq.park(rank.3, c, root, q.on_tree());
                 true
             }
             Some(why) => {

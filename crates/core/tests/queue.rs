@@ -136,6 +136,76 @@ fn a_borrower_is_reclaimed_when_the_lender_wants_its_nominal_back() {
     assert_eq!(q.s.status(WorkloadId(4)), Some(WorkloadStatus::Pending));
 }
 
+/// Tenants `a`, `b` and `c` with 4 GPUs of nominal each and `d` with 20, one cohort,
+/// on the 32-GPU lab.
+fn small_nominals() -> Quotas {
+    let mut q = two_tenants();
+    q.tenants.clear();
+    for (t, nominal) in [("a", 4_000), ("b", 4_000), ("c", 4_000), ("d", 20_000)] {
+        q.tenants.insert(
+            TenantId(t.into()),
+            TenantQuota {
+                cohort: Some("all".into()),
+                weight: 1,
+                flavours: BTreeMap::from([(
+                    "h100".to_string(),
+                    FlavourQuota { nominal: GpuMilliTotal(nominal), ..FlavourQuota::default() },
+                )]),
+                power: BTreeMap::new(),
+                energy: None,
+            },
+        );
+    }
+    q
+}
+
+#[test]
+fn a_borrower_further_above_its_share_is_preempted_for_one_below_it_and_never_back() {
+    let mut q = Q::new(SchedulerConfig::default());
+    q.s.set_quotas(small_nominals()).expect("valid quotas");
+    // a borrows 20 GPUs (three 8-GPU jobs), b borrows 4: the lab is full.
+    for (id, t) in [(1, "a"), (2, "a"), (3, "a"), (4, "b")] {
+        let d = q.ev(job(id).gpus(8).tenant(t).arrival());
+        assert!(matches!(d[..], [Decision::Placed { .. }]), "{d:?}");
+    }
+    // c's 8-GPU job would borrow 4, less than a would still borrow without one of its
+    // jobs (12): at the pass a's youngest job goes and c's starts.
+    let d = q.ev(job(5).gpus(8).tenant("c").arrival());
+    assert!(matches!(d[..], [Decision::Pending { .. }]), "{d:?}");
+    let d = q.ev(Event::Tick);
+    let Some(Decision::Preempted { workload: WorkloadId(3), why }) = d.first() else { panic!("{d:?}") };
+    assert!(matches!(why, PreemptWhy::FairShare { by: WorkloadId(5), .. }), "{why:?}");
+    assert_eq!(
+        why.to_string(),
+        "its tenant borrowed more quota, for its fair-share weight, than tenant c, whose w-5 waited for quota to \
+         borrow; requeued whole"
+    );
+    assert!(q.running(5));
+    q.s.audit_quotas().expect("quota books agree");
+    // b's second job would take b to 12 borrowed, more than a keeps (4 once a job of a
+    // went): no preemption. Nor does a take its room back from c: nothing moves.
+    q.ev(job(6).gpus(8).tenant("b").arrival());
+    for _ in 0..3 {
+        let d = q.ev(Event::Tick);
+        assert!(!d.iter().any(|d| matches!(d, Decision::Preempted { .. })), "{d:?}");
+    }
+    assert!(q.running(1) && q.running(2) && q.running(4) && q.running(5));
+    assert_eq!(q.s.status(WorkloadId(3)), Some(WorkloadStatus::Pending));
+    assert_eq!(q.s.status(WorkloadId(6)), Some(WorkloadStatus::Pending));
+    // With fair-share preemption off, c waits.
+    let mut off = Q::new(SchedulerConfig {
+        backfill: gigawatt_core::BackfillConfig { fair_preemptions: 0, ..Default::default() },
+        ..SchedulerConfig::default()
+    });
+    off.s.set_quotas(small_nominals()).expect("valid quotas");
+    for (id, t) in [(1, "a"), (2, "a"), (3, "a"), (4, "b"), (5, "c")] {
+        off.ev(job(id).gpus(8).tenant(t).arrival());
+    }
+    let d = off.ev(Event::Tick);
+    assert!(!d.iter().any(|d| matches!(d, Decision::Preempted { .. })), "{d:?}");
+    assert!(!off.running(5));
+}
+
 #[test]
 fn fair_share_serves_the_tenant_with_the_smaller_share_first() {
     let mut q = Q::new(SchedulerConfig::default());

@@ -41,6 +41,10 @@ pub struct QueueParams {
     pub placement: PolicyKind,
     /// Reservations `fair-backfill` may hold at once.
     pub reservations: u32,
+    /// Fair-share preemptions per pass under `fair` and `fair-backfill` (0: none).
+    pub fair_preemptions: u32,
+    /// Decay of past use and its weight in the fair-share order.
+    pub fair_share: gigawatt_core::quota::FairShareConfig,
 }
 
 /// A queue policy of the experiment.
@@ -86,9 +90,10 @@ pub struct QueueSummary {
     pub policy: String,
     /// Allocated GPUs over capacity, averaged after the warm-up (the first 20%).
     pub gpu_utilisation_pct: f64,
-    /// Jain's index of each backlogged tenant's use against its entitlement (what is
-    /// left by tenants that want no more, shared by weight), over the samples where it
-    /// was backlogged.
+    /// Jain's index, over the tenants that had work waiting at some sample after the
+    /// warm-up, of each one's use against its max-min fair entitlement (standard demand
+    /// first, then best effort on what it leaves), summed over the samples where it
+    /// wanted GPUs (held or waited for them).
     pub jain_fairness: f64,
     /// Waits of single-task jobs that started after the warm-up.
     pub small_wait_p50_s: f64,
@@ -132,6 +137,8 @@ pub struct QueueSummary {
     pub preempted: u64,
     /// Of those, reclaims of borrowed quota.
     pub reclaimed: u64,
+    /// Running workloads preempted by fair sharing among borrowers.
+    pub fair_preempted: u64,
     /// Rejections (none expected).
     pub rejected: u64,
     /// Queue classes created.

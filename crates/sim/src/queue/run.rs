@@ -24,6 +24,8 @@ const STREAM_CORE: u64 = 42;
 struct JobState {
     tenant: u32,
     kind: JobKind,
+    /// 0: standard or above; 1: best effort (entitled to nothing: see `sample_shares`).
+    layer: usize,
     gpus: u64,
     submitted: Timestamp,
     runtime: Seconds,
@@ -110,16 +112,21 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
     let fleet = crate::synthetic::try_fleet(&spec).map_err(|d| CoreError::Fleet(d.to_string()))?;
     let mut trng = crate::rng(params.seed, STREAM_TENANTS);
     let mut tenants = workload::tenants(params.tenants.max(1), &mut trng);
-    let quota = quotas(&fleet, &mut tenants);
+    let mut quota = quotas(&fleet, &mut tenants);
+    quota.fair_share = params.fair_share;
     let config = SchedulerConfig {
         drop_unschedulable: false,
         max_candidates: Some(gigawatt_core::DEFAULT_MAX_CANDIDATES),
         priority_preemption: true,
         fair_share: policy != QueuePolicy::Fifo,
         backfill: if policy == QueuePolicy::FairBackfill {
-            BackfillConfig { max_reservations: params.reservations, ..BackfillConfig::default() }
+            BackfillConfig {
+                max_reservations: params.reservations,
+                fair_preemptions: params.fair_preemptions,
+                ..BackfillConfig::default()
+            }
         } else {
-            BackfillConfig::OFF
+            BackfillConfig { fair_preemptions: params.fair_preemptions, ..BackfillConfig::OFF }
         },
     };
     let pods = crate::synthetic::typical_pods(params.seed);
@@ -145,14 +152,15 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
         waits: RunQueueWait::open(),
         preempted: 0,
         reclaimed: 0,
+        fair_preempted: 0,
         big_waiting: Vec::new(),
         rejected: 0,
         started: 0,
         waits_by_kind: BTreeMap::new(),
         warmup: START + Seconds(params.duration.0 * 0.2),
     };
-    sim.usage = vec![0; sim.tenants.len()];
-    sim.pending_gpus = vec![0; sim.tenants.len()];
+    sim.usage = vec![[0; 2]; sim.tenants.len()];
+    sim.pending_gpus = vec![[0; 2]; sim.tenants.len()];
     sim.big_waiting = vec![0; sim.tenants.len()];
     let capacity = f64::from(sim.sched.state().gpu_capacity().0) / 1000.0;
     let end = START + params.duration;
@@ -163,6 +171,7 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
     let (mut util_sum, mut util_n) = (0.0, 0u64);
     let mut used = vec![0.0f64; sim.tenants.len()];
     let mut entitled = vec![0.0f64; sim.tenants.len()];
+    let mut backlogged = vec![false; sim.tenants.len()];
     while let Some(Reverse((at, _, ev))) = sim.heap.pop() {
         let at = Timestamp(at);
         if at > end {
@@ -179,7 +188,7 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
                 if at >= warmup {
                     util_sum += util;
                     util_n += 1;
-                    sim.sample_shares(capacity, &mut used, &mut entitled);
+                    sim.sample_shares(capacity, &mut used, &mut entitled, &mut backlogged);
                 }
                 sim.push(at + params.tick, Ev::Tick);
             }
@@ -191,14 +200,23 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
                 let (d, cpu) = sim.handle(Event::Completion(WorkloadId(id)))?;
                 sim.event_cpu.push(cpu);
                 if let Some(j) = sim.jobs.remove(&id) {
-                    sim.usage[j.tenant as usize] -= j.gpus;
+                    sim.usage[j.tenant as usize][j.layer] -= j.gpus;
                 }
                 sim.apply(&d);
             }
         }
         sim.replenish(params.pending)?;
     }
-    Ok(sim.finish(params, policy, end, util_sum / util_n.max(1) as f64, series, &used, &entitled))
+    Ok(sim.finish(
+        params,
+        policy,
+        end,
+        util_sum / util_n.max(1) as f64,
+        series,
+        &used,
+        &entitled,
+        &backlogged,
+    ))
 }
 
 struct Sim {
@@ -212,14 +230,16 @@ struct Sim {
     now: Timestamp,
     next_id: u64,
     seq: u64,
-    usage: Vec<u64>,
-    /// GPUs each tenant has waiting.
-    pending_gpus: Vec<u64>,
+    /// GPUs each tenant holds, per layer (standard or above, best effort).
+    usage: Vec<[u64; 2]>,
+    /// GPUs each tenant has waiting, per layer.
+    pending_gpus: Vec<[u64; 2]>,
     event_cpu: Vec<Duration>,
     tick_cpu: Vec<Duration>,
     waits: RunQueueWait,
     preempted: u64,
     reclaimed: u64,
+    fair_preempted: u64,
     big_waiting: Vec<u32>,
     rejected: u64,
     started: u64,
@@ -283,11 +303,13 @@ impl Sim {
             self.big_waiting[tenant] += 1;
         }
         let gpus = u64::from(workload.demand.gpu.count) * u64::from(workload.shape.tasks());
+        let layer = usize::from(workload.priority == gigawatt_core::PriorityClass::BestEffort);
         self.jobs.insert(
             self.next_id,
             JobState {
                 tenant: tenant as u32,
                 kind,
+                layer,
                 gpus,
                 submitted: self.now,
                 runtime,
@@ -296,7 +318,7 @@ impl Sim {
                 waited: None,
             },
         );
-        self.pending_gpus[tenant] += gpus;
+        self.pending_gpus[tenant][layer] += gpus;
         let (d, cpu) = self.handle(Event::Arrival(workload))?;
         self.event_cpu.push(cpu);
         self.apply(&d);
@@ -321,12 +343,13 @@ impl Sim {
                             self.waits_by_kind.entry(j.kind).or_default().push(w);
                         }
                     }
-                    let (t, gpus, generation, runtime) = (j.tenant as usize, j.gpus, j.generation, j.runtime);
+                    let (t, l, gpus, generation, runtime) =
+                        (j.tenant as usize, j.layer, j.gpus, j.generation, j.runtime);
                     if j.kind == JobKind::BigGang && j.generation == 0 {
                         self.big_waiting[t] -= 1;
                     }
-                    self.usage[t] += gpus;
-                    self.pending_gpus[t] -= gpus;
+                    self.usage[t][l] += gpus;
+                    self.pending_gpus[t][l] -= gpus;
                     self.push(self.now + runtime, Ev::Done(id, generation));
                 }
                 Decision::Preempted { workload, why } => {
@@ -334,17 +357,20 @@ impl Sim {
                     if matches!(why, gigawatt_core::PreemptWhy::Reclaim { .. }) {
                         self.reclaimed += 1;
                     }
+                    if matches!(why, gigawatt_core::PreemptWhy::FairShare { .. }) {
+                        self.fair_preempted += 1;
+                    }
                     if j.running {
                         j.running = false;
                         j.generation += 1;
-                        self.usage[j.tenant as usize] -= j.gpus;
-                        self.pending_gpus[j.tenant as usize] += j.gpus;
+                        self.usage[j.tenant as usize][j.layer] -= j.gpus;
+                        self.pending_gpus[j.tenant as usize][j.layer] += j.gpus;
                         self.preempted += 1;
                     }
                 }
                 Decision::Rejected { workload, .. } => {
                     if let Some(j) = self.jobs.remove(&workload.0) {
-                        self.pending_gpus[j.tenant as usize] -= j.gpus;
+                        self.pending_gpus[j.tenant as usize][j.layer] -= j.gpus;
                         self.rejected += 1;
                     }
                 }
@@ -353,32 +379,32 @@ impl Sim {
         }
     }
 
-    /// Adds one sample of each backlogged tenant's use and entitlement. Entitlements are
-    /// max-min fair (water-filling, as in DRF): the capacity left by the tenants that want
-    /// no more is shared by weight among those that do, except that a tenant never is
-    /// entitled to more than it asks for (what it holds plus what it has waiting), and
-    /// what it leaves goes to the others by weight.
-    fn sample_shares(&self, capacity: f64, used: &mut [f64], entitled: &mut [f64]) {
-        let mut satisfied = 0.0;
-        let mut backlogged: Vec<usize> = Vec::new();
-        for i in 0..self.tenants.len() {
-            if self.pending_gpus[i] > 0 {
-                backlogged.push(i);
-            } else {
-                satisfied += self.usage[i] as f64;
-            }
-        }
-        if backlogged.is_empty() {
+    /// Adds one sample of use and entitlement for every tenant that wants GPUs for
+    /// standard (or latency-critical) work, holding some or waiting for some, and marks
+    /// those with such work waiting as backlogged.
+    ///
+    /// Entitlements are max-min fair (water-filling, as in DRF): the fleet is shared by
+    /// weight, a tenant never being entitled to more than it asks for (what it holds
+    /// plus what it has waiting), and what it leaves goes to the others by weight. A
+    /// tenant that holds more than its share without wanting more is entitled to its
+    /// share only, so it counts as above it. Best-effort work is left out of both sides:
+    /// it is entitled to nothing (it runs on what the rest leaves, and any standard
+    /// work preempts it).
+    fn sample_shares(&self, capacity: f64, used: &mut [f64], entitled: &mut [f64], backlogged: &mut [bool]) {
+        let active: Vec<usize> =
+            (0..self.tenants.len()).filter(|i| self.usage[*i][0] + self.pending_gpus[*i][0] > 0).collect();
+        if active.is_empty() {
             return;
         }
         let wants: Vec<f64> =
-            backlogged.iter().map(|i| (self.usage[*i] + self.pending_gpus[*i]) as f64).collect();
-        let weights: Vec<f64> = backlogged.iter().map(|i| f64::from(self.tenants[*i].weight)).collect();
-        let mut fair = vec![0.0; backlogged.len()];
-        water_fill(capacity - satisfied, &wants, &weights, &mut fair);
-        for (k, i) in backlogged.into_iter().enumerate() {
-            used[i] += self.usage[i] as f64;
+            active.iter().map(|i| (self.usage[*i][0] + self.pending_gpus[*i][0]) as f64).collect();
+        let weights: Vec<f64> = active.iter().map(|i| f64::from(self.tenants[*i].weight)).collect();
+        let mut fair = vec![0.0; active.len()];
+        water_fill(capacity, &wants, &weights, &mut fair);
+        for (k, i) in active.into_iter().enumerate() {
+            used[i] += self.usage[i][0] as f64;
             entitled[i] += fair[k];
+            backlogged[i] |= self.pending_gpus[i][0] > 0;
         }
     }
 
@@ -392,6 +418,7 @@ impl Sim {
         series: Vec<(f64, f64)>,
         used: &[f64],
         entitled: &[f64],
+        backlogged: &[bool],
     ) -> QueueRun {
         let mut waits = self.waits_by_kind;
         let mut small = waits.remove(&JobKind::Small).unwrap_or_default();
@@ -414,7 +441,7 @@ impl Sim {
         let mut shares = Vec::new();
         let mut xs = Vec::new();
         for (i, t) in self.tenants.iter().enumerate() {
-            if entitled[i] > 0.0 {
+            if backlogged[i] && entitled[i] > 0.0 {
                 let x = used[i] / entitled[i];
                 xs.push(x);
                 shares.push(TenantShare {
@@ -468,6 +495,7 @@ impl Sim {
             started: self.started,
             preempted: self.preempted,
             reclaimed: self.reclaimed,
+            fair_preempted: self.fair_preempted,
             rejected: self.rejected,
             classes: classes as u64,
             active_classes: active as u64,
