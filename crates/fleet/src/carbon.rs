@@ -288,14 +288,14 @@ fn span_ms(a: Timestamp, b: Timestamp) -> f64 {
 /// The file cannot be read, or any problem [`parse_carbon_csv`] reports.
 pub fn load_carbon_csv(path: &Path) -> Result<CarbonSeries, Diagnostics> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::read::read_text(path, crate::read::MAX_DATA_FILE_BYTES).map_err(|e| {
         Diagnostic::new(
             file.clone(),
             0,
             0,
             "",
             format!("cannot read the carbon-intensity file: {e}"),
-            "check the path, and that the file is UTF-8 text",
+            "give a regular UTF-8 text file in the carbon CSV format",
         )
     })?;
     parse_carbon_csv(&text, &file)
@@ -316,6 +316,7 @@ pub fn parse_carbon_csv(text: &str, file: &str) -> Result<CarbonSeries, Diagnost
     // The latest valid timestamp so far, with its line and spelling, for order errors.
     let mut latest: Option<(Timestamp, usize, &str)> = None;
     let mut last_line = 0;
+    let mut foreign = false;
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         last_line = line;
@@ -327,8 +328,14 @@ pub fn parse_carbon_csv(text: &str, file: &str) -> Result<CarbonSeries, Diagnost
         let fields = split_fields(content);
         if !header_seen {
             header_seen = true;
-            if check_header(&fields, trimmed, file, line, &mut diags) {
-                continue;
+            match check_header(&fields, file, line, &mut diags) {
+                Header::Found => continue,
+                Header::Missing => {}
+                // Not a carbon CSV: say so, and quote none of it.
+                Header::Foreign => {
+                    foreign = true;
+                    break;
+                }
             }
         }
         data_rows += 1;
@@ -395,7 +402,7 @@ pub fn parse_carbon_csv(text: &str, file: &str) -> Result<CarbonSeries, Diagnost
             "the file has no header and no data (it is empty or only comments)",
             format!("start with `{CARBON_CSV_HEADER}` and add one row per time step, e.g. `{EXAMPLE_ROW}`"),
         ));
-    } else if data_rows == 0 {
+    } else if data_rows == 0 && !foreign {
         diags.push(Diagnostic::new(
             file,
             last_line,
@@ -410,21 +417,27 @@ pub fn parse_carbon_csv(text: &str, file: &str) -> Result<CarbonSeries, Diagnost
     CarbonSeries::new(points)
 }
 
-/// Checks the first non-comment line. Returns whether it was the header (so the caller
-/// skips it); a line that is not the header but reads as data is reported as a missing
-/// header and then read as data.
-fn check_header(
-    fields: &[(usize, &str)],
-    trimmed: &str,
-    file: &str,
-    line: usize,
-    diags: &mut Diagnostics,
-) -> bool {
+/// What the first non-comment line was.
+enum Header {
+    /// The header (perhaps with a misspelt column): skip it.
+    Found,
+    /// Data: the header is missing; read the line as data.
+    Missing,
+    /// Neither: the file is not a carbon CSV. Nothing more of it is read or quoted.
+    Foreign,
+}
+
+/// Checks the first non-comment line. A line of two fields is taken for the header even
+/// with a column misspelt (each is named by position, its text is not quoted); a line
+/// that reads as data is reported as a missing header and then read as data; anything
+/// else means the file is not a carbon CSV, and the error quotes none of it (the path may
+/// point at a file that is not meant to be shown).
+fn check_header(fields: &[(usize, &str)], file: &str, line: usize, diags: &mut Diagnostics) -> Header {
     let expected = ["timestamp", "gco2_per_kwh"];
     let matches =
         fields.len() == 2 && fields.iter().zip(expected).all(|((_, f), e)| f.eq_ignore_ascii_case(e));
     if matches {
-        return true;
+        return Header::Found;
     }
     let fix = format!("the first line that is not a comment must be `{CARBON_CSV_HEADER}`");
     if fields.first().is_some_and(|(_, f)| parse_timestamp(f).is_ok()) {
@@ -437,27 +450,30 @@ fn check_header(
             problem,
             format!("add the line before it; {fix}"),
         ));
-        return false;
+        return Header::Missing;
     }
     match fields {
         [(c0, f0), (c1, f1)] => {
-            for ((col, name), want) in [(c0, f0), (c1, f1)].into_iter().zip(expected) {
+            for (i, ((col, name), want)) in [(c0, f0), (c1, f1)].into_iter().zip(expected).enumerate() {
                 if !name.eq_ignore_ascii_case(want) {
-                    let problem = format!("column `{}` should be `{want}`", excerpt(name));
+                    let problem = format!("column {} of the header should be `{want}`", i + 1);
                     diags.push(Diagnostic::new(file, line, *col, "header", problem, fix.clone()));
                 }
             }
+            Header::Found
         }
-        _ => diags.push(Diagnostic::new(
-            file,
-            line,
-            0,
-            "header",
-            format!("expected the header `{CARBON_CSV_HEADER}`, found `{}`", excerpt(trimmed)),
-            fix,
-        )),
+        _ => {
+            diags.push(Diagnostic::new(
+                file,
+                line,
+                0,
+                "header",
+                format!("this is not a carbon-intensity CSV: the first line is not the header `{CARBON_CSV_HEADER}`"),
+                fix,
+            ));
+            Header::Foreign
+        }
     }
-    true
 }
 
 /// The comma-separated fields of a line, trimmed, each with its 1-based character column.
@@ -651,6 +667,12 @@ mod tests {
     }
 
     #[test]
+    fn only_regular_files_are_read() {
+        let err = load_carbon_csv(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("character device, not a regular file"), "{err}");
+    }
+
+    #[test]
     fn header_problems_are_reported() {
         let err = parse_carbon_csv("# only a comment\n\n", "empty.csv").unwrap_err();
         assert_eq!(err.len(), 1);
@@ -662,8 +684,16 @@ mod tests {
         let err = parse_carbon_csv("time,gco2_per_kwh\n2024-01-15T00:00:00Z,20\n", "h.csv").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "h.csv:1:1: header: column `time` should be `timestamp`; fix: the first line that is not a comment must be `timestamp,gco2_per_kwh`\n1 problem"
+            "h.csv:1:1: header: column 1 of the header should be `timestamp`; fix: the first line that is not a comment must be `timestamp,gco2_per_kwh`\n1 problem"
         );
+
+        // Not a carbon CSV at all (a path pointing at the wrong file): one report, and
+        // none of its content quoted.
+        let err = parse_carbon_csv("root:$6$s3cr3t:19000:0:99999:7:::\ndaemon:*:19000\n", "/etc/shadow")
+            .unwrap_err();
+        assert_eq!(err.len(), 1, "{err}");
+        assert!(err.to_string().contains("not a carbon-intensity CSV"), "{err}");
+        assert!(!err.to_string().contains("s3cr3t") && !err.to_string().contains("root"), "{err}");
 
         // A header-less file: one report, and its rows are still checked.
         let err =

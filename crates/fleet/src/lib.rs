@@ -51,6 +51,7 @@ mod country;
 mod diag;
 pub mod file;
 pub mod model;
+pub mod read;
 mod validate;
 
 pub use carbon::{CARBON_CSV_HEADER, CarbonSeries, MAX_CARBON_INTENSITY, load_carbon_csv, parse_carbon_csv};

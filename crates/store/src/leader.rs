@@ -4,8 +4,16 @@
 //! corrupt a log, but they would keep forcing each other to reload. A server therefore
 //! becomes the log's leader before it loads it: on PostgreSQL by holding a session-level
 //! advisory lock (released by PostgreSQL the moment the leader's connection dies, so a
-//! standby waiting on the same lock takes over), on SQLite by holding an exclusive lock on
-//! `FILE.lock` next to the database (released by the kernel when the process dies).
+//! standby waiting on the same lock takes over), on SQLite by holding an exclusive `flock`
+//! on the database file itself (released by the kernel when the process dies).
+//!
+//! The SQLite lock is on the file, not on a path: a second server that reaches the same
+//! database through another path, a symlink or a hard link opens the same inode and
+//! waits. It cannot disturb SQLite's own locks: SQLite locks byte ranges with `fcntl`,
+//! which `flock` does not touch on Linux. One rule keeps it that way: closing any
+//! descriptor of the file drops every `fcntl` lock this process holds on it, SQLite's
+//! included. So the lock's descriptor is never closed; giving leadership up unlocks it
+//! (`LOCK_UN`), and the descriptor lives until the process ends.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,7 +33,8 @@ pub struct Leadership {
 }
 
 enum Guard {
-    File(#[allow(dead_code)] std::fs::File),
+    /// The database file, locked; never closed (see the module docs).
+    File(&'static std::fs::File),
     Postgres(PgConnection),
     Nothing,
 }
@@ -38,6 +47,15 @@ impl std::fmt::Debug for Leadership {
             Guard::Nothing => "none",
         };
         f.debug_struct("Leadership").field("guard", &kind).finish()
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        if let Guard::File(file) = self.guard {
+            // Unlock without closing: closing would drop SQLite's fcntl locks too.
+            let _ = file.unlock();
+        }
     }
 }
 
@@ -90,19 +108,20 @@ impl Store {
         if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
             return Ok(Leadership { guard: Guard::Nothing });
         }
-        let mut lock_path = file.as_os_str().to_owned();
-        lock_path.push(".lock");
-        let lock =
-            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(
-                |e| bad(format!("cannot open the lock file {}: {e}", lock_path.to_string_lossy())),
-            )?;
+        let lock_path = file.to_path_buf();
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .open(&lock_path)
+            .map_err(|e| bad(format!("cannot open {} to lock it: {e}", lock_path.to_string_lossy())))?;
+        // Never closed: see the module docs.
+        let lock: &'static std::fs::File = Box::leak(Box::new(lock));
         loop {
             match lock.try_lock() {
                 Ok(()) => return Ok(Leadership { guard: Guard::File(lock) }),
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if !told {
                         waiting(&format!(
-                            "another gigawatt server holds {}; standing by until it stops",
+                            "another gigawatt server leads the log {}; standing by until it stops",
                             lock_path.to_string_lossy()
                         ));
                         told = true;

@@ -29,7 +29,7 @@ use reader::Ctx;
 pub enum LoadError {
     /// The fleet file itself could not be read (missing, unreadable). Problems with files
     /// it refers to are [`LoadError::Invalid`], located at the reference.
-    #[error("cannot read fleet file `{}`", path.display())]
+    #[error("cannot read fleet file `{}`: {source}", path.display())]
     Io {
         /// The path as given.
         path: PathBuf,
@@ -93,7 +93,8 @@ pub fn load_with_nodes(path: &Path, nodes: &Path) -> Result<Fleet, LoadError> {
 }
 
 fn load_inner(path: &Path, nodes: Option<&Path>) -> Result<Loaded, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+    let bytes = crate::read::read_regular(path, crate::read::MAX_FLEET_FILE_BYTES)
+        .map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
     let name = path.to_string_lossy();
     let base = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

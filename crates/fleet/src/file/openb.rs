@@ -151,7 +151,7 @@ pub(crate) fn load_nodes(
     catalog: &GpuCatalog,
     base_power: Watts,
 ) -> Result<Vec<Node>, Result<Diagnostics, std::io::Error>> {
-    let text = std::fs::read_to_string(path).map_err(Err)?;
+    let text = crate::read::read_text(path, crate::read::MAX_DATA_FILE_BYTES).map_err(Err)?;
     parse_nodes(&text, shown, catalog, base_power).map_err(Ok)
 }
 
