@@ -259,7 +259,9 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             r.restored,
             started.elapsed().as_secs_f64(),
         );
-        match &server.first_admin_token {
+        // Issued only now that the server listens, so that a failed start leaves none
+        // unshown; shown once (only its hash is kept).
+        match &server.first_admin_token().await? {
             Some(token) if args.no_hints => eprintln!("admin token: {token}"),
             Some(token) => {
                 eprintln!("admin token: {token}");

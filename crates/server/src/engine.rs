@@ -373,14 +373,24 @@ impl Engine {
         self.stage_decisions(now_ms, decisions)
     }
 
-    /// Writes the first records of a new log: the id key and the first admin token.
-    /// Returns the admin token's secret, to print once.
-    pub fn initialize(&mut self, now_ms: i64) -> Result<String, ApiError> {
+    /// Writes the first record of a new log: the id key.
+    pub fn initialize(&mut self, now_ms: i64) -> Result<(), ApiError> {
         let id_key = auth::random_u64()? & ((1 << 52) - 1);
-        self.stage(now_ms, LogEvent::Initialized { id_key })?;
+        self.stage(now_ms, LogEvent::Initialized { id_key })
+    }
+
+    /// Issues the first admin token, if this log never had an admin token (revoked ones
+    /// count: revoking every admin token must not mint a new one at the next start).
+    /// Returns its secret, to print once. `gigawatt serve` asks for it once it listens,
+    /// so a start that fails earlier (a busy port) issues nothing, and the next start
+    /// prints one.
+    pub fn issue_first_admin(&mut self, now_ms: i64) -> Result<Option<String>, ApiError> {
+        if self.view.tokens.values().any(|t| t.role == Role::Admin) {
+            return Ok(None);
+        }
         let (secret, event) = auth::issue(Role::Admin, "first admin (printed at first start)", None)?;
         self.stage(now_ms, event)?;
-        Ok(secret)
+        Ok(Some(secret))
     }
 
     /// Submits a job. Returns the workload id and whether it is new (`false` when the
@@ -649,27 +659,25 @@ impl Engine {
     }
 }
 
-/// Opens the store and loads the engine, initialising an empty log. Returns the engine,
-/// what loading found, and the first admin token when the log was new.
+/// Opens the store and loads the engine, initialising an empty log. Returns the engine
+/// and what loading found.
 pub async fn open(
     store: &Store,
     config: &EngineConfig,
     now_ms: i64,
-) -> Result<(Engine, LoadReport, Option<String>), anyhow::Error> {
+) -> Result<(Engine, LoadReport), anyhow::Error> {
     let (mut engine, report) = Engine::load(store, config, now_ms).await?;
-    let mut first_token = None;
     if engine.view.seq == 0 {
-        first_token = Some(engine.initialize(now_ms).map_err(|e| anyhow::anyhow!("{}", e.message))?);
+        engine.initialize(now_ms).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     }
     // Phases that began and curtailments that started or ended while no server ran.
     engine.apply_budget_schedule(now_ms).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let staged = engine.take_staged();
     match store.append(&staged).await {
-        Ok(()) => Ok((engine, report, first_token)),
+        Ok(()) => Ok((engine, report)),
         Err(StoreError::Conflict(_)) => {
             // Another process initialised the log at the same moment: load what it wrote.
-            let (engine, report) = Engine::load(store, config, now_ms).await?;
-            Ok((engine, report, None))
+            Ok(Engine::load(store, config, now_ms).await?)
         }
         Err(e) => Err(e.into()),
     }

@@ -210,8 +210,6 @@ pub struct Server {
     pub state: Arc<AppState>,
     /// What loading found.
     pub report: LoadReport,
-    /// The first admin token, when the log was new.
-    pub first_admin_token: Option<String>,
     writer: tokio::task::JoinHandle<()>,
     watchdog: tokio::task::JoinHandle<()>,
     power: tokio::task::JoinHandle<()>,
@@ -224,7 +222,7 @@ impl Server {
     /// writer.
     pub async fn start(store: Store, config: ServerConfig) -> anyhow::Result<Server> {
         let leadership = store.lead(|why| tracing::warn!("standby: {why}")).await?;
-        let (engine, report, first_admin_token) = engine::open(&store, &config.engine, now_ms()).await?;
+        let (engine, report) = engine::open(&store, &config.engine, now_ms()).await?;
         let (tx, rx) = mpsc::channel(8 * writer::MAX_BATCH);
         let (events, _) = broadcast::channel(16_384);
         let seq = engine.view.seq;
@@ -261,7 +259,19 @@ impl Server {
         let writer = tokio::spawn(writer::run(state.clone(), rx));
         let watchdog = tokio::spawn(agents::watchdog(state.clone()));
         let power = tokio::spawn(power::run(state.clone(), config.power.interval));
-        Ok(Server { state, report, first_admin_token, writer, watchdog, power, leadership })
+        Ok(Server { state, report, writer, watchdog, power, leadership })
+    }
+
+    /// Issues the log's first admin token if it never had one, and returns its secret
+    /// to show once. Call it once the server listens: a start that fails before (a
+    /// busy port) then issues nothing, and the next start shows a token.
+    ///
+    /// # Errors
+    /// The token could not be written to the log.
+    pub async fn first_admin_token(&self) -> anyhow::Result<Option<String>> {
+        writer::execute(&self.state, |engine, now| engine.issue_first_admin(now))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot write the first admin token: {}", e.message))
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves.

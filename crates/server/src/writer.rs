@@ -179,7 +179,7 @@ async fn reload(state: &AppState, engine: &mut Engine) {
     state.set_ready(false);
     loop {
         match crate::engine::open(&state.store, &state.config, crate::now_ms()).await {
-            Ok((fresh, report, _)) => {
+            Ok((fresh, report)) => {
                 tracing::info!(
                     seq = fresh.view.seq,
                     replayed = report.replayed,
