@@ -29,7 +29,7 @@ use reader::Ctx;
 pub enum LoadError {
     /// The fleet file itself could not be read (missing, unreadable). Problems with files
     /// it refers to are [`LoadError::Invalid`], located at the reference.
-    #[error("cannot read fleet file `{}`: {source}", path.display())]
+    #[error("cannot read fleet file `{}`", path.display())]
     Io {
         /// The path as given.
         path: PathBuf,
