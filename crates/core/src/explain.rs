@@ -293,6 +293,48 @@ pub enum PreemptWhy {
     },
 }
 
+impl PreemptWhy {
+    /// The reason in words, naming nothing of another tenant: no workload id, class or
+    /// tenant of whoever took the room. This is what the preempted workload's tenant
+    /// reads; [`PreemptWhy::preemptor`] adds who, for operators.
+    #[must_use]
+    pub fn without_others(&self) -> String {
+        match self {
+            PreemptWhy::Priority { .. } => "preempted by higher-priority work; requeued whole".to_string(),
+            PreemptWhy::FairShare { .. } => {
+                "its tenant borrowed more quota, for its fair-share weight, than \
+                                             another tenant waiting to borrow; requeued whole"
+                    .to_string()
+            }
+            PreemptWhy::Reclaim { .. } => "its tenant was borrowing quota that another tenant needed back \
+                                           (within its nominal quota); requeued whole"
+                .to_string(),
+            PreemptWhy::PowerBudget { .. } | PreemptWhy::NodeLost { .. } | PreemptWhy::EnergyQuota { .. } => {
+                self.to_string()
+            }
+        }
+    }
+
+    /// Who took the room, when another workload did: `w-5 (latency-critical)` or
+    /// `w-5 of tenant acme`. For operators only.
+    #[must_use]
+    pub fn preemptor(&self) -> Option<String> {
+        match self {
+            PreemptWhy::Priority { by, class } => Some(format!("{by} ({class})")),
+            PreemptWhy::FairShare { by, tenant } | PreemptWhy::Reclaim { by, tenant } => {
+                Some(format!("{by} of tenant {tenant}"))
+            }
+            PreemptWhy::PowerBudget { .. } | PreemptWhy::NodeLost { .. } | PreemptWhy::EnergyQuota { .. } => {
+                None
+            }
+        }
+    }
+
+    /// The fields of its serialized form that describe another tenant's work (removed
+    /// from what a tenant reads).
+    pub const OTHERS_FIELDS: [&'static str; 3] = ["by", "class", "tenant"];
+}
+
 impl fmt::Display for PreemptWhy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

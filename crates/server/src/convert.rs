@@ -99,15 +99,25 @@ pub fn workload_info(engine: &Engine, w: &WorkloadRecord) -> WorkloadInfo {
 
 /// One log record about a workload, for `explain`.
 #[must_use]
-pub fn decision_info(r: &Record) -> DecisionInfo {
-    let detail = serde_json::to_value(&r.event).unwrap_or(serde_json::Value::Null);
-    DecisionInfo {
-        seq: r.seq,
-        at: rfc3339(r.at_ms),
-        event: r.event.kind().to_string(),
-        text: r.event.describe(),
-        detail,
+pub fn decision_info(r: &Record, caller: &crate::auth::Caller) -> DecisionInfo {
+    let mut detail = serde_json::to_value(&r.event).unwrap_or(serde_json::Value::Null);
+    let mut text = r.event.describe();
+    // A preemption for another workload: its tenant learns that it happened and why,
+    // never whose work it was; operators see who.
+    if let gigawatt_store::LogEvent::WorkloadPreempted { why, .. } = &r.event
+        && let Some(by) = why.preemptor()
+    {
+        if caller.role == gigawatt_api::Role::Tenant {
+            if let Some(w) = detail.get_mut("why").and_then(serde_json::Value::as_object_mut) {
+                for k in gigawatt_core::PreemptWhy::OTHERS_FIELDS {
+                    w.remove(k);
+                }
+            }
+        } else {
+            text.push_str(&format!(" (for {by})"));
+        }
     }
+    DecisionInfo { seq: r.seq, at: rfc3339(r.at_ms), event: r.event.kind().to_string(), text, detail }
 }
 
 /// Every site with live figures.

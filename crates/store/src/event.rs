@@ -404,7 +404,10 @@ impl LogEvent {
             LogEvent::WorkloadPlaced { workload, why, .. } => format!("{workload} placed: {why}"),
             LogEvent::WorkloadPending { workload, why } => format!("{workload} pending: {why}"),
             LogEvent::WorkloadRejected { workload, why } => format!("{workload} rejected: {why}"),
-            LogEvent::WorkloadPreempted { workload, why } => format!("{workload} preempted: {why}"),
+            // Read by the preempted workload's tenant too: nothing of the other's work.
+            LogEvent::WorkloadPreempted { workload, why } => {
+                format!("{workload} preempted: {}", why.without_others())
+            }
             LogEvent::WorkloadFinished { workload, state, exit_code, by } => {
                 let mut s = format!("{workload} {}", state.as_str());
                 if let Some(c) = exit_code {

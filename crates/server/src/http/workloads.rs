@@ -355,6 +355,6 @@ pub async fn explain(
         .workload_history(wid)
         .await
         .map_err(|e| ApiError::unavailable(format!("the event log could not be read: {e}")))?;
-    let history = records.iter().filter(|r| r.seq <= upto).map(decision_info).collect();
+    let history = records.iter().filter(|r| r.seq <= upto).map(|r| decision_info(r, &caller)).collect();
     Ok(Json(Explain { id: wid.to_string(), state: wstate, summary, history, queue }))
 }
