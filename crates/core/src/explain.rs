@@ -199,6 +199,14 @@ pub enum RejectWhy {
         /// Models the fleet knows.
         known: Vec<String>,
     },
+    /// No node of the fleet has a GPU of any model the workload allows (the catalog
+    /// knows them).
+    ModelNotInFleet {
+        /// The models asked for.
+        models: Vec<String>,
+        /// The models the fleet has.
+        fleet: Vec<String>,
+    },
     /// No site in the fleet may hold the data class.
     NoSiteAllowed {
         /// The data class.
@@ -226,6 +234,12 @@ impl fmt::Display for RejectWhy {
             RejectWhy::UnknownGpuModel { model, known } => {
                 write!(f, "unknown GPU model `{model}`; this fleet has: {}", known.join(", "))
             }
+            RejectWhy::ModelNotInFleet { models, fleet } => write!(
+                f,
+                "no node of this fleet has a GPU of model {}; it has {}",
+                models.join(" or "),
+                if fleet.is_empty() { "no GPUs".to_string() } else { fleet.join(", ") }
+            ),
             RejectWhy::NoSiteAllowed { data_class } => {
                 write!(f, "no site in the fleet may hold {data_class} data")
             }

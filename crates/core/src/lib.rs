@@ -66,6 +66,7 @@ mod backfill;
 mod energy;
 mod error;
 mod fair_preempt;
+mod feasible;
 mod gang;
 mod index;
 mod placement;

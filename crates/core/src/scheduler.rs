@@ -260,6 +260,9 @@ pub struct Scheduler {
     /// The workloads with a task on each node (by node index): a preemption judges a
     /// node by everything on it.
     pub(crate) on_node: Vec<Vec<WorkloadId>>,
+    /// The most tasks of a shape one topology group holds empty, per shape, with the
+    /// node count it was computed at (see `feasible.rs`).
+    pub(crate) gang_room: (usize, FxHashMap<crate::feasible::FitKey, u64>),
     pub(crate) reservations: BTreeMap<WorkloadId, Reservation>,
     pub(crate) last_tick: Option<Timestamp>,
     /// Members of each rack and each network domain, with the node count they were
@@ -334,6 +337,7 @@ impl Scheduler {
             youngest: Default::default(),
             by_tenant: Vec::new(),
             on_node: Vec::new(),
+            gang_room: (usize::MAX, FxHashMap::default()),
             reservations: BTreeMap::new(),
             last_tick: None,
             topo: (usize::MAX, Vec::new(), Vec::new()),
@@ -855,7 +859,7 @@ impl Scheduler {
             return Err(RejectWhy::NoSiteAllowed { data_class: w.data_class.to_string() });
         }
         self.never_fits(w)?;
-        Ok(Need {
+        let need = Need {
             gpu_count: d.gpu.count,
             milli: d.gpu.milli_per_gpu,
             models,
@@ -863,12 +867,24 @@ impl Scheduler {
             memory: d.memory,
             data_class: w.data_class,
             admit: Admit::default(),
-        })
+        };
+        self.check_feasible(&need, &d.gpu_models, w.shape)?;
+        Ok(need)
+    }
+
+    /// Whether `w` could ever run on this fleet: the checks an arrival gets, without
+    /// queueing it. A restart uses it for the work the log still holds: a fleet that
+    /// changed under the log may have made some of it impossible.
+    ///
+    /// # Errors
+    /// Why it never could, as an arrival would be rejected.
+    pub fn can_ever_run(&mut self, w: &Workload) -> Result<(), RejectWhy> {
+        self.resolve(w).map(|_| ())
     }
 
     /// Rejects a task larger than every node at the sites its data may use (more GPUs,
     /// CPU or memory than the largest node has in total), as Slurm rejects a job that
-    /// can never run. A model the fleet lacks is not a reason: a node of it may join.
+    /// can never run.
     fn never_fits(&mut self, w: &Workload) -> Result<(), RejectWhy> {
         let d = &w.demand;
         if self.largest.0 != self.state.nodes.len() {

@@ -575,12 +575,13 @@ fn partially_placed_service_is_listed_once_in_the_queue_after_eviction() {
 }
 
 #[test]
-fn waiting_workload_takes_a_node_of_its_model_that_joins_later() {
-    // Every check but work conservation panics at once; that one is asserted below.
-    let mut h = Harness::toml(ONE).fatal_except(Kind::Liveness);
-    // No T4 in the fleet yet: the workload waits.
+fn work_asking_for_a_model_no_node_has_is_refused_at_submission_until_one_joins() {
+    let mut h = Harness::toml(ONE);
+    // No T4 in the fleet: refused at once, with what the fleet has, as sbatch refuses
+    // a node configuration that is not available.
     let d = h.arrive(job(1).models(&["T4"]));
-    assert_eq!(d[0].to_string(), "w-1 pending: 0/1 nodes fit: 1 GPU model not allowed");
+    assert!(matches!(&d[..], [Decision::Rejected { why: RejectWhy::ModelNotInFleet { .. }, .. }]), "{d:?}");
+    assert!(d[0].to_string().contains("no node of this fleet has a GPU of model T4; it has"), "{}", d[0]);
     let t4 = NewNode {
         name: "one-r01-t4".into(),
         rack: "one-r01".into(),
@@ -590,12 +591,24 @@ fn waiting_workload_takes_a_node_of_its_model_that_joins_later() {
         memory: Mebibytes(262_144),
         base_power: Watts(800),
     };
-    let d = h.ok(Event::NodeAdded(t4));
-    assert_eq!(
-        h.placement(1),
-        vec![Some("one-r01-t4".to_string())],
-        "the T4 node joined but the T4 workload still waits; decisions: {d:?}"
-    );
+    h.ok(Event::NodeAdded(t4));
+    h.arrive(job(2).models(&["T4"]));
+    assert_eq!(h.placement(2), vec![Some("one-r01-t4".to_string())]);
+}
+
+#[test]
+fn a_gang_no_group_of_its_topology_could_hold_is_refused_at_submission() {
+    let mut h = Harness::toml(LAB);
+    // Two 8-GPU tasks on one 8-GPU node: never.
+    let d = h.arrive(job(1).gpus(8).gang(2, Topology::SameNode));
+    let [Decision::Rejected { why: RejectWhy::NeverFits { message }, .. }] = &d[..] else { panic!("{d:?}") };
+    assert!(message.contains("holds 1 such tasks even empty"), "{message}");
+    // More 8-GPU tasks than the fleet has nodes, anywhere: never.
+    let d = h.arrive(job(2).gpus(8).gang(5, Topology::Any));
+    assert!(matches!(&d[..], [Decision::Rejected { why: RejectWhy::NeverFits { .. }, .. }]), "{d:?}");
+    // What fits an empty group waits or runs as before.
+    let d = h.arrive(job(3).gpus(4).gang(2, Topology::SameNode));
+    assert!(matches!(&d[..], [Decision::Placed { .. }]), "{d:?}");
 }
 
 /// Every node of LAB keeps 2 free GPUs: `lab-r01-n01` holds a best-effort 2-GPU job (w-4)
@@ -848,7 +861,7 @@ fn duplicate_id_is_rejected_and_the_original_is_untouched() {
 fn unknown_workload_node_or_site_is_an_error_and_changes_nothing() {
     let mut h = Harness::toml(LAB);
     h.arrive(job(1).gpus(8));
-    h.arrive(job(2).gpus(8).gang(4, Topology::SameRack));
+    h.arrive(job(2).gpus(8).gang(4, Topology::SameDomain));
     let state = h.sched.state().clone();
     let pending: Vec<_> = h.sched.pending().collect();
 
@@ -1010,7 +1023,7 @@ fn restore_puts_back_exactly_what_was_placed_and_queues_the_rest() {
     let mut live = lab_scheduler(&fleet);
     let gang = job(1).gpus(8).gang(2, Topology::SameDomain).build();
     let share = job(2).share(500).build();
-    let big = job(3).gpus(8).gang(3, Topology::SameRack).build();
+    let big = job(3).gpus(8).gang(3, Topology::SameDomain).build();
     let mut placed = Vec::new();
     for w in [gang.clone(), share.clone(), big.clone()] {
         let d = live.handle(now, Event::Arrival(w.clone()), &mut rng).expect("arrival");

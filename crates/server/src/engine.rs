@@ -218,6 +218,13 @@ impl Engine {
                 continue;
             }
             let (workload, tasks, since) = (w.workload.clone(), w.tasks.clone(), w.submitted_at);
+            // The fleet changed under the log so that this work can never run (its GPU
+            // model left, its gang no longer fits any group): reject it, with the reason.
+            if let Err(why) = engine.scheduler.can_ever_run(&workload) {
+                tracing::warn!("{id} can no longer run on this fleet: {why}; rejected");
+                engine.stage(now_ms, LogEvent::WorkloadRejected { workload: id, why })?;
+                continue;
+            }
             if let Err(e) = engine.scheduler.restore(workload.clone(), &tasks) {
                 // The fleet changed under the log (a node or rack left the file, a limit
                 // shrank): requeue the workload whole and say so.
