@@ -1,0 +1,99 @@
+//! A fleet file edited under a log: work the new fleet can never run is rejected at the
+//! next start, with the reason, instead of waiting forever (or failing the start).
+
+mod server_harness;
+
+use serde_json::json;
+use server_harness::{Api, Backend, Server, TestDb, run_on};
+
+/// One H100 server and one T4 server; `T4_RACK` is cut out to remove the T4s.
+const FLEET: &str = r#"
+[node_type.hgx]
+gpu_model = "H100"
+gpus = 8
+cpu_millicores = 224000
+memory_mib = 2097152
+base_power_w = 4600
+
+[node_type.t4]
+gpu_model = "T4"
+gpus = 4
+cpu_millicores = 64000
+memory_mib = 262144
+base_power_w = 800
+
+[[site]]
+id = "lab"
+country = "FR"
+region = "eu-west-fr"
+pue = 1.0
+grid = [{ from = 2020-01-01, capacity_mw = 0.05 }]
+
+  [[site.rack_group]]
+  prefix = "lab-h"
+  count = 1
+  node_type = "hgx"
+  nodes_per_rack = 1
+T4_RACK
+"#;
+
+const T4_RACK: &str = r#"
+  [[site.rack_group]]
+  prefix = "lab-t"
+  count = 1
+  node_type = "t4"
+  nodes_per_rack = 1
+"#;
+
+fn t4_job(name: &str) -> serde_json::Value {
+    json!({"name": name, "kind": "batch", "resources": {"gpus": 4, "gpu_models": ["T4"]}})
+}
+
+fn fleet_change(db: &TestDb) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let fleet = dir.path().join("lab.toml");
+    std::fs::write(&fleet, FLEET.replace("T4_RACK", T4_RACK)).expect("fleet file");
+    let mut server = Server::start_with_fleet(db, &fleet, &[]);
+    let api = Api::new(&server.base);
+    let admin = server.admin_token.clone().expect("the first start prints the admin token");
+    api.create_tenant(&admin, "acme");
+    let running = api.post("/v1/workloads", &admin, &{
+        let mut j = t4_job("first");
+        j["tenant"] = json!("acme");
+        j
+    });
+    running.expect_status(201);
+    let waiting = api.post("/v1/workloads", &admin, &{
+        let mut j = t4_job("second");
+        j["tenant"] = json!("acme");
+        j
+    });
+    waiting.expect_status(201);
+    let (running, waiting) = (running.str("id"), waiting.str("id"));
+    assert_eq!(api.get(&format!("/v1/workloads/{waiting}"), &admin).body["state"], "pending");
+    server.kill();
+
+    // The T4 rack leaves the fleet file.
+    std::fs::write(&fleet, FLEET.replace("T4_RACK", "")).expect("fleet file");
+    let server = Server::start_with_fleet(db, &fleet, &[]);
+    let api = Api::new(&server.base);
+    for id in [&running, &waiting] {
+        let w = api.get(&format!("/v1/workloads/{id}"), &admin);
+        assert_eq!(w.body["state"], "rejected", "{id}: {}", w.body);
+        let reason = w.body["reason"].as_str().unwrap_or("");
+        assert!(reason.contains("no node of this fleet has a GPU of model T4; it has H100-SXM"), "{reason}");
+    }
+    // The log and a fresh fold of it agree.
+    let (_, digest) = server_harness::replay(db);
+    assert_eq!(api.get("/v1/state/digest", &admin).body["digest"].as_str().unwrap_or(""), digest);
+}
+
+#[test]
+fn work_a_changed_fleet_can_never_run_is_rejected_at_the_next_start_on_sqlite() {
+    run_on(Backend::Sqlite, "fleet_change", fleet_change);
+}
+
+#[test]
+fn work_a_changed_fleet_can_never_run_is_rejected_at_the_next_start_on_postgres() {
+    run_on(Backend::Postgres, "fleet_change", fleet_change);
+}
