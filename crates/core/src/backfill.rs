@@ -37,6 +37,11 @@ impl Scheduler {
         self.reclaim(rng, out);
         self.plan_reservations(out);
         self.backfill(rng, out);
+        for c in &mut self.pq.classes {
+            if std::mem::take(&mut c.retry_at_pass) {
+                c.retry = true;
+            }
+        }
         self.retry_pending(rng, out);
         self.fair_preempt(rng, out);
     }

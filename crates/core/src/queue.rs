@@ -76,6 +76,8 @@ pub(crate) struct Class {
     pub(crate) power_blocked: bool,
     /// Try it on the next event whatever changed (its state of failure is unknown).
     pub(crate) retry: bool,
+    /// Try it in full at the next periodic pass (a gang woken from quota).
+    pub(crate) retry_at_pass: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -121,6 +123,7 @@ impl Queue {
             len: 0,
             power_blocked: false,
             retry: true,
+            retry_at_pass: false,
         });
         self.class_ids.insert(key.clone(), c);
         c
@@ -261,7 +264,16 @@ impl Queue {
         tq.on_tree.remove(&c);
         let class = &mut self.classes[c as usize];
         class.ready.insert(rank);
-        class.retry = true;
+        // Its head failed on quota, not on capacity: where it fits is unknown. A single is
+        // tried on the next event; a gang's full look (every group) waits for the next
+        // periodic pass, which keeps gangs' wakes off the per-event path (they made the
+        // event p99 at 200,000 GPUs 1.2 ms instead of 0.5 ms). Reservations are planned
+        // in that pass too.
+        if class.key.is_gang() {
+            class.retry_at_pass = true;
+        } else {
+            class.retry = true;
+        }
         self.active.insert(c);
     }
 
