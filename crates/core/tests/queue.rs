@@ -80,22 +80,23 @@ fn a_gang_gets_a_reservation_from_time_limits_and_starts_when_they_allow() {
     assert_eq!(pos.expected_start, None);
 }
 
-/// Tenants `a` and `b`, 16 GPUs of nominal each in one cohort, on the 32-GPU lab.
-fn two_tenants() -> Quotas {
+/// Tenants with the given nominal quotas (thousandths of a GPU) of flavour `h100`, all
+/// in cohort `all`, with weight 1.
+fn cohort_of(nominals: &[(&str, u64)]) -> Quotas {
     let mut q = Quotas {
         flavours: vec![FlavourSpec { name: "h100".into(), models: vec![], sites: vec![], regions: vec![] }],
         ..Quotas::default()
     };
     q.cohorts.insert("all".into(), CohortSpec::default());
-    for t in ["a", "b"] {
+    for (t, nominal) in nominals {
         q.tenants.insert(
-            TenantId(t.into()),
+            TenantId((*t).into()),
             TenantQuota {
                 cohort: Some("all".into()),
                 weight: 1,
                 flavours: BTreeMap::from([(
                     "h100".to_string(),
-                    FlavourQuota { nominal: GpuMilliTotal(16_000), ..FlavourQuota::default() },
+                    FlavourQuota { nominal: GpuMilliTotal(*nominal), ..FlavourQuota::default() },
                 )]),
                 power: BTreeMap::new(),
                 energy: None,
@@ -103,6 +104,11 @@ fn two_tenants() -> Quotas {
         );
     }
     q
+}
+
+/// Tenants `a` and `b`, 16 GPUs of nominal each in one cohort, on the 32-GPU lab.
+fn two_tenants() -> Quotas {
+    cohort_of(&[("a", 16_000), ("b", 16_000)])
 }
 
 #[test]
@@ -139,24 +145,7 @@ fn a_borrower_is_reclaimed_when_the_lender_wants_its_nominal_back() {
 /// Tenants `a`, `b` and `c` with 4 GPUs of nominal each and `d` with 20, one cohort,
 /// on the 32-GPU lab.
 fn small_nominals() -> Quotas {
-    let mut q = two_tenants();
-    q.tenants.clear();
-    for (t, nominal) in [("a", 4_000), ("b", 4_000), ("c", 4_000), ("d", 20_000)] {
-        q.tenants.insert(
-            TenantId(t.into()),
-            TenantQuota {
-                cohort: Some("all".into()),
-                weight: 1,
-                flavours: BTreeMap::from([(
-                    "h100".to_string(),
-                    FlavourQuota { nominal: GpuMilliTotal(nominal), ..FlavourQuota::default() },
-                )]),
-                power: BTreeMap::new(),
-                energy: None,
-            },
-        );
-    }
-    q
+    cohort_of(&[("a", 4_000), ("b", 4_000), ("c", 4_000), ("d", 20_000)])
 }
 
 #[test]
