@@ -6,14 +6,10 @@ mod server_harness;
 use serde_json::json;
 use server_harness::{Api, Backend, Server, TestDb, run_on};
 
-/// One H100 server and one T4 server; `T4_RACK` is cut out to remove the T4s.
+/// One H100 server (`HGX`: the harness's) and one T4 server; `T4_RACK` is cut out to
+/// remove the T4s.
 const FLEET: &str = r#"
-[node_type.hgx]
-gpu_model = "H100"
-gpus = 8
-cpu_millicores = 224000
-memory_mib = 2097152
-base_power_w = 4600
+HGX
 
 [node_type.t4]
 gpu_model = "T4"
@@ -45,6 +41,11 @@ const T4_RACK: &str = r#"
   nodes_per_rack = 1
 "#;
 
+/// The fleet file, with `t4_rack` in place of `T4_RACK`.
+fn fleet_file(t4_rack: &str) -> String {
+    FLEET.replace("HGX", server_harness::HGX_NODE_TYPE).replace("T4_RACK", t4_rack)
+}
+
 fn t4_job(name: &str) -> serde_json::Value {
     json!({"name": name, "kind": "batch", "resources": {"gpus": 4, "gpu_models": ["T4"]}})
 }
@@ -52,7 +53,7 @@ fn t4_job(name: &str) -> serde_json::Value {
 fn fleet_change(db: &TestDb) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let fleet = dir.path().join("lab.toml");
-    std::fs::write(&fleet, FLEET.replace("T4_RACK", T4_RACK)).expect("fleet file");
+    std::fs::write(&fleet, fleet_file(T4_RACK)).expect("fleet file");
     let mut server = Server::start_with_fleet(db, &fleet, &[]);
     let api = Api::new(&server.base);
     let admin = server.admin_token.clone().expect("the first start prints the admin token");
@@ -74,7 +75,7 @@ fn fleet_change(db: &TestDb) {
     server.kill();
 
     // The T4 rack leaves the fleet file.
-    std::fs::write(&fleet, FLEET.replace("T4_RACK", "")).expect("fleet file");
+    std::fs::write(&fleet, fleet_file("")).expect("fleet file");
     let server = Server::start_with_fleet(db, &fleet, &[]);
     let api = Api::new(&server.base);
     for id in [&running, &waiting] {

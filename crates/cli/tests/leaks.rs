@@ -7,14 +7,10 @@ mod server_harness;
 use serde_json::{Value, json};
 use server_harness::{Api, Backend, Server, TestDb, wait_for};
 
-/// One server of 8 GPUs: any 8-GPU job preempts another of lower priority.
+/// One server of 8 GPUs (`HGX`: the harness's H100 server): any 8-GPU job preempts
+/// another of lower priority.
 const FLEET: &str = r#"
-[node_type.hgx]
-gpu_model = "H100"
-gpus = 8
-cpu_millicores = 224000
-memory_mib = 2097152
-base_power_w = 4600
+HGX
 
 [[site]]
 id = "lab"
@@ -37,7 +33,7 @@ fn job(name: &str, priority: &str) -> Value {
 fn preemption_names_no_other_tenant(db: &TestDb) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let fleet = dir.path().join("one-node.toml");
-    std::fs::write(&fleet, FLEET).expect("fleet file");
+    std::fs::write(&fleet, FLEET.replace("HGX", server_harness::HGX_NODE_TYPE)).expect("fleet file");
     let server = Server::start_with_fleet(db, &fleet, &[]);
     let api = Api::new(&server.base);
     let admin = server.admin_token.clone().expect("the first start prints the admin token");

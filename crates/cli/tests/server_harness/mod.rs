@@ -137,6 +137,17 @@ pub fn run_on(backend: Backend, test: &str, scenario: impl FnOnce(&TestDb)) {
     eprintln!("{test} on {}: {:.1} s", backend.name(), started.elapsed().as_secs_f64());
 }
 
+/// An 8-GPU H100 server type, for the small fleets tests write (`[node_type.hgx]`).
+#[allow(dead_code, reason = "not every test binary writes its own fleet")]
+pub const HGX_NODE_TYPE: &str = r#"
+[node_type.hgx]
+gpu_model = "H100"
+gpus = 8
+cpu_millicores = 224000
+memory_mib = 2097152
+base_power_w = 4600
+"#;
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
