@@ -72,6 +72,15 @@ impl Client {
         Ok(Client { http, base, token: token.to_owned() })
     }
 
+    /// Exchanges the join token this client holds for the node's credential.
+    pub async fn enroll(
+        &self,
+        body: &gigawatt_api::AgentEnroll,
+        timeout: Duration,
+    ) -> Result<gigawatt_api::NodeCredential, CallError> {
+        self.post("/v1/agent/enroll", body, timeout).await
+    }
+
     pub async fn register(&self, body: &RegisterAgent, timeout: Duration) -> Result<Registered, CallError> {
         self.post("/v1/agent/register", body, timeout).await
     }

@@ -25,6 +25,7 @@
 //!   workload is never truncated.
 
 pub mod backend;
+pub mod credential;
 pub mod guard;
 
 mod agent;
@@ -47,7 +48,8 @@ pub use process::INSTANCE_ENV;
 pub struct AgentConfig {
     /// The control plane's base URL, e.g. `http://127.0.0.1:7070`.
     pub server: String,
-    /// A token of role `agent` (or `admin`).
+    /// This node's own credential: a token of role `agent` bound to it (see
+    /// [`credential::resolve`]).
     pub token: String,
     /// This node's name in the fleet.
     pub node: String,

@@ -26,7 +26,10 @@ pub use quota::{
     CohortConfig, EnergyQuotaStatus, FairShareSpec, FlavourConfig, FlavourLimits, FlavourStatus, LinePlace,
     PowerQuotaStatus, QuotaConfig, QuotaStatus, QuotasInForce, TenantQuotaConfig,
 };
-pub use tokens::{CreateTenant, CreateToken, Role, TenantInfo, TokenCreated, TokenInfo, WhoAmI};
+pub use tokens::{
+    AgentEnroll, CreateTenant, CreateToken, EnrollNode, JoinToken, NodeCredential, Role, TenantInfo,
+    TokenCreated, TokenInfo, WhoAmI,
+};
 pub use workload::{
     CompleteRequest, DecisionInfo, Explain, Page, ReportUsage, TaskInfo, WatchEvent, WorkloadInfo,
     WorkloadState, format_workload_id, parse_workload_id,

@@ -78,6 +78,11 @@ pub struct CreateToken {
     /// The tenant, for (and only for) the `tenant` role.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// The node, for (and only for) the `agent` role: an agent token acts for exactly
+    /// one node. Prefer `POST /v1/nodes/{name}/enroll`, whose one-time join token the
+    /// agent exchanges for this credential itself.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// A token just issued. The secret is shown once and never stored: only its SHA-256.
@@ -93,6 +98,9 @@ pub struct TokenCreated {
     pub role: Role,
     /// Tenant, for tenant tokens.
     pub tenant: Option<String>,
+    /// Node, for agent tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A token as listed (never its secret).
@@ -110,6 +118,57 @@ pub struct TokenInfo {
     pub created_at: String,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// Node, for agent tokens and join tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// For a one-time join token: until when it may be exchanged (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_expires_at: Option<String>,
+}
+
+/// `POST /v1/nodes/{name}/enroll`: a one-time join token for a node's agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollNode {
+    /// How long the join token may be exchanged, in seconds: 60..=604800 (a week);
+    /// 3600 when absent.
+    #[serde(default)]
+    #[schema(minimum = 60, maximum = 604_800)]
+    pub ttl_s: Option<u64>,
+}
+
+/// A one-time join token: the agent of `node` exchanges it once, before it expires,
+/// for its own credential (`POST /v1/agent/enroll`). Shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JoinToken {
+    /// Token id (not secret), for listing and revoking.
+    pub id: String,
+    /// The secret join token.
+    pub token: String,
+    /// The node it enrols.
+    pub node: String,
+    /// Until when it may be exchanged (RFC 3339).
+    pub expires_at: String,
+}
+
+/// `POST /v1/agent/enroll`, with a join token as bearer: the node it is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEnroll {
+    /// The node, as named in the fleet file; must be the join token's.
+    pub node: String,
+}
+
+/// A node's own credential, issued in exchange for its join token. Shown once: the agent
+/// keeps it in its credential file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeCredential {
+    /// Token id (not secret), for listing and revoking.
+    pub id: String,
+    /// The secret bearer token of role `agent`, good for this node only.
+    pub token: String,
+    /// The node.
+    pub node: String,
 }
 
 /// Who the caller is.
@@ -123,4 +182,7 @@ pub struct WhoAmI {
     pub role: Role,
     /// Tenant, for tenant tokens.
     pub tenant: Option<String>,
+    /// Node, for agent tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }

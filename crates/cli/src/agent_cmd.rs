@@ -15,10 +15,21 @@ pub struct AgentArgs {
     /// The control plane's URL.
     #[arg(long, env = "GIGAWATT_SERVER", default_value = "http://127.0.0.1:7070")]
     pub server: String,
-    /// An API token of role `agent` (`gigawatt token create --role agent`). Prefer the
-    /// environment variable: a command line is visible to every user of the machine.
+    /// This node's own token (role `agent`, bound to this node: `gigawatt token create
+    /// --role agent --node NODE`). Without it, the credential file is used, or made from
+    /// a join token. Prefer the environment variable: a command line is visible to every
+    /// user of the machine.
     #[arg(long, env = "GIGAWATT_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
+    /// A one-time join token (`gigawatt node enroll NODE` prints one): at the first
+    /// start, the agent exchanges it for the node's credential and keeps that in the
+    /// credential file.
+    #[arg(long, env = "GIGAWATT_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Where the node's credential is kept (mode 0600). Default: `credential` in the
+    /// data directory.
+    #[arg(long)]
+    pub credential_file: Option<PathBuf>,
     /// This node's name in the fleet file.
     #[arg(long)]
     pub node: String,
@@ -55,17 +66,26 @@ pub fn agent(a: &AgentArgs) -> anyhow::Result<()> {
     let data_dir = a.data_dir.clone().unwrap_or_else(|| default_data_dir().join("agent").join(&a.node));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let exe = std::env::current_exe().context("finding the gigawatt binary for the guard")?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let server = a.server.trim_end_matches('/').to_string();
+    let credential_file = a.credential_file.clone().unwrap_or_else(|| data_dir.join("credential"));
+    let token = rt.block_on(gigawatt_agent::credential::resolve(
+        &server,
+        &a.node,
+        a.token.as_deref(),
+        a.join_token.as_deref(),
+        &credential_file,
+    ))?;
     let config = AgentConfig {
-        server: a.server.trim_end_matches('/').to_string(),
-        token: a.token.clone(),
+        server,
+        token,
         node: a.node.clone(),
         backend,
         data_dir,
         address: a.address.clone(),
         guard: Some(GuardSpawn { program: exe, args: vec!["agent-guard".into()] }),
     };
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(gigawatt_agent::run(config, crate::serve_cmd::shutdown_signal()))?;
     Ok(())
 }

@@ -283,19 +283,17 @@ pub struct MemoryArgs {
 #[derive(Debug, Args)]
 pub struct AgentsArgs {
     /// Start a server (`gigawatt serve --require-agents` on a free port, on `--db`)
-    /// instead of using `--server` (ignored then, as are `--token` and `--admin-token`);
-    /// it creates the tokens itself.
+    /// instead of using `--server` (ignored then, as is `--admin-token`); it uses the
+    /// admin token the new server prints.
     #[arg(long)]
     pub spawn: bool,
-    /// The server to load (with `--token`). It must run the fleet `--fleet`.
+    /// The server to load (with `--admin-token`). It must run the fleet `--fleet`.
     #[arg(long, env = "GIGAWATT_SERVER", required_unless_present = "spawn")]
     pub server: Option<String>,
-    /// A token of role `agent` (`gigawatt admin create-token --role agent`).
-    #[arg(long, required_unless_present = "spawn", hide_env_values = true)]
-    pub token: Option<String>,
-    /// An admin token, to create tenant `bench` and submit the `--jobs`; without it no
-    /// jobs are submitted (and the heartbeats carry no tasks).
-    #[arg(long)]
+    /// An admin token (required without `--spawn`). With it the bench issues each
+    /// simulated node its own agent token (`POST /v1/tokens` with the node, before
+    /// anything is measured), creates tenant `bench` and submits the `--jobs`.
+    #[arg(long, required_unless_present = "spawn")]
     pub admin_token: Option<String>,
     #[command(flatten)]
     pub serve: SpawnArgs,
@@ -846,7 +844,7 @@ fn bench_agents(a: &AgentsArgs) -> anyhow::Result<()> {
     let rt = runtime(a.client_threads)?;
     let mut tmp = None;
     let fleet = bundled(&a.serve.fleet.to_string_lossy());
-    let (server, url, agent_token, admin_token) = if a.spawn {
+    let (server, url, admin_token) = if a.spawn {
         let db = db_or_temp(a.serve.db.as_deref(), &mut tmp, "bench.db")?;
         rt.block_on(prepare_log(&db, a.serve.wipe))?;
         let mut opts = serve_options(&a.serve, db);
@@ -860,28 +858,14 @@ fn bench_agents(a: &AgentsArgs) -> anyhow::Result<()> {
         let admin =
             server.admin_token().context("the spawned server printed no admin token (was the log empty?)")?;
         let url = server.url();
-        let agent = rt.block_on(async {
-            let r = reqwest::Client::new()
-                .post(format!("{url}/v1/tokens"))
-                .bearer_auth(&admin)
-                .json(&serde_json::json!({"name": "bench agents", "role": "agent"}))
-                .send()
-                .await?;
-            if !r.status().is_success() {
-                bail!("creating an agent token: {} {}", r.status(), r.text().await.unwrap_or_default());
-            }
-            let v: serde_json::Value = r.json().await?;
-            v["token"].as_str().map(str::to_string).context("no `token` in the answer to POST /v1/tokens")
-        })?;
-        (Some((server, opts)), url, agent, Some(admin))
+        (Some((server, opts)), url, admin)
     } else {
         let url = a.server.clone().context("--server: give the server's URL, or --spawn")?;
-        let token = a.token.clone().context("--token: give an agent token, or --spawn")?;
-        (None, url, token, a.admin_token.clone())
+        let admin = a.admin_token.clone().context("--admin-token: give an admin token, or --spawn")?;
+        (None, url, admin)
     };
     let spec = agents::AgentsSpec {
         url: url.clone(),
-        agent_token,
         admin_token,
         tenant: "bench".into(),
         fleet,

@@ -130,6 +130,9 @@ pub struct CreateTokenArgs {
     /// The tenant, for a tenant token.
     #[arg(long)]
     pub tenant: Option<String>,
+    /// The node, for an agent token: it acts for that node only.
+    #[arg(long)]
+    pub node: Option<String>,
     /// A label for the token.
     #[arg(long, default_value = "created with gigawatt admin create-token")]
     pub name: String,
@@ -321,6 +324,16 @@ fn create_token(a: &CreateTokenArgs) -> anyhow::Result<()> {
         (_, Some(_)) => bail!("--tenant: only a tenant token belongs to a tenant; leave it out"),
         (_, None) => {}
     }
+    match (role, &a.node) {
+        (Role::Agent, None) => bail!("--node: an agent token acts for exactly one node; name it"),
+        (Role::Agent, Some(n))
+            if n.is_empty() || n.chars().count() > 128 || n.chars().any(char::is_control) =>
+        {
+            bail!("--node: give the node's name from the fleet file")
+        }
+        (Role::Agent, Some(_)) | (_, None) => {}
+        (_, Some(_)) => bail!("--node: only an agent token belongs to a node; leave it out"),
+    }
     let url = db_url(a.db.as_deref(), a.data_dir.as_deref())?;
     runtime()?.block_on(async {
         let store = Store::open(&url).await.with_context(|| format!("opening the event log {url}"))?;
@@ -333,7 +346,11 @@ fn create_token(a: &CreateTokenArgs) -> anyhow::Result<()> {
                 && !view.tenants.contains_key(t) {
                     bail!("--tenant: there is no tenant `{t}`");
                 }
-            let (secret, event) = gigawatt_server::auth::issue(role, &a.name, a.tenant.clone())
+            let (secret, event) = gigawatt_server::auth::issue(
+                role,
+                &a.name,
+                gigawatt_server::auth::Scope { tenant: a.tenant.clone(), node: a.node.clone(), join_expires_at: None },
+            )
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let record = Record { seq: view.seq + 1, at_ms: gigawatt_server::now_ms(), tenant: a.tenant.clone(), event };
             let LogEvent::TokenIssued { token_id, .. } = &record.event else { bail!("internal: not a token event") };

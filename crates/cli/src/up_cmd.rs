@@ -173,48 +173,57 @@ pub fn up(a: &UpArgs) -> anyhow::Result<()> {
         }
     }
 
-    // 2. A token for the agents, written straight into the log.
-    let out = Command::new(&exe)
-        .args(["admin", "create-token", "--role", "agent", "--name", "gigawatt up agents", "--db", &db])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .output()
-        .context("issuing the agents' token")?;
-    if !out.status.success() {
-        bail!("issuing the agents' token failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    // 2. Each agent's own credential (it acts for its node only), written straight
+    // into the log.
+    let mut agent_tokens = Vec::new();
+    for (node, _, _) in &chosen {
+        let out = Command::new(&exe)
+            .args(["admin", "create-token", "--role", "agent", "--node", node])
+            .args(["--name", &format!("gigawatt up: agent of {node}"), "--db", &db])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .with_context(|| format!("issuing the credential of node {node}"))?;
+        if !out.status.success() {
+            bail!(
+                "issuing the credential of node {node} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let token = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("agent token: ").map(str::to_string))
+            .context("`admin create-token` printed no token")?;
+        agent_tokens.push(token);
     }
-    let agent_token = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("agent token: ").map(str::to_string))
-        .context("`admin create-token` printed no token")?;
-    // The server picks up a token written straight into the log on first use (it reads
+    // The server picks up tokens written straight into the log on first use (it reads
     // the log again at most once a second): make that first use ours, before the agents.
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build()?;
     let known = Instant::now() + Duration::from_secs(30);
-    loop {
+    while let Some(last) = agent_tokens.last() {
         let ok = http
             .get(format!("{server_url}/v1/whoami"))
-            .bearer_auth(&agent_token)
+            .bearer_auth(last)
             .send()
             .is_ok_and(|r| r.status().is_success());
         if ok {
             break;
         }
         if Instant::now() > known {
-            bail!("the control plane did not accept the agents' token within 30 s");
+            bail!("the control plane did not accept the agents' credentials within 30 s");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 
     // 3. One agent per node.
     let mut agents = Vec::new();
-    for (node, model, count) in &chosen {
+    for ((node, model, count), agent_token) in chosen.iter().zip(&agent_tokens) {
         let mut cmd = Command::new(&exe);
         cmd.args(["agent", "--server", &server_url, "--node", node])
             .args(["--simulate", &format!("{count}x{model}")])
             .arg("--data-dir")
             .arg(data_dir.join("agents").join(node))
-            .env("GIGAWATT_TOKEN", &agent_token)
+            .env("GIGAWATT_TOKEN", agent_token)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -9,44 +9,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use server_harness::{Api, Backend, Resp, Server, TestDb};
+use server_harness::{Api, Backend, Server, TestDb, heartbeat, inventory, report};
 
 const NODE_A: &str = "valence-a001-n01";
 const NODE_B: &str = "valence-a001-n02";
-
-fn inventory(node: &str, count: u16) -> Value {
-    let gpus: Vec<Value> = (0..count)
-        .map(|i| {
-            json!({"index": i, "uuid": format!("GPU-{node}-{i}"), "name": "NVIDIA H100 80GB HBM3",
-                   "model": "H100-SXM", "memory_mib": 81559, "power_limit_w": 700,
-                   "default_power_limit_w": 700, "min_power_limit_w": 200, "max_power_limit_w": 700})
-        })
-        .collect();
-    json!({"node": node, "backend": "simulated", "address": "127.0.0.1", "version": "test", "gpus": gpus})
-}
-
-fn telemetry() -> Value {
-    let gpus: Vec<Value> = (0..8)
-        .map(|i| {
-            json!({"index": i, "power_w": 300, "utilization_pct": 50, "memory_used_mib": 1000,
-                        "temperature_c": 50, "power_limit_w": 700, "energy_j": 1000.0})
-        })
-        .collect();
-    json!({"power_w": 2400, "gpus": gpus})
-}
-
-fn heartbeat(api: &Api, token: &str, node: &str, generation: u64, tasks: &[Value]) -> Resp {
-    api.post(
-        "/v1/agent/heartbeat",
-        token,
-        &json!({"node": node, "generation": generation, "telemetry": telemetry(), "tasks": tasks}),
-    )
-}
-
-fn report(a: &Value, state: &str, exit_code: Option<i32>, energy_j: f64) -> Value {
-    json!({"workload": a["workload"], "task": a["task"], "generation": a["generation"], "state": state,
-           "pid": 4242, "exit_code": exit_code, "signal": null, "energy_j": energy_j, "message": null})
-}
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -85,14 +51,15 @@ fn agent_protocol_end_to_end() {
     let api = Api::new(&server.base);
     api.create_tenant(&admin, "acme");
     let (_, tenant) = api.issue_token(&admin, "tenant", Some("acme"));
-    let (_, agent) = api.issue_token(&admin, "agent", None);
+    let (_, agent) = api.issue_agent_token(&admin, NODE_A);
+    let (_, agent_b) = api.issue_agent_token(&admin, NODE_B);
 
     // Refusals, each with a clear error.
     api.post("/v1/agent/register", "gw_wrong", &inventory(NODE_A, 8)).expect_error(401, "unauthorized");
     api.post("/v1/agent/register", &tenant, &inventory(NODE_A, 8)).expect_error(403, "forbidden");
     let r = api.post("/v1/agent/register", &agent, &inventory("no-such-node", 8));
-    r.expect_error(404, "not-found");
-    assert!(r.str("message").contains("not in the fleet"), "{}", r.body);
+    r.expect_error(403, "forbidden");
+    assert!(r.str("message").contains(&format!("node {NODE_A}'s")), "{}", r.body);
     let r = api.post("/v1/agent/register", &agent, &inventory(NODE_A, 4));
     r.expect_error(422, "invalid-field");
     assert!(r.str("message").contains("8 GPUs in the fleet file"), "{}", r.body);
@@ -195,9 +162,9 @@ fn agent_protocol_end_to_end() {
 
     // Node loss: a job on node B (the only node with room for 8 GPUs once A is full) is
     // requeued when B goes silent, and B's old agent is fenced.
-    let reg_b = api.post("/v1/agent/register", &agent, &inventory(NODE_B, 8));
+    let reg_b = api.post("/v1/agent/register", &agent_b, &inventory(NODE_B, 8));
     let gen_b = reg_b.body["generation"].as_u64().expect("generation");
-    heartbeat(&api, &agent, NODE_B, gen_b, &[]).expect_status(200);
+    heartbeat(&api, &agent_b, NODE_B, gen_b, &[]).expect_status(200);
     let big = json!({"name": "big", "command": ["sleep", "100"], "resources": {"gpus": 8}});
     let id3 = api.post("/v1/workloads", &tenant, &big).expect_status(201).str("id");
     let on = |api: &Api| -> String {
@@ -206,17 +173,18 @@ fn agent_protocol_end_to_end() {
     };
     let first_node = on(&api);
     assert!(first_node == NODE_A || first_node == NODE_B, "placed on a registered node: {first_node}");
-    let (alive, alive_gen) = if first_node == NODE_A { (NODE_B, gen_b) } else { (NODE_A, gen_a) };
+    let (alive, alive_gen, alive_token) =
+        if first_node == NODE_A { (NODE_B, gen_b, &agent_b) } else { (NODE_A, gen_a, &agent) };
     let silent = first_node.clone();
     let started = Instant::now();
     wait_for("the silent node to be declared lost and the job moved", Duration::from_secs(10), || {
-        heartbeat(&api, &agent, alive, alive_gen, &[]).expect_status(200);
+        heartbeat(&api, alive_token, alive, alive_gen, &[]).expect_status(200);
         std::thread::sleep(Duration::from_millis(100));
         on(&api) == alive
     });
     assert!(started.elapsed() >= Duration::from_millis(900), "not before --lost-after");
-    let silent_gen = if silent == NODE_A { gen_a } else { gen_b };
-    let r = heartbeat(&api, &agent, &silent, silent_gen, &[]);
+    let (silent_gen, silent_token) = if silent == NODE_A { (gen_a, &agent) } else { (gen_b, &agent_b) };
+    let r = heartbeat(&api, silent_token, &silent, silent_gen, &[]);
     r.expect_error(409, "stale-generation");
     assert!(r.str("message").contains("register again"), "{}", r.body);
     let log = api.read_log(&admin);

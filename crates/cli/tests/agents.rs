@@ -96,7 +96,6 @@ struct Cluster {
     api: Api,
     admin: String,
     tenant: String,
-    agent_token: String,
     agents: Vec<Agent>,
     dir: tempfile::TempDir,
 }
@@ -132,9 +131,10 @@ fn cluster(db: &TestDb, agents: usize, listen: Option<&str>, lost_after: &str) -
     let api = Api::new(&server.base);
     api.create_tenant(&admin, "acme");
     let (_, tenant) = api.issue_token(&admin, "tenant", Some("acme"));
-    let (_, agent_token) = api.issue_token(&admin, "agent", None);
-    let agents: Vec<Agent> =
-        NODES[..agents].iter().map(|n| Agent::start(&server.base, &agent_token, n, dir.path())).collect();
+    let agents: Vec<Agent> = NODES[..agents]
+        .iter()
+        .map(|n| Agent::start(&server.base, &api.issue_agent_token(&admin, n).1, n, dir.path()))
+        .collect();
     wait_for("every agent to register and report", Duration::from_secs(60), || {
         let list = api.get("/v1/agents", &admin).body;
         let ready = list
@@ -144,7 +144,7 @@ fn cluster(db: &TestDb, agents: usize, listen: Option<&str>, lost_after: &str) -
             .count();
         (ready == agents.len()).then_some(())
     });
-    Cluster { server, api, admin, tenant, agent_token, agents, dir }
+    Cluster { server, api, admin, tenant, agents, dir }
 }
 
 impl Cluster {
@@ -344,7 +344,6 @@ fn control_plane_restart_adopts_running_work() {
             .any(|k| matches!(*k, "task-started" | "node-lost" | "workload-preempted" | "workload-placed")),
         "nothing was started, lost or moved: {new:?}"
     );
-    let _ = &c.agent_token;
     c.server.assert_clean_log();
 }
 
@@ -355,7 +354,7 @@ fn an_agent_refused_at_registration_says_why() {
     let server = Server::start(&db, &["--require-agents"]);
     let admin = server.admin_token.clone().expect("admin token");
     let api = Api::new(&server.base);
-    let (_, agent) = api.issue_token(&admin, "agent", None);
+    let (_, agent) = api.issue_agent_token(&admin, NODES[0]);
     let run = |token: &str, node: &str| {
         let out = Command::new(gigawatt_bin())
             .args(["agent", "--server", &server.base, "--node", node, "--simulate", "8xH100"])
@@ -368,7 +367,17 @@ fn an_agent_refused_at_registration_says_why() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let err = run(&agent, "no-such-node");
-    assert!(err.contains("not in the fleet"), "{err}");
+    assert!(err.contains("403") && err.contains(&format!("node {}'s", NODES[0])), "{err}");
+    // No credential at all: the agent says how to get one.
+    let out = Command::new(gigawatt_bin())
+        .args(["agent", "--server", &server.base, "--node", NODES[0], "--simulate", "8xH100"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("GIGAWATT_TOKEN")
+        .output()
+        .expect("gigawatt agent runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("gigawatt node enroll"), "{err}");
     let err = run("gw_not_a_token", NODES[0]);
     assert!(err.contains("unknown or revoked token"), "{err}");
     let out = Command::new(gigawatt_bin())
@@ -378,4 +387,64 @@ fn an_agent_refused_at_registration_says_why() {
         .expect("gigawatt agent runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("H100"), "lists the known models");
+}
+
+#[test]
+fn an_agent_enrols_once_with_a_join_token_and_keeps_its_credential() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(db) = TestDb::new(Backend::Sqlite, "agents_enrol") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db, &["--require-agents", "--heartbeat-interval", "200ms"]);
+    let admin = server.admin_token.clone().expect("admin token");
+    let api = Api::new(&server.base);
+    // The operator's side: `gigawatt node enroll NODE` prints a one-time join token.
+    let out = Command::new(gigawatt_bin())
+        .args(["node", "enroll", NODES[0], "--ttl", "10m", "-o", "json", "--server", &server.base])
+        .env("GIGAWATT_TOKEN", &admin)
+        .output()
+        .expect("gigawatt node enroll runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let join: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(join["node"], NODES[0]);
+    let join = join["token"].as_str().expect("token").to_string();
+    let agent_dir = dir.path().join("node-0");
+    let start = |join: Option<&str>| {
+        let mut cmd = Command::new(gigawatt_bin());
+        cmd.args(["agent", "--server", &server.base, "--node", NODES[0], "--simulate", "8xH100"])
+            .arg("--data-dir")
+            .arg(&agent_dir)
+            .env_remove("GIGAWATT_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        match join {
+            Some(j) => cmd.env("GIGAWATT_JOIN_TOKEN", j),
+            None => cmd.env_remove("GIGAWATT_JOIN_TOKEN"),
+        };
+        Agent { child: cmd.spawn().expect("gigawatt agent starts"), node: NODES[0].to_string() }
+    };
+    let generation = |api: &Api| -> Option<u64> {
+        let agents = api.get("/v1/agents", &admin);
+        agents.body.as_array()?.iter().find(|a| a["node"] == NODES[0] && a["state"] == "ready")?["generation"]
+            .as_u64()
+    };
+    // The agent's side: the join token is exchanged at the first start, and the node's
+    // credential kept, readable by its owner only.
+    let mut first = start(Some(&join));
+    let g1 = wait_for("the enrolled agent to register", Duration::from_secs(20), || generation(&api));
+    let cred = agent_dir.join("credential");
+    let mode = std::fs::metadata(&cred).expect("the credential file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    first.kill();
+    // The join token is spent; the restarted agent needs only its credential file.
+    api.post("/v1/agent/enroll", &join, &json!({"node": NODES[0]})).expect_error(401, "unauthorized");
+    let _second = start(None);
+    wait_for("the agent to register again from its credential file", Duration::from_secs(20), || {
+        generation(&api).filter(|g| *g > g1)
+    });
+    let tokens = api.get("/v1/tokens", &admin);
+    let of_node: Vec<&Value> =
+        tokens.body.as_array().expect("tokens").iter().filter(|t| t["node"] == NODES[0]).collect();
+    assert_eq!(of_node.len(), 2, "a join token and a credential: {of_node:?}");
+    assert!(of_node.iter().any(|t| t["join_expires_at"].is_string() && t["revoked"] == true), "{of_node:?}");
+    assert!(of_node.iter().any(|t| t["role"] == "agent" && t["revoked"] == false), "{of_node:?}");
 }

@@ -110,7 +110,6 @@ fn load_rising_is_capped_within_a_control_interval_and_a_curtailment_is_met_then
     let api = Api::new(&server.base);
     let admin = server.admin_token.clone().expect("admin token");
     api.create_tenant(&admin, "acme");
-    let (_, agent_token) = api.issue_token(&admin, "agent", None);
     let nodes: Vec<String> = api.get("/v1/nodes", &admin).body["items"]
         .as_array()
         .expect("nodes")
@@ -118,8 +117,10 @@ fn load_rising_is_capped_within_a_control_interval_and_a_curtailment_is_met_then
         .map(|n| n["name"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(nodes.len(), 3, "{nodes:?}");
-    let _agents: Vec<Agent> =
-        nodes.iter().map(|n| agent(&server.base, &agent_token, n, dir.path())).collect();
+    let _agents: Vec<Agent> = nodes
+        .iter()
+        .map(|n| agent(&server.base, &api.issue_agent_token(&admin, n).1, n, dir.path()))
+        .collect();
     wait_for("three agents", 30, || {
         let agents = api.get("/v1/agents", &admin).body.clone();
         (agents.as_array().map_or(0, |a| a.iter().filter(|x| x["state"] == "ready").count()) == 3)

@@ -97,10 +97,16 @@ fn lab(db: &TestDb, tenants: &[&str], agents: usize) -> Lab {
             api.issue_token(&admin, "tenant", Some(t)).1
         })
         .collect();
-    let (_, agent_token) = api.issue_token(&admin, "agent", None);
     let agents: Vec<Agent> = NODES[..agents]
         .iter()
-        .map(|n| Agent(server_harness::spawn_agent(&server.base, &agent_token, n, dir.path())))
+        .map(|n| {
+            Agent(server_harness::spawn_agent(
+                &server.base,
+                &api.issue_agent_token(&admin, n).1,
+                n,
+                dir.path(),
+            ))
+        })
         .collect();
     wait_for("every agent to report", Duration::from_secs(60), || {
         let list = api.get("/v1/agents", &admin).body;

@@ -27,6 +27,10 @@ pub struct Caller {
     pub role: Role,
     /// Tenant, for tenant tokens.
     pub tenant: Option<String>,
+    /// Node, for agent tokens (and join tokens).
+    pub node: Option<String>,
+    /// For a join token: until when it may be exchanged (Unix ms).
+    pub join_expires_at: Option<i64>,
 }
 
 impl Caller {
@@ -40,8 +44,31 @@ impl Caller {
         }
     }
 
+    /// Why the caller may not act for `node` on the agent protocol, if it may not: only
+    /// the credential of that very node may (an admin may not either: Kubernetes binds
+    /// each kubelet to its node the same way).
+    pub fn refuses_node(&self, node: &str) -> Option<String> {
+        match (self.role, &self.node, self.join_expires_at) {
+            (Role::Agent, Some(n), None) if n == node => None,
+            (Role::Agent, Some(n), None) => Some(format!("this credential is node {n}'s")),
+            (Role::Agent, Some(n), Some(_)) => {
+                Some(format!("a join token (for node {n}) is only good for `POST /v1/agent/enroll`"))
+            }
+            (Role::Agent, None, _) => Some(
+                "this agent token is bound to no node (issued before node binding); enrol the node: `gigawatt node enroll NODE`"
+                    .into(),
+            ),
+            (role, _, _) => Some(format!("only the node's own agent credential acts for it; this token is {}", role.as_str())),
+        }
+    }
+
     /// Refuses unless the caller has one of `roles`.
     pub fn require(&self, roles: &[Role], what: &str) -> Result<(), ApiError> {
+        if self.join_expires_at.is_some() {
+            return Err(ApiError::forbidden(format!(
+                "{what}: a join token is only good for `POST /v1/agent/enroll`"
+            )));
+        }
         if roles.contains(&self.role) {
             Ok(())
         } else {
@@ -73,12 +100,38 @@ pub fn hash(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
+/// What a token acts for, beyond its role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// The tenant of a tenant token.
+    pub tenant: Option<String>,
+    /// The node of an agent token.
+    pub node: Option<String>,
+    /// A join token: exchangeable once, until then (Unix ms).
+    pub join_expires_at: Option<i64>,
+}
+
+impl Scope {
+    /// A tenant token's scope.
+    #[must_use]
+    pub fn tenant(tenant: Option<String>) -> Scope {
+        Scope { tenant, ..Scope::default() }
+    }
+}
+
 /// Mints a token: its secret and the log event that records its hash.
-pub fn issue(role: Role, name: &str, tenant: Option<String>) -> Result<(String, LogEvent), ApiError> {
+pub fn issue(role: Role, name: &str, scope: Scope) -> Result<(String, LogEvent), ApiError> {
     let secret = format!("gw_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random::<32>()?));
     let token_id = format!("tok-{}", hex(&random::<6>()?));
-    let event =
-        LogEvent::TokenIssued { token_id, name: name.to_string(), role, tenant, sha256: hash(&secret) };
+    let event = LogEvent::TokenIssued {
+        token_id,
+        name: name.to_string(),
+        role,
+        tenant: scope.tenant,
+        sha256: hash(&secret),
+        node: scope.node,
+        join_expires_at: scope.join_expires_at,
+    };
     Ok((secret, event))
 }
 
@@ -98,19 +151,59 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let digest = hash(secret);
-        if let Some(caller) = state.lookup_token(&digest).await {
-            return Ok(caller);
-        }
+        let mut found = state.lookup_token(&digest).await;
         // A token may have been issued straight into the log (`gigawatt admin
         // create-token`): catch up with the log, at most once a second, and look again.
-        if state.catch_up().await
-            && let Some(caller) = state.lookup_token(&digest).await
-        {
+        if found.is_none() && state.catch_up().await {
+            found = state.lookup_token(&digest).await;
+        }
+        if let Some(caller) = found {
+            if let Some(until) = caller.join_expires_at {
+                if parts.uri.path() != "/v1/agent/enroll" {
+                    return Err(ApiError::forbidden("a join token is only good for `POST /v1/agent/enroll`"));
+                }
+                if crate::now_ms() > until {
+                    return Err(ApiError::unauthorized(
+                        "this join token expired; issue another: `gigawatt node enroll NODE`",
+                    ));
+                }
+            }
             return Ok(caller);
         }
         if parts.uri.path().starts_with("/v1/agent/") {
             tracing::warn!(path = parts.uri.path(), "agent request refused: unknown or revoked token");
         }
         Err(ApiError::unauthorized("unknown or revoked token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(role: Role, node: Option<&str>, join: bool) -> Caller {
+        Caller {
+            token_id: "tok-1".into(),
+            name: "t".into(),
+            role,
+            tenant: None,
+            node: node.map(str::to_string),
+            join_expires_at: join.then_some(1),
+        }
+    }
+
+    #[test]
+    fn only_a_nodes_own_credential_acts_for_it() {
+        assert_eq!(caller(Role::Agent, Some("n1"), false).refuses_node("n1"), None);
+        let why = |c: Caller| c.refuses_node("n1").expect("refused");
+        assert!(why(caller(Role::Agent, Some("n2"), false)).contains("node n2's"));
+        assert!(why(caller(Role::Agent, Some("n1"), true)).contains("join token"));
+        // An agent token from before node binding acts for no node.
+        assert!(why(caller(Role::Agent, None, false)).contains("gigawatt node enroll"));
+        for role in [Role::Admin, Role::Operator, Role::Tenant, Role::Auditor] {
+            assert!(why(caller(role, None, false)).contains(role.as_str()));
+        }
+        // A join token is good for nothing else either.
+        assert!(caller(Role::Agent, Some("n1"), true).require(&[Role::Agent], "listing").is_err());
     }
 }

@@ -223,5 +223,7 @@ pub fn token_info(id: &str, t: &Token) -> TokenInfo {
         tenant: t.tenant.clone(),
         created_at: rfc3339(t.created_at),
         revoked: t.revoked,
+        node: t.node.clone(),
+        join_expires_at: t.join_expires_at.map(rfc3339),
     }
 }

@@ -395,7 +395,8 @@ impl Engine {
         if self.view.tokens.values().any(|t| t.role == Role::Admin) {
             return Ok(None);
         }
-        let (secret, event) = auth::issue(Role::Admin, "first admin (printed at first start)", None)?;
+        let (secret, event) =
+            auth::issue(Role::Admin, "first admin (printed at first start)", auth::Scope::default())?;
         self.stage(now_ms, event)?;
         Ok(Some(secret))
     }
@@ -626,13 +627,110 @@ impl Engine {
             }
             _ => {}
         }
-        let (secret, event) = auth::issue(req.role, &req.name, req.tenant.clone())?;
+        match (req.role, &req.node) {
+            (Role::Agent, None) => {
+                return Err(ApiError::field(
+                    "node",
+                    "an agent token acts for exactly one node: name it (or enrol the node: `POST /v1/nodes/{name}/enroll`)",
+                ));
+            }
+            (Role::Agent, Some(n)) if self.scheduler.state().node_by_name(n).is_none() => {
+                return Err(ApiError::field("node", format!("there is no node `{n}` in the fleet")));
+            }
+            (Role::Admin | Role::Operator | Role::Auditor | Role::Tenant, Some(_)) => {
+                return Err(ApiError::field("node", "only an agent token belongs to a node; leave it out"));
+            }
+            _ => {}
+        }
+        let scope = auth::Scope { tenant: req.tenant.clone(), node: req.node.clone(), join_expires_at: None };
+        let (secret, event) = auth::issue(req.role, &req.name, scope)?;
         let LogEvent::TokenIssued { token_id, .. } = &event else {
             return Err(ApiError::internal("token event".into()));
         };
         let token_id = token_id.clone();
         self.stage(now_ms, event)?;
         Ok((token_id, secret))
+    }
+
+    /// Issues a one-time join token for `node`'s agent, good until `expires_at`; returns
+    /// its id and secret.
+    pub fn enroll_node(
+        &mut self,
+        now_ms: i64,
+        node: &str,
+        expires_at: i64,
+    ) -> Result<(String, String), ApiError> {
+        if self.scheduler.state().node_by_name(node).is_none() {
+            return Err(ApiError::not_found("node", node));
+        }
+        let scope =
+            auth::Scope { tenant: None, node: Some(node.to_string()), join_expires_at: Some(expires_at) };
+        let (secret, event) = auth::issue(Role::Agent, &format!("join token of node {node}"), scope)?;
+        let LogEvent::TokenIssued { token_id, .. } = &event else {
+            return Err(ApiError::internal("token event".into()));
+        };
+        let token_id = token_id.clone();
+        self.stage(now_ms, event)?;
+        Ok((token_id, secret))
+    }
+
+    /// Exchanges a join token for its node's credential, in one commit: the credential
+    /// is issued and the join token revoked, so it is good once. Returns the
+    /// credential's id and secret.
+    pub fn exchange_join_token(
+        &mut self,
+        now_ms: i64,
+        join_token_id: &str,
+        node: &str,
+    ) -> Result<(String, String), ApiError> {
+        let Some(t) = self.view.tokens.get(join_token_id).filter(|t| !t.revoked) else {
+            return Err(ApiError::unauthorized("unknown or revoked token"));
+        };
+        match (&t.node, t.join_expires_at) {
+            (Some(n), Some(until)) if n == node && now_ms <= until => {}
+            (Some(n), Some(_)) if n != node => {
+                return Err(ApiError::forbidden(format!("this join token is for node {n}, not {node}")));
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::unauthorized(
+                    "this join token expired; issue another: `gigawatt node enroll NODE`",
+                ));
+            }
+            _ => return Err(ApiError::forbidden("only a join token is exchanged for a node credential")),
+        }
+        let scope = auth::Scope { tenant: None, node: Some(node.to_string()), join_expires_at: None };
+        let (secret, event) = auth::issue(Role::Agent, &format!("agent of node {node}"), scope)?;
+        let LogEvent::TokenIssued { token_id, .. } = &event else {
+            return Err(ApiError::internal("token event".into()));
+        };
+        let token_id = token_id.clone();
+        self.stage(now_ms, event)?;
+        self.stage(now_ms, LogEvent::TokenRevoked { token_id: join_token_id.to_string() })?;
+        Ok((token_id, secret))
+    }
+
+    /// Records that an agent credential was refused acting for `node` (for auditors).
+    pub fn agent_refused(
+        &mut self,
+        now_ms: i64,
+        token_id: &str,
+        node: &str,
+        what: &str,
+        reason: &str,
+        count: u64,
+    ) -> Result<(), ApiError> {
+        // The node name comes from outside: keep the record short and printable.
+        let node: String = node.chars().filter(|c| !c.is_control()).take(128).collect();
+        self.stage(
+            now_ms,
+            LogEvent::AgentRefused {
+                token_id: token_id.to_string(),
+                node,
+                what: what.to_string(),
+                reason: reason.to_string(),
+                count,
+            },
+        )
     }
 
     /// Revokes a token.

@@ -147,6 +147,8 @@ impl AppState {
                     name: t.name.clone(),
                     role: t.role,
                     tenant: t.tenant.clone(),
+                    node: t.node.clone(),
+                    join_expires_at: t.join_expires_at,
                 };
                 (t.sha256.clone(), caller)
             })

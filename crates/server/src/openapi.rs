@@ -22,6 +22,7 @@ use crate::http;
         http::workloads::complete, http::workloads::explain, http::events::stream,
         http::fleet::list_sites, http::fleet::get_site, http::fleet::set_budget, http::fleet::list_racks,
         http::fleet::list_nodes, http::fleet::get_node, http::fleet::set_node_state,
+        http::enroll::enroll_node, http::enroll::agent_enroll,
         http::agents::register, http::agents::heartbeat, http::agents::ship_logs, http::agents::changes, http::agents::list_agents,
         http::agents::telemetry, http::agents::set_power_limit, http::agents::read_logs, http::agents::energy,
         http::power::schedule, http::power::list, http::power::cancel,

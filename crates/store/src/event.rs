@@ -50,11 +50,37 @@ pub enum LogEvent {
         tenant: Option<String>,
         /// Hex SHA-256 of the secret.
         sha256: String,
+        /// The one node an agent token acts for (`system:node:<name>` in Kubernetes'
+        /// terms). An agent token without one (issued before node binding) acts for no
+        /// node.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+        /// A join token: good only for exchanging, once and before this time (Unix ms),
+        /// for its node's credential (`gigawatt node enroll`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        join_expires_at: Option<i64>,
     },
     /// A token was revoked.
     TokenRevoked {
         /// Token id.
         token_id: String,
+    },
+    /// An agent credential tried to act outside its scope (for another node, or for a
+    /// task its node does not hold) and was refused with 403. Repeats of the same refusal
+    /// are recorded at most once a minute per credential and node.
+    AgentRefused {
+        /// The credential's token id.
+        token_id: String,
+        /// The node it tried to act for.
+        node: String,
+        /// What it tried: `registration`, `heartbeat`, `task report`, `log chunk`, `poll`,
+        /// `enrolment`.
+        what: String,
+        /// Why it was refused.
+        reason: String,
+        /// How many refusals of this kind since the last record (1 for the first).
+        #[serde(default = "one")]
+        count: u64,
     },
     /// A workload was accepted.
     WorkloadSubmitted {
@@ -332,6 +358,7 @@ impl LogEvent {
             LogEvent::TenantCreated { .. } => "tenant-created",
             LogEvent::TokenIssued { .. } => "token-issued",
             LogEvent::TokenRevoked { .. } => "token-revoked",
+            LogEvent::AgentRefused { .. } => "agent-refused",
             LogEvent::WorkloadSubmitted { .. } => "workload-submitted",
             LogEvent::WorkloadPlaced { .. } => "workload-placed",
             LogEvent::WorkloadPending { .. } => "workload-pending",
@@ -385,10 +412,24 @@ impl LogEvent {
         match self {
             LogEvent::Initialized { .. } => "event log created".into(),
             LogEvent::TenantCreated { tenant, name } => format!("tenant {tenant} ({name}) created"),
-            LogEvent::TokenIssued { token_id, role, tenant, .. } => match tenant {
-                Some(t) => format!("token {token_id} issued: {role:?} of tenant {t}").to_lowercase(),
-                None => format!("token {token_id} issued: {}", role.as_str()),
-            },
+            LogEvent::TokenIssued { token_id, role, tenant, node, join_expires_at, .. } => {
+                match (tenant, node, join_expires_at) {
+                    (Some(t), _, _) => {
+                        format!("token {token_id} issued: {role:?} of tenant {t}").to_lowercase()
+                    }
+                    (None, Some(n), Some(_)) => {
+                        format!("token {token_id} issued: one-time join token for node {n}")
+                    }
+                    (None, Some(n), None) => {
+                        format!("token {token_id} issued: {} of node {n}", role.as_str())
+                    }
+                    (None, None, _) => format!("token {token_id} issued: {}", role.as_str()),
+                }
+            }
+            LogEvent::AgentRefused { token_id, node, what, reason, count } => {
+                let times = if *count > 1 { format!(" ({count} times)") } else { String::new() };
+                format!("agent credential {token_id} refused{times}: {what} for node {node}: {reason}")
+            }
             LogEvent::TokenRevoked { token_id } => format!("token {token_id} revoked"),
             LogEvent::WorkloadSubmitted { workload, kind, .. } => format!(
                 "{} submitted: {} `{}` of {}, {} × {}, {} priority, {} data",
@@ -507,4 +548,9 @@ impl LogEvent {
             },
         }
     }
+}
+
+/// Serde's default for a count that older records do not carry.
+fn one() -> u64 {
+    1
 }

@@ -60,6 +60,12 @@ pub struct Token {
     pub created_at: i64,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// The node an agent token acts for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// For a join token: until when it may be exchanged (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_expires_at: Option<i64>,
 }
 
 /// A node's agent, as the log knows it.
@@ -526,7 +532,7 @@ impl View {
                 }
                 self.tenants.insert(tenant.clone(), Tenant { name: name.clone(), created_at: at });
             }
-            LogEvent::TokenIssued { token_id, name, role, tenant, sha256 } => {
+            LogEvent::TokenIssued { token_id, name, role, tenant, sha256, node, join_expires_at } => {
                 if self.tokens.contains_key(token_id) {
                     return Err(fail(format!("token {token_id} exists")));
                 }
@@ -540,6 +546,8 @@ impl View {
                         sha256: sha256.clone(),
                         created_at: at,
                         revoked: false,
+                        node: node.clone(),
+                        join_expires_at: *join_expires_at,
                     },
                 );
             }
@@ -548,6 +556,8 @@ impl View {
                 t.revoked = true;
                 self.token_by_hash.remove(&t.sha256);
             }
+            // A refusal changes nothing: the record is for auditors.
+            LogEvent::AgentRefused { .. } => {}
             LogEvent::WorkloadSubmitted { workload, idempotency_key, .. } => {
                 let id = workload.id;
                 if self.workloads.contains_key(&id) {

@@ -128,6 +128,8 @@ fn sample_log(workloads: u64) -> Vec<Record> {
             role: Role::Tenant,
             tenant: Some("acme".into()),
             sha256: "ab".repeat(32),
+            node: None,
+            join_expires_at: None,
         },
     );
     let spec: JobSpec = serde_json::from_value(serde_json::json!({"name": "train"})).expect("a job spec");

@@ -9,7 +9,9 @@
 //! acted upon as a real agent would: new assignments are reported running in the next
 //! heartbeats (with a made-up pid and a growing energy counter), tasks the answer no
 //! longer names are dropped, and a `409 stale-generation` makes the agent register
-//! again. One-GPU jobs are submitted first (`--jobs`, with an admin token), so that the
+//! again. Each agent speaks with its own node's token (role `agent`, bound to the node),
+//! which the generator issues first with the admin token (`POST /v1/tokens`, before
+//! anything is timed). One-GPU jobs are submitted first (`--jobs`), so that the
 //! answers carry real assignments and the first reports of running tasks are written to
 //! the log, as in production. Over the `--duration` window after `--warmup`, the report
 //! gives the heartbeats sent and answered, the errors by status, the latency
@@ -45,8 +47,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use gigawatt_api::{
-    Desired, GpuInventory, GpuTelemetry, Heartbeat, NodeTelemetry, RegisterAgent, Registered, TaskReport,
-    TaskState,
+    CreateToken, Desired, GpuInventory, GpuTelemetry, Heartbeat, NodeTelemetry, RegisterAgent, Registered,
+    Role, TaskReport, TaskState, TokenCreated,
 };
 use gigawatt_fleet::GpuCatalog;
 use serde::Serialize;
@@ -62,6 +64,9 @@ const LATE: Duration = Duration::from_millis(5);
 /// Status recorded for a due heartbeat that was not sent: its agent was not registered.
 const NOT_REGISTERED: u16 = 1;
 
+/// Agent tokens being issued at most at once (before anything is measured).
+const TOKEN_CONCURRENCY: usize = 32;
+
 /// **Assumption**, as the simulated GPUs of `gigawatt agent`: the share of its time a
 /// task keeps its GPUs busy.
 const ACTIVITY: f64 = 0.9;
@@ -71,10 +76,9 @@ const ACTIVITY: f64 = 0.9;
 pub struct AgentsSpec {
     /// The server's base URL.
     pub url: String,
-    /// A token of role `agent`.
-    pub agent_token: String,
-    /// An admin token, to create the tenant and submit the jobs (none: no jobs).
-    pub admin_token: Option<String>,
+    /// An admin token: it issues each simulated node its own agent token, creates the
+    /// tenant and submits the jobs.
+    pub admin_token: String,
     /// The tenant of the jobs.
     pub tenant: String,
     /// The fleet file the server runs.
@@ -204,6 +208,8 @@ pub struct AgentsReport {
 /// One simulated node.
 struct Agent {
     node: String,
+    /// This node's own token (role `agent`, bound to `node`).
+    token: String,
     model: Option<String>,
     gpus: u16,
     tdp: u64,
@@ -408,6 +414,8 @@ fn agents_of(path: &std::path::Path, n: usize, seed: u64) -> anyhow::Result<Vec<
             .collect();
         out.push(Agent {
             node: node.name.clone(),
+            // Issued by `issue_tokens`, before the agents start.
+            token: String::new(),
             model: spec.map(|s| s.id.clone()),
             gpus,
             tdp,
@@ -449,7 +457,6 @@ struct Ctx {
     client: reqwest::Client,
     register_url: String,
     heartbeat_url: String,
-    token: String,
     agents: Vec<Agent>,
     interval: Duration,
     start: Instant,
@@ -484,13 +491,8 @@ impl Ctx {
     async fn register(&self, i: usize, again: bool) -> Result<(), (u16, String)> {
         let a = &self.agents[i];
         a.lock().phase = Phase::Registering;
-        let res = self
-            .client
-            .post(&self.register_url)
-            .bearer_auth(&self.token)
-            .json(&a.register_body())
-            .send()
-            .await;
+        let res =
+            self.client.post(&self.register_url).bearer_auth(&a.token).json(&a.register_body()).send().await;
         let outcome = match res {
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -557,7 +559,7 @@ impl Ctx {
         let res = self
             .client
             .post(&self.heartbeat_url)
-            .bearer_auth(&self.token)
+            .bearer_auth(&a.token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
@@ -719,6 +721,76 @@ async fn post(
     }
 }
 
+/// Issues every agent its own node's token (role `agent`), at most
+/// [`TOKEN_CONCURRENCY`] at once; returns how long it took. The first refusal stops it
+/// (the tokens not yet asked for are not asked for).
+async fn issue_tokens(
+    spec: &AgentsSpec,
+    client: &reqwest::Client,
+    agents: &mut [Agent],
+) -> anyhow::Result<Duration> {
+    let base = spec.url.trim_end_matches('/');
+    let url = Arc::new(format!("{base}/v1/tokens"));
+    let admin = Arc::new(spec.admin_token.clone());
+    let nodes: Arc<Vec<String>> = Arc::new(agents.iter().map(|a| a.node.clone()).collect());
+    let tokens: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; agents.len()]));
+    let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let failed = Arc::new(AtomicBool::new(false));
+    let took = for_all(agents.len(), TOKEN_CONCURRENCY, |i| {
+        let (client, url, admin, nodes, tokens, failure, failed) = (
+            client.clone(),
+            url.clone(),
+            admin.clone(),
+            nodes.clone(),
+            tokens.clone(),
+            failure.clone(),
+            failed.clone(),
+        );
+        async move {
+            if failed.load(Ordering::Relaxed) {
+                return;
+            }
+            let node = &nodes[i];
+            let body = CreateToken {
+                name: format!("bench agents {node}"),
+                role: Role::Agent,
+                tenant: None,
+                node: Some(node.clone()),
+            };
+            let res = async {
+                let r = client.post(url.as_str()).bearer_auth(admin.as_str()).json(&body).send().await?;
+                let status = r.status();
+                if !status.is_success() {
+                    let text = r.text().await.unwrap_or_default();
+                    anyhow::bail!("{} {}", status.as_u16(), text.trim());
+                }
+                let created: TokenCreated = r.json().await?;
+                Ok(created.token)
+            }
+            .await;
+            match res {
+                Ok(t) => tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(t),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    failure
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get_or_insert_with(|| format!("node `{node}`: {e:#}"));
+                }
+            }
+        }
+    })
+    .await;
+    if let Some(e) = failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        bail!("issuing an agent token (POST /v1/tokens): {e}");
+    }
+    let tokens = std::mem::take(&mut *tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    for (a, t) in agents.iter_mut().zip(tokens) {
+        a.token = t.with_context(|| format!("no agent token was issued for node `{}`", a.node))?;
+    }
+    Ok(took)
+}
+
 /// Creates the tenant and submits the jobs.
 async fn submit_jobs(spec: &AgentsSpec, client: &reqwest::Client, admin: &str) -> anyhow::Result<JobsReport> {
     let base = spec.url.trim_end_matches('/');
@@ -770,7 +842,7 @@ fn cpu_now(server: Option<u32>) -> (Option<f64>, Option<f64>, Option<f64>) {
 
 /// Plays the agents and reports.
 pub async fn run(spec: &AgentsSpec) -> anyhow::Result<AgentsReport> {
-    let agents = agents_of(&spec.fleet, spec.agents.max(1), spec.seed)?;
+    let mut agents = agents_of(&spec.fleet, spec.agents.max(1), spec.seed)?;
     let gpus: u64 = agents.iter().map(|a| u64::from(a.gpus)).sum();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(spec.connections + spec.setup_connections)
@@ -780,11 +852,18 @@ pub async fn run(spec: &AgentsSpec) -> anyhow::Result<AgentsReport> {
         .context("building the HTTP client")?;
     let base = spec.url.trim_end_matches('/');
     let n = agents.len();
+    // One credential per node, as in production; not part of anything measured.
+    if spec.progress {
+        eprintln!("issuing {n} agent tokens, one per node");
+    }
+    let took = issue_tokens(spec, &client, &mut agents).await?;
+    if spec.progress {
+        eprintln!("issued {n} agent tokens in {:.1} s", took.as_secs_f64());
+    }
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         register_url: format!("{base}/v1/agent/register"),
         heartbeat_url: format!("{base}/v1/agent/heartbeat"),
-        token: spec.agent_token.clone(),
         agents,
         interval: spec.interval,
         start: Instant::now(),
@@ -853,31 +932,24 @@ pub async fn run(spec: &AgentsSpec) -> anyhow::Result<AgentsReport> {
         }
     }
 
-    let jobs = match (&spec.admin_token, spec.jobs) {
-        (_, 0) => JobsReport::default(),
-        (None, _) => {
-            if spec.progress {
-                eprintln!("warning: no admin token: no jobs submitted, the answers carry no assignments");
-            }
-            JobsReport::default()
+    let jobs = if spec.jobs == 0 {
+        JobsReport::default()
+    } else {
+        if spec.progress {
+            eprintln!("submitting {} one-GPU jobs", spec.jobs);
         }
-        (Some(admin), _) => {
-            if spec.progress {
-                eprintln!("submitting {} one-GPU jobs", spec.jobs);
-            }
-            let r = submit_jobs(spec, &client, admin).await;
-            if r.is_err() {
-                stop(&ctx);
-            }
-            let r = r?;
-            if spec.progress {
-                eprintln!("submitted {} jobs in {:.1} s ({} created)", r.submitted, r.took_s, r.created);
-                if let Some(e) = &r.first_error {
-                    eprintln!("warning: {} submissions failed, the first: {e}", r.submitted - r.created);
-                }
-            }
-            r
+        let r = submit_jobs(spec, &client, &spec.admin_token).await;
+        if r.is_err() {
+            stop(&ctx);
         }
+        let r = r?;
+        if spec.progress {
+            eprintln!("submitted {} jobs in {:.1} s ({} created)", r.submitted, r.took_s, r.created);
+            if let Some(e) = &r.first_error {
+                eprintln!("warning: {} submissions failed, the first: {e}", r.submitted - r.created);
+            }
+        }
+        r
     };
 
     if spec.progress {
@@ -1052,6 +1124,7 @@ mod tests {
     fn agent() -> Agent {
         Agent {
             node: "n".into(),
+            token: "gw_n".into(),
             model: Some("H100-SXM".into()),
             gpus: 2,
             tdp: 700,

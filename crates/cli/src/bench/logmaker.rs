@@ -224,6 +224,7 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
                     name: format!("{id} {purpose}"),
                     role: Role::Tenant,
                     tenant: Some(id.clone()),
+                    node: None,
                 };
                 let (token_id, _secret) = engine.issue_token(now, &req)?;
                 tenants.push(Caller {
@@ -231,10 +232,12 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
                     name: req.name,
                     role: Role::Tenant,
                     tenant: Some(id.clone()),
+                    node: None,
+                    join_expires_at: None,
                 });
             }
         }
-        let req = CreateToken { name: "node agents".into(), role: Role::Operator, tenant: None };
+        let req = CreateToken { name: "node agents".into(), role: Role::Operator, tenant: None, node: None };
         let (operator, _) = engine.issue_token(now, &req)?;
         Ok((tenants, operator))
     })

@@ -158,11 +158,6 @@ fn one(spec: &ReactionSpec) -> anyhow::Result<ReactionRun> {
     let admin = server.admin_token().context("the fresh server printed no admin token")?;
     let http = Http { client: reqwest::blocking::Client::new(), base: server.url() };
     http.post("/v1/tenants", &admin, &json!({"id": "bench"}))?;
-    let agent_token =
-        http.post("/v1/tokens", &admin, &json!({"name": "reaction", "role": "agent"}))?["token"]
-            .as_str()
-            .context("no token in the answer")?
-            .to_string();
     let fleet = gigawatt_fleet::load(&spec.fleet).map_err(|e| anyhow::anyhow!("{e}"))?;
     let nodes: Vec<(String, String, u32)> = fleet
         .nodes()
@@ -173,9 +168,19 @@ fn one(spec: &ReactionSpec) -> anyhow::Result<ReactionRun> {
     if nodes.len() < 3 {
         bail!("the fleet needs three GPU nodes");
     }
+    // An agent token acts for one node only: one each.
+    let mut tokens = Vec::with_capacity(nodes.len());
+    for (node, _, _) in &nodes {
+        let body = json!({"name": format!("reaction {node}"), "role": "agent", "node": node});
+        let token = http.post("/v1/tokens", &admin, &body)?["token"]
+            .as_str()
+            .with_context(|| format!("no token in the answer for node `{node}`"))?
+            .to_string();
+        tokens.push(token);
+    }
     let exe = std::env::current_exe()?;
     let mut kids = Kids(Vec::new());
-    for (node, model, count) in &nodes {
+    for ((node, model, count), token) in nodes.iter().zip(&tokens) {
         let child = Command::new(&exe)
             .args([
                 "agent",
@@ -188,7 +193,7 @@ fn one(spec: &ReactionSpec) -> anyhow::Result<ReactionRun> {
             ])
             .arg("--data-dir")
             .arg(dir.path().join(node))
-            .env("GIGAWATT_TOKEN", &agent_token)
+            .env("GIGAWATT_TOKEN", token)
             .env("GIGAWATT_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -31,12 +31,16 @@ pub enum TenantCommand {
 /// Options of `gigawatt token create`.
 #[derive(Debug, Args)]
 pub struct TokenCreateArgs {
-    /// Role: admin, operator, tenant or auditor.
+    /// Role: admin, operator, tenant, auditor or agent.
     #[arg(long)]
     pub role: String,
     /// The tenant, for a tenant token.
     #[arg(long)]
     pub tenant: Option<String>,
+    /// The node, for an agent token (it acts for that node only). `gigawatt node enroll`
+    /// is the better way: the secret then never leaves the node.
+    #[arg(long)]
+    pub node: Option<String>,
     /// A label: who or what uses the token.
     #[arg(long)]
     pub name: String,
@@ -98,11 +102,15 @@ pub fn token(cmd: &TokenCommand) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Create(a) => {
             let role = Role::parse(&a.role).ok_or_else(|| {
-                anyhow::anyhow!("--role `{}`: use admin, operator, tenant or auditor", a.role)
+                anyhow::anyhow!("--role `{}`: use admin, operator, tenant, auditor or agent", a.role)
             })?;
             let api = connect(&a.conn)?;
-            let body =
-                serde_json::to_value(CreateToken { name: a.name.clone(), role, tenant: a.tenant.clone() })?;
+            let body = serde_json::to_value(CreateToken {
+                name: a.name.clone(),
+                role,
+                tenant: a.tenant.clone(),
+                node: a.node.clone(),
+            })?;
             let answer = api.post("/v1/tokens", &body, &[], Retry::ConnectOnly)?;
             let t: TokenCreated = typed(answer.body, "token")?;
             match a.conn.output {

@@ -1,5 +1,5 @@
-//! Verbs about what node agents run and measure: `logs`, `agents`, `power-limit`,
-//! `energy`.
+//! Verbs about node agents, what they run and measure: `node enroll`, `logs`, `agents`,
+//! `power-limit`, `energy`.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -11,6 +11,53 @@ use serde_json::json;
 use super::table::Table;
 use super::verbs::{emit, emit_json, seg, typed};
 use super::{Conn, Output, connect};
+
+/// `gigawatt node …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum NodeCommand {
+    /// Issue a one-time join token for a node's agent (admins, operators). The agent
+    /// exchanges it at its first start for its own credential, which acts for that
+    /// node only: `gigawatt agent --node NODE --join-token TOKEN`.
+    Enroll(EnrollArgs),
+}
+
+/// Options of `gigawatt node enroll`.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The node, as named in the fleet file.
+    pub node: String,
+    /// How long the join token may be exchanged: 1m to 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Runs a node verb.
+pub fn node(cmd: &NodeCommand) -> anyhow::Result<()> {
+    match cmd {
+        NodeCommand::Enroll(a) => {
+            let api = connect(&a.conn)?;
+            let path = format!("/v1/nodes/{}/enroll", seg(&a.node));
+            let body = json!({ "ttl_s": a.ttl.as_secs() });
+            let answer = api.post(&path, &body, &[], super::http::Retry::ConnectOnly)?;
+            let t: gigawatt_api::JoinToken = typed(answer.body, "join token")?;
+            match a.conn.output {
+                Output::Json => emit_json(&t),
+                Output::Table => emit(&format!(
+                    "join token for node {} (id {}), good once until {}:\n{}\n\non the node, run:\n  GIGAWATT_JOIN_TOKEN={} gigawatt agent --server {} --node {}\n",
+                    t.node,
+                    t.id,
+                    t.expires_at,
+                    t.token,
+                    t.token,
+                    api.server(),
+                    t.node
+                )),
+            }
+        }
+    }
+}
 
 /// Options of `gigawatt logs`.
 #[derive(Debug, Args)]

@@ -163,6 +163,9 @@ pub enum ClientCommand {
     Logs(agents::LogsArgs),
     /// List node agents with their state, power and tasks (operators).
     Agents(agents::AgentsArgs),
+    /// Enrol a node's agent (operators): `node enroll NODE` prints a one-time join token.
+    #[command(subcommand)]
+    Node(agents::NodeCommand),
     /// Cap the power of a node's GPUs, or --reset them to their default (operators).
     PowerLimit(agents::PowerLimitArgs),
     /// Energy used per tenant, in kJ and kWh.
@@ -194,6 +197,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Top(a) => top::top(&a),
         ClientCommand::Logs(a) => agents::logs(&a),
         ClientCommand::Agents(a) => agents::agents(&a),
+        ClientCommand::Node(c) => agents::node(&c),
         ClientCommand::PowerLimit(a) => agents::power_limit(&a),
         ClientCommand::Energy(a) => agents::energy(&a),
         ClientCommand::Site(c) => site::site(&c),

@@ -435,6 +435,19 @@ impl Api {
         (r.str("id"), r.str("token"))
     }
 
+    /// Issues the credential of `node`'s agent (an agent token bound to that node);
+    /// returns its id and secret.
+    #[track_caller]
+    pub fn issue_agent_token(&self, admin: &str, node: &str) -> (String, String) {
+        let r = self.post(
+            "/v1/tokens",
+            admin,
+            &json!({"name": format!("agent of {node}"), "role": "agent", "node": node}),
+        );
+        r.expect_status(201);
+        (r.str("id"), r.str("token"))
+    }
+
     /// Submits a one-GPU batch job (`tenant` for admin and operator tokens); returns the
     /// answer.
     #[track_caller]
@@ -579,4 +592,46 @@ impl SplitMix {
 pub fn assert_unique(ids: &[String], what: &str) {
     let set: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(set.len(), ids.len(), "{what}: some workload is listed twice");
+}
+
+/// A scripted agent's registration of `node` with `count` H100s.
+#[allow(dead_code, reason = "not every test binary scripts agents")]
+pub fn inventory(node: &str, count: u16) -> Value {
+    let gpus: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({"index": i, "uuid": format!("GPU-{node}-{i}"), "name": "NVIDIA H100 80GB HBM3",
+                   "model": "H100-SXM", "memory_mib": 81559, "power_limit_w": 700,
+                   "default_power_limit_w": 700, "min_power_limit_w": 200, "max_power_limit_w": 700})
+        })
+        .collect();
+    json!({"node": node, "backend": "simulated", "address": "127.0.0.1", "version": "test", "gpus": gpus})
+}
+
+/// A scripted agent's telemetry: 8 GPUs at 300 W.
+#[allow(dead_code, reason = "not every test binary scripts agents")]
+pub fn telemetry() -> Value {
+    let gpus: Vec<Value> = (0..8)
+        .map(|i| {
+            json!({"index": i, "power_w": 300, "utilization_pct": 50, "memory_used_mib": 1000,
+                        "temperature_c": 50, "power_limit_w": 700, "energy_j": 1000.0})
+        })
+        .collect();
+    json!({"power_w": 2400, "gpus": gpus})
+}
+
+/// A scripted agent's heartbeat.
+#[allow(dead_code, reason = "not every test binary scripts agents")]
+pub fn heartbeat(api: &Api, token: &str, node: &str, generation: u64, tasks: &[Value]) -> Resp {
+    api.post(
+        "/v1/agent/heartbeat",
+        token,
+        &json!({"node": node, "generation": generation, "telemetry": telemetry(), "tasks": tasks}),
+    )
+}
+
+/// A scripted agent's report of assignment `a`.
+#[allow(dead_code, reason = "not every test binary scripts agents")]
+pub fn report(a: &Value, state: &str, exit_code: Option<i32>, energy_j: f64) -> Value {
+    json!({"workload": a["workload"], "task": a["task"], "generation": a["generation"], "state": state,
+           "pid": 4242, "exit_code": exit_code, "signal": null, "energy_j": energy_j, "message": null})
 }

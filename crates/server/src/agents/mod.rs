@@ -6,6 +6,7 @@
 
 pub mod logs;
 pub mod registry;
+pub mod scope;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -132,6 +132,8 @@ pub struct Registry {
     /// A counter per node, bumped when its assignments or limits change; agents wait on
     /// it (`GET /v1/agent/changes`) to send a heartbeat at once.
     changes: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
+    /// Refusals of agent credentials acting outside their node, recorded lately.
+    pub refusals: super::scope::Refusals,
 }
 
 /// A registry lock was poisoned (a handler panicked holding it).
@@ -157,6 +159,7 @@ impl Registry {
             unsynced: Mutex::new(unsynced),
             boot: Instant::now(),
             changes: Mutex::new(HashMap::new()),
+            refusals: super::scope::Refusals::default(),
         }
     }
 

@@ -28,7 +28,13 @@ use crate::writer::execute;
     security(("bearer" = []))
 )]
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
-    Json(WhoAmI { token_id: caller.token_id, name: caller.name, role: caller.role, tenant: caller.tenant })
+    Json(WhoAmI {
+        token_id: caller.token_id,
+        name: caller.name,
+        role: caller.role,
+        tenant: caller.tenant,
+        node: caller.node,
+    })
 }
 
 /// Create a tenant (admin).
@@ -112,7 +118,7 @@ pub async fn create_token(
     caller.require(&[Role::Admin], "issuing a token")?;
     let created = execute(&state, move |engine, now| {
         let (id, token) = engine.issue_token(now, &req)?;
-        Ok(TokenCreated { id, token, name: req.name, role: req.role, tenant: req.tenant })
+        Ok(TokenCreated { id, token, name: req.name, role: req.role, tenant: req.tenant, node: req.node })
     })
     .await?;
     Ok((StatusCode::CREATED, Json(created)))

@@ -16,13 +16,13 @@ use utoipa::IntoParams;
 
 use super::{ApiJson, ApiQuery};
 use crate::AppState;
+use crate::agents::scope;
 use crate::auth::Caller;
 use crate::engine::Engine;
 use crate::engine::agents::stale_generation;
 use crate::error::ApiError;
 use crate::writer::execute;
 
-const AGENTS: [Role; 2] = [Role::Agent, Role::Admin];
 const SEE_FLEET: [Role; 3] = [Role::Admin, Role::Operator, Role::Auditor];
 
 /// The most task reports one heartbeat may carry.
@@ -46,7 +46,7 @@ fn refused(node: &str, what: &str, e: ApiError) -> ApiError {
         (status = 413, description = "Body too large", body = ApiErrorBody),
         (status = 415, description = "Not JSON", body = ApiErrorBody),
         (status = 401, description = "No valid token", body = ApiErrorBody),
-        (status = 403, description = "Only agent and admin tokens register nodes", body = ApiErrorBody),
+        (status = 403, description = "Not this node's own agent credential (the refusal is recorded)", body = ApiErrorBody),
         (status = 404, description = "The node is not in the fleet", body = ApiErrorBody),
         (status = 422, description = "The inventory does not match the fleet", body = ApiErrorBody),
         (status = 503, description = "The event log is unavailable; retry", body = ApiErrorBody),
@@ -59,7 +59,7 @@ pub async fn register(
     ApiJson(req): ApiJson<RegisterAgent>,
 ) -> Result<Json<Registered>, ApiError> {
     let node = req.node.clone();
-    caller.require(&AGENTS, "registering a node").map_err(|e| refused(&node, "registration", e))?;
+    scope::check_node(&state, &caller, &node, "registration").await?;
     let generation = execute(&state, move |e, now| e.register_node(now, &req))
         .await
         .map_err(|e| refused(&node, "registration", e))?;
@@ -134,7 +134,7 @@ fn key(r: &TaskReport) -> TaskKey {
         (status = 413, description = "Body too large", body = ApiErrorBody),
         (status = 415, description = "Not JSON", body = ApiErrorBody),
         (status = 401, description = "No valid token", body = ApiErrorBody),
-        (status = 403, description = "Only agent and admin tokens send heartbeats", body = ApiErrorBody),
+        (status = 403, description = "Not this node's own agent credential, or a task copy not placed on this node (the refusal is recorded)", body = ApiErrorBody),
         (status = 404, description = "The node is not in the fleet", body = ApiErrorBody),
         (status = 409, description = "`stale-generation`: the agent was fenced; stop everything and register again", body = ApiErrorBody),
         (status = 422, description = "A field is wrong", body = ApiErrorBody),
@@ -147,10 +147,12 @@ pub async fn heartbeat(
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> Result<Json<Desired>, ApiError> {
     let node = hb.node.clone();
-    caller.require(&AGENTS, "sending heartbeats").map_err(|e| refused(&node, "heartbeat", e))?;
+    scope::check_node(&state, &caller, &node, "heartbeat").await?;
     if hb.tasks.len() > MAX_REPORTS {
         return Err(ApiError::field("tasks", format!("at most {MAX_REPORTS} task reports per heartbeat")));
     }
+    let keys: Vec<TaskKey> = hb.tasks.iter().map(key).collect();
+    scope::check_copies(&state, &caller, &node, "task report", &keys).await?;
     let now = crate::now_ms();
     let generation = hb.generation;
     let (live, to_record) = {
@@ -266,7 +268,7 @@ const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(25);
         (status = 200, description = "The node's change counter, once it differs from `seen` (or after 25 s)", body = gigawatt_api::AgentChanges),
         (status = 400, description = "A query parameter is wrong", body = ApiErrorBody),
         (status = 401, description = "No valid token", body = ApiErrorBody),
-        (status = 403, description = "Only agent and admin tokens poll for changes", body = ApiErrorBody),
+        (status = 403, description = "Not this node's own agent credential (the refusal is recorded)", body = ApiErrorBody),
         (status = 404, description = "No such node", body = ApiErrorBody),
         (status = 409, description = "`stale-generation`: the agent was fenced", body = ApiErrorBody),
         (status = 422, description = "A number is out of range", body = ApiErrorBody),
@@ -278,7 +280,7 @@ pub async fn changes(
     caller: Caller,
     ApiQuery(q): ApiQuery<ChangesQuery>,
 ) -> Result<Json<gigawatt_api::AgentChanges>, ApiError> {
-    caller.require(&AGENTS, "polling for changes").map_err(|e| refused(&q.node, "poll", e))?;
+    scope::check_node(&state, &caller, &q.node, "poll").await?;
     for (field, v) in [("generation", Some(q.generation)), ("seen", q.seen)] {
         if let Some(v) = v.filter(|v| i64::try_from(*v).is_err()) {
             return Err(ApiError::field(field, format!("{v} is out of range; give 0..=9223372036854775807")));
@@ -308,7 +310,7 @@ pub async fn changes(
         (status = 413, description = "Body too large", body = ApiErrorBody),
         (status = 415, description = "Not JSON", body = ApiErrorBody),
         (status = 401, description = "No valid token", body = ApiErrorBody),
-        (status = 403, description = "Only agent and admin tokens ship logs", body = ApiErrorBody),
+        (status = 403, description = "Not this node's own agent credential, or a task copy not placed on this node (the refusal is recorded)", body = ApiErrorBody),
         (status = 404, description = "No such workload or node, or output is not kept", body = ApiErrorBody),
         (status = 409, description = "`stale-generation`: the agent was fenced", body = ApiErrorBody),
         (status = 422, description = "A field is wrong", body = ApiErrorBody),
@@ -321,12 +323,13 @@ pub async fn ship_logs(
     ApiJson(chunk): ApiJson<LogChunk>,
 ) -> Result<Json<LogAck>, ApiError> {
     let node = chunk.node.clone();
-    caller.require(&AGENTS, "shipping logs").map_err(|e| refused(&node, "log chunk", e))?;
+    scope::check_node(&state, &caller, &node, "log chunk").await?;
     let data = base64::engine::general_purpose::STANDARD
         .decode(chunk.data_base64.as_bytes())
         .map_err(|e| ApiError::field("data_base64", format!("not base64: {e}")))?;
     let id = parse_workload_id(&chunk.key.workload)
         .ok_or_else(|| ApiError::field("key.workload", "a workload id, `w-` and a number"))?;
+    scope::check_copies(&state, &caller, &node, "log chunk", std::iter::once(&chunk.key)).await?;
     {
         let engine = state.engine.read().await;
         check_generation(&engine, &node, chunk.generation).map_err(|e| refused(&node, "log chunk", e))?;

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod agents;
 pub mod energy;
+pub mod enroll;
 pub mod events;
 pub mod fleet;
 pub mod ops;
@@ -50,6 +51,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/workloads/{id}/logs", get(agents::read_logs))
         .route("/v1/events", get(events::stream))
         .route("/v1/agent/register", post(agents::register))
+        .route("/v1/agent/enroll", post(enroll::agent_enroll))
+        .route("/v1/nodes/{name}/enroll", post(enroll::enroll_node))
         .route("/v1/agent/heartbeat", post(agents::heartbeat))
         .route("/v1/agent/logs", post(agents::ship_logs))
         .route("/v1/agent/changes", get(agents::changes))
