@@ -7,6 +7,7 @@
 pub mod logs;
 pub mod registry;
 pub mod scope;
+pub mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -106,6 +106,9 @@ impl Engine {
                 ),
             ));
         }
+        if let Some(idx) = self.scheduler.state().node_by_name(node) {
+            crate::agents::validate::check_inventory(self.scheduler.state().node(idx).gpu_tdp, &req.gpus)?;
+        }
         for (i, g) in req.gpus.iter().enumerate() {
             if usize::from(g.index) != i {
                 return Err(ApiError::field(

@@ -165,7 +165,10 @@ pub async fn heartbeat(
                 state.agents.get(&node).ok_or_else(|| ApiError::internal("registry entry vanished".into()))?
             }
         };
-        let recorded = live.lock().map(|l| l.recorded.clone()).unwrap_or_default();
+        let (recorded, previous) =
+            live.lock().map(|l| (l.recorded.clone(), l.latest.clone())).unwrap_or_default();
+        crate::agents::validate::check_heartbeat(&engine, &hb, previous.as_ref(), now)
+            .map_err(|e| refused(&node, "heartbeat", e))?;
         (live, to_record(&engine, &recorded, &hb.tasks))
     };
     let exited: Vec<TaskKey> = hb
