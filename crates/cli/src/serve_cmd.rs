@@ -93,6 +93,23 @@ pub struct ServeArgs {
     /// Heartbeats of telemetry kept per node for `GET /v1/nodes/{name}/telemetry`.
     #[arg(long, default_value_t = 36)]
     pub telemetry_samples: usize,
+    /// Open connections at most; more are closed as soon as accepted. Default: 4,096, or
+    /// less when the limit on open files is low (this process raises its soft limit to
+    /// the hard one and keeps 256 descriptors for itself).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// How long a client has to send a request's headers; a connection that idles
+    /// longer between requests is closed too.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub header_read_timeout: std::time::Duration,
+    /// How long a request may take (the event stream and agents' long polls excepted).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// Requests handled at once, shared fairly between tokens (node agents have as many
+    /// seats again of their own); a token with 256 requests waiting, or a request that
+    /// waited 10 s, is answered 429.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub seats: usize,
     /// Print only the banner and the admin token at start-up, not the hints that
     /// follow (for `gigawatt up`, which prints its own).
     #[arg(long, hide = true)]
@@ -223,6 +240,15 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             logs_dir: Some(data_dir.join("logs")),
         };
         agents.validate().map_err(|e| anyhow::anyhow!(e))?;
+        let open_files = gigawatt_server::listen::raise_open_files_limit();
+        let fits = open_files.map_or(usize::MAX, |n| usize::try_from(n.saturating_sub(256)).unwrap_or(usize::MAX));
+        let max_connections = args.max_connections.unwrap_or(4096.min(fits)).max(1);
+        if max_connections > fits {
+            eprintln!(
+                "warning: --max-connections {max_connections} is above what the limit on open files ({}) leaves; raise `ulimit -n`",
+                open_files.unwrap_or(0)
+            );
+        }
         let config = ServerConfig {
             engine: EngineConfig {
                 fleet: fleet.clone(),
@@ -243,12 +269,22 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                     ..gigawatt_power::manager::ManagerConfig::default()
                 },
             },
+            connections: gigawatt_server::listen::ConnLimits {
+                max_connections,
+                header_read_timeout: args.header_read_timeout,
+                ..gigawatt_server::listen::ConnLimits::default()
+            },
+            requests: gigawatt_server::http::limits::RequestLimits {
+                request_timeout: args.request_timeout,
+                api_seats: args.seats.max(1),
+                agent_seats: args.seats.max(1),
+                ..gigawatt_server::http::limits::RequestLimits::default()
+            },
         };
         // Lead the log (a standby waits here, not listening) before taking traffic.
         let server = Server::start(store, config).await?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
+        let listener =
+            gigawatt_server::listen::bind(args.listen).with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
         let r = &server.report;
         let gpus: u64 = fleet.sites.iter().flat_map(|s| &s.racks).flat_map(|r| &r.nodes).map(|n| u64::from(n.gpu_count)).sum();

@@ -17,13 +17,13 @@ pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod power;
 pub mod writer;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,6 +55,10 @@ pub struct ServerConfig {
     pub agents: agents::AgentSettings,
     /// The power manager of oversubscribed sites: its control interval and behaviour.
     pub power: PowerSettings,
+    /// Bounds on connections (how many, how long to send headers).
+    pub connections: listen::ConnLimits,
+    /// Bounds on requests (deadline, seats shared fairly between tokens).
+    pub requests: http::limits::RequestLimits,
 }
 
 /// How the live power manager runs.
@@ -94,6 +98,11 @@ pub struct AppState {
     pub logs: Option<agents::logs::Logs>,
     /// The live power manager's limits, admissions and figures.
     pub power: power::PowerControl,
+    /// Seats for handlers, shared fairly between tokens (`http::limits`).
+    pub admission: Arc<http::limits::Admission>,
+    /// What the listener refused and holds open.
+    pub connections: Arc<listen::ConnCounters>,
+    conn_limits: listen::ConnLimits,
     writer: mpsc::Sender<writer::Msg>,
     /// Live tokens by hash, refreshed after each commit, so that authentication never
     /// waits for a commit in flight.
@@ -246,6 +255,9 @@ impl Server {
             agents: agents::registry::Registry::new(config.agents, live_agents),
             logs,
             power: power::PowerControl::new(config.power.manager),
+            admission: Arc::new(http::limits::Admission::new(config.requests)),
+            connections: Arc::new(listen::ConnCounters::default()),
+            conn_limits: config.connections,
             writer: tx,
             tokens: std::sync::RwLock::new(HashMap::new()),
             live_token_ids: std::sync::RwLock::new(std::collections::HashSet::new()),
@@ -307,9 +319,8 @@ impl Server {
                 }
             }
         };
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop)
-            .await?;
+        let (limits, counters) = (self.state.conn_limits, self.state.connections.clone());
+        listen::serve(listener, app, limits, counters, stop).await?;
         watchdog.abort();
         self.watchdog.abort();
         self.power.abort();

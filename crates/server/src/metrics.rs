@@ -157,8 +157,21 @@ impl Metrics {
         agents: &crate::agents::registry::Registry,
         energy: &[TenantEnergy],
         power: &crate::power::PowerControl,
+        connections: &crate::listen::ConnCounters,
     ) -> String {
         let mut r = Registry::with_prefix("gigawatt");
+        let open = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        open.set(
+            i64::try_from(connections.open.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX),
+        );
+        r.register("http_connections_open", "HTTP connections open now", open);
+        let refused = Counter::<u64>::default();
+        refused.inc_by(connections.refused.load(std::sync::atomic::Ordering::Relaxed));
+        r.register(
+            "http_connections_refused",
+            "HTTP connections closed as soon as accepted: --max-connections were open",
+            refused,
+        );
         register_agents(&mut r, agents, energy);
         register_power(&mut r, power);
         r.register("commits", "Group commits of the event log", self.commits.clone());

@@ -206,6 +206,8 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
         snapshot_every: spec.snapshot_every,
         agents: gigawatt_server::agents::AgentSettings::default(),
         power: gigawatt_server::PowerSettings::default(),
+        connections: gigawatt_server::listen::ConnLimits::default(),
+        requests: gigawatt_server::http::limits::RequestLimits::default(),
     };
     let server = Server::start(store, config).await?;
     let state = server.state.clone();

@@ -8,6 +8,7 @@ pub mod energy;
 pub mod enroll;
 pub mod events;
 pub mod fleet;
+pub mod limits;
 pub mod ops;
 pub mod power;
 pub mod quotas;
@@ -77,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .layer(axum::middleware::from_fn_with_state(state.admission.clone(), limits::limit))
         .with_state(state)
 }
 
@@ -154,7 +156,7 @@ fn unsupported_media_type() -> ApiError {
     }
 }
 
-fn body_too_large() -> ApiError {
+pub(crate) fn body_too_large() -> ApiError {
     ApiError {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         code: "body-too-large",

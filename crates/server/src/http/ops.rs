@@ -67,7 +67,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Hea
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let engine = state.engine.read().await;
     let energy = super::agents::tenant_energy(&engine, &state);
-    let body = state.metrics.render(&engine, &state.agents, &energy, &state.power);
+    let body = state.metrics.render(&engine, &state.agents, &energy, &state.power, &state.connections);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
