@@ -213,6 +213,7 @@ pub fn init_tracing_for(extra: &str) {
 /// Runs the control plane until SIGINT or SIGTERM.
 pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     init_tracing();
+
     let fleet_path = bundled(&args.fleet.to_string_lossy());
     let fleet = gigawatt_fleet::load(&fleet_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let policy: PolicyKind = args.policy.parse().map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
@@ -228,6 +229,13 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     };
     let rt = runtime()?;
     rt.block_on(async {
+        // A write past a file-size limit (`ulimit -f`) must fail like a full disk, with
+        // an error the writer handles, not kill the server: SIGXFSZ's default action is
+        // to end the process. Once tokio listens for a signal, it does so for the life
+        // of the process.
+        #[cfg(unix)]
+        let _xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(nix::sys::signal::Signal::SIGXFSZ as i32))
+            .context("taking over SIGXFSZ")?;
         let store = Store::open_with(&url, durability).await.with_context(|| format!("opening the event log {url}"))?;
         let started = std::time::Instant::now();
         let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);

@@ -111,6 +111,8 @@ pub struct AppState {
     live_token_ids: std::sync::RwLock<std::collections::HashSet<String>>,
     last_catch_up: Mutex<Option<Instant>>,
     ready: AtomicBool,
+    /// Set while the log cannot be written (see `writer::WriteFault`).
+    write_fault: Mutex<Option<writer::WriteFault>>,
     snapshot_every: u64,
     last_snapshot: AtomicU64,
 }
@@ -210,6 +212,40 @@ impl AppState {
         self.ready.load(Ordering::Relaxed)
     }
 
+    /// Why the log cannot be written now, if it cannot.
+    #[must_use]
+    pub fn write_fault(&self) -> Option<writer::WriteFault> {
+        self.write_fault.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// A commit failed: refuse commands until the next attempt is due.
+    fn fault_writes(&self, reason: String) {
+        let Ok(mut f) = self.write_fault.lock() else { return };
+        let now = Instant::now();
+        let failures = f.as_ref().map_or(1, |f| f.failures + 1);
+        if f.is_none() {
+            tracing::error!("the event log cannot be written: {reason}; refusing writes until it can");
+        }
+        *f = Some(writer::WriteFault {
+            reason,
+            since: f.as_ref().map_or(now, |f| f.since),
+            retry_at: now + writer::WriteFault::backoff(failures),
+            failures,
+        });
+    }
+
+    /// A commit went through: the log is writable again.
+    fn writes_healed(&self) {
+        let Ok(mut f) = self.write_fault.lock() else { return };
+        if let Some(was) = f.take() {
+            tracing::info!(
+                after_ms = was.since.elapsed().as_millis() as u64,
+                failures = was.failures,
+                "the event log is writable again"
+            );
+        }
+    }
+
     fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
@@ -263,6 +299,7 @@ impl Server {
             live_token_ids: std::sync::RwLock::new(std::collections::HashSet::new()),
             last_catch_up: Mutex::new(None),
             ready: AtomicBool::new(true),
+            write_fault: Mutex::new(None),
             snapshot_every: config.snapshot_every.max(1),
             last_snapshot: AtomicU64::new(report.snapshot_seq.unwrap_or(0)),
         });

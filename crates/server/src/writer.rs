@@ -18,8 +18,13 @@ use crate::error::ApiError;
 pub const MAX_BATCH: usize = 2048;
 
 /// Work for the engine: runs under the engine's write lock and returns what to answer
-/// once the commit is known.
-pub type Job = Box<dyn FnOnce(&mut Engine, i64) -> Reply + Send>;
+/// once the commit is known; or, while the log cannot be written, is refused unrun.
+pub struct Job {
+    run: Run,
+    refuse: Box<dyn FnOnce(ApiError) + Send>,
+}
+/// Runs a command on the engine; returns how to answer it.
+type Run = Box<dyn FnOnce(&mut Engine, i64) -> Reply + Send>;
 /// Sends the answer, given how the commit went.
 pub type Reply = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
 
@@ -37,16 +42,46 @@ pub async fn execute<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&mut Engine, i64) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    let job: Job = Box::new(move |engine, now| {
-        let result = f(engine, now);
-        Box::new(move |commit: Result<(), ApiError>| {
-            let _ = tx.send(commit.and(result));
-        })
-    });
+    let (tx, rx) = oneshot::channel::<Result<T, ApiError>>();
+    let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+    let send = move |tx: &std::sync::Mutex<Option<oneshot::Sender<Result<T, ApiError>>>>, v| {
+        if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+            let _ = tx.send(v);
+        }
+    };
+    let (tx_run, tx_refuse) = (tx.clone(), tx);
+    let job = Job {
+        run: Box::new(move |engine, now| {
+            let result = f(engine, now);
+            Box::new(move |commit: Result<(), ApiError>| send(&tx_run, commit.and(result)))
+        }),
+        refuse: Box::new(move |e| send(&tx_refuse, Err(e))),
+    };
     let gone = || ApiError::unavailable("the control plane is shutting down");
     state.writer.send(Msg::Job(job)).await.map_err(|_| gone())?;
     rx.await.map_err(|_| gone())?
+}
+
+/// Why the log cannot be written now, since when, and when the writer tries again.
+#[derive(Debug, Clone)]
+pub struct WriteFault {
+    /// The store's error.
+    pub reason: String,
+    /// Since when (monotonic).
+    pub since: Instant,
+    /// Until then, commands are refused without being run: each failed commit costs a
+    /// reload of the state from the log.
+    pub retry_at: Instant,
+    /// Failed commits in a row.
+    pub failures: u32,
+}
+
+impl WriteFault {
+    /// The wait before the next attempt after `failures` failed commits: 0.5 s doubling
+    /// to 4 s.
+    pub(crate) fn backoff(failures: u32) -> Duration {
+        Duration::from_millis(500 << failures.saturating_sub(1).min(3))
+    }
 }
 
 /// The writer loop. Ends when every sender is gone.
@@ -69,9 +104,21 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
             }
         }
         let started = Instant::now();
+        // While the log cannot be written, commands are refused unrun until the next
+        // attempt is due: the state stays exactly the log's, and no reload is spent.
+        if let Some(f) = state.write_fault().filter(|f| started < f.retry_at) {
+            let answer = unwritable(&f);
+            for job in jobs {
+                (job.refuse)(answer.clone());
+            }
+            for tx in catch_ups {
+                let _ = tx.send(false);
+            }
+            continue;
+        }
         let mut engine = state.engine.write().await;
         let now = crate::now_ms();
-        let replies: Vec<Reply> = jobs.into_iter().map(|job| job(&mut engine, now)).collect();
+        let replies: Vec<Reply> = jobs.into_iter().map(|job| (job.run)(&mut engine, now)).collect();
         let mut result = engine
             .expire(now)
             .and_then(|()| engine.archive(now))
@@ -92,6 +139,9 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
                         "commit of {} records failed: {e}; reloading from the log",
                         records.len()
                     );
+                    if !matches!(e, StoreError::Conflict(_)) {
+                        state.fault_writes(e.to_string());
+                    }
                     reload(&state, &mut engine).await;
                     Err(answer)
                 }
@@ -100,6 +150,9 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
             reload(&state, &mut engine).await;
         }
         let touched = engine.take_touched();
+        if result.is_ok() && !records.is_empty() {
+            state.writes_healed();
+        }
         if result.is_ok() {
             state.metrics.observe_commit(records.len(), replies.len(), started.elapsed());
             state.after_commit(&engine, &records);
@@ -162,6 +215,15 @@ async fn save_snapshot(state: Arc<AppState>, view: gigawatt_store::View, seq: u6
         }
         Err(e) => tracing::warn!("snapshot at {seq} not saved: {e}"),
     }
+}
+
+/// The answer to a command refused while the log cannot be written.
+fn unwritable(f: &WriteFault) -> ApiError {
+    ApiError::unavailable(format!(
+        "the event log cannot be written ({}), for {} s now; nothing was changed: retry (with the same Idempotency-Key)",
+        f.reason,
+        f.since.elapsed().as_secs()
+    ))
 }
 
 fn broadcast(state: &AppState, records: Vec<Record>, committed: bool) {

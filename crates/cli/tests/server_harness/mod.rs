@@ -250,6 +250,12 @@ impl Server {
     }
 
     /// Kills the server with SIGKILL, as a crash would, and reaps it.
+    /// The server's process id.
+    #[allow(dead_code, reason = "not every test binary signals the server")]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -46,6 +46,20 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Hea
             Json(Health { status: "reloading state from the event log".into(), backend, log_position: seq }),
         );
     }
+    if let Some(f) = state.write_fault() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: format!(
+                    "the event log cannot be written ({}), for {} s; writes are refused, reads work",
+                    f.reason,
+                    f.since.elapsed().as_secs()
+                ),
+                backend,
+                log_position: seq,
+            }),
+        );
+    }
     if !state.store.ping().await {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
