@@ -1,6 +1,8 @@
-//! Storage faults under load, on a real server: the disk fills (SQLite: the server's
-//! file-size limit drops, so every write that grows a file fails as on a full disk), and
-//! the server is SIGKILLed in the middle of a burst. Four clients submit all along, each
+//! Storage faults under load, on a real server, on both backends: the disk fills
+//! (SQLite: the server's file-size limit drops, so every write that grows a file fails
+//! as on a full disk) or the database ends every connection of the server, the one
+//! holding its leader lock included (PostgreSQL, as a failover would); then the server
+//! is SIGKILLed in the middle of a burst. Four clients submit all along, each
 //! retrying its current request with the same `Idempotency-Key` until it is acknowledged.
 //!
 //! Checked: nothing acknowledged is lost and nothing is duplicated; while the log cannot
@@ -129,8 +131,16 @@ fn prlimit_fsize(pid: u32, limit: &str) {
 
 #[test]
 fn a_full_disk_and_a_sigkill_lose_nothing_acknowledged_on_sqlite() {
-    let Some(db) = TestDb::new(Backend::Sqlite, "storage_faults") else { return };
-    let mut server = Server::start(&db, &[]);
+    server_harness::run_on(Backend::Sqlite, "storage_faults", scenario);
+}
+
+#[test]
+fn dropped_connections_and_a_sigkill_lose_nothing_acknowledged_on_postgres() {
+    server_harness::run_on(Backend::Postgres, "storage_faults", scenario);
+}
+
+fn scenario(db: &TestDb) {
+    let mut server = Server::start(db, &[]);
     let admin = server.admin_token.clone().expect("admin token");
     let api = Api::new(&server.base);
     api.create_tenant(&admin, "acme");
@@ -139,46 +149,70 @@ fn a_full_disk_and_a_sigkill_lose_nothing_acknowledged_on_sqlite() {
     let load = Load::start(base.clone(), token, 4);
     wait_for("a first acknowledgement", Duration::from_secs(20), || (load.acked() > 50).then_some(()));
 
-    // The disk fills: no file of the server may grow any more.
-    let filled = Instant::now();
-    prlimit_fsize(server.pid(), "0:unlimited");
-    wait_for("a write refused for want of space", Duration::from_secs(30), || {
-        (load.failures() > 0).then_some(())
-    });
     let http = server_harness::client(Duration::from_secs(5));
-    let why = wait_for("/readyz to say the log cannot be written", Duration::from_secs(10), || {
-        let r = http.get(format!("{}/readyz", server.base)).send().ok()?;
-        let status = r.status().as_u16();
-        let v: Value = r.json().ok()?;
-        (status == 503).then(|| v["status"].as_str().unwrap_or_default().to_string())
-    });
-    assert!(why.contains("cannot be written"), "{why}");
-    // Reads keep working meanwhile.
-    api.get("/v1/workloads?limit=5", &admin).expect_status(200);
-    std::thread::sleep(Duration::from_secs(2));
-
-    // Space returns: the server heals by itself.
-    let freed = Instant::now();
-    prlimit_fsize(server.pid(), "unlimited:unlimited");
+    let (faulted, freed) = match db.backend {
+        Backend::Sqlite => {
+            // The disk fills: no file of the server may grow any more.
+            let filled = Instant::now();
+            prlimit_fsize(server.pid(), "0:unlimited");
+            wait_for("a write refused for want of space", Duration::from_secs(30), || {
+                (load.failures() > 0).then_some(())
+            });
+            let why = wait_for("/readyz to say the log cannot be written", Duration::from_secs(10), || {
+                let r = http.get(format!("{}/readyz", server.base)).send().ok()?;
+                let status = r.status().as_u16();
+                let v: Value = r.json().ok()?;
+                (status == 503).then(|| v["status"].as_str().unwrap_or_default().to_string())
+            });
+            assert!(why.contains("cannot be written"), "{why}");
+            // Reads keep working meanwhile.
+            api.get("/v1/workloads?limit=5", &admin).expect_status(200);
+            std::thread::sleep(Duration::from_secs(2));
+            // Space returns: the server heals by itself.
+            let freed = Instant::now();
+            prlimit_fsize(server.pid(), "unlimited:unlimited");
+            (freed.duration_since(filled), freed)
+        }
+        Backend::Postgres => {
+            // Every connection of the server ends at once, the leader lock's included.
+            let cut = Instant::now();
+            assert!(db.leader_lock_held(), "the server leads its log");
+            let ended = db.drop_connections();
+            assert!(ended >= 2, "the pool's and the lock's connections: {ended}");
+            assert!(!db.leader_lock_held(), "the lock went with its connection");
+            (Duration::ZERO, cut)
+        }
+    };
     let acked_before = load.acked();
-    wait_for("writes to be acknowledged again", Duration::from_secs(20), || {
+    wait_for("writes to be acknowledged again", Duration::from_secs(30), || {
         (load.acked() > acked_before + 20).then_some(())
     });
     let healed = {
         let s = load.seen.lock().expect("seen");
         s.ack_times.iter().filter(|t| **t > freed).min().map(|t| t.duration_since(freed))
     }
-    .expect("an acknowledgement after the space returned");
+    .expect("an acknowledgement after the fault cleared");
     wait_for("/readyz to be ready again", Duration::from_secs(10), || {
         let r = http.get(format!("{}/readyz", server.base)).send().ok()?;
         r.status().is_success().then_some(())
     });
+    if db.backend == Backend::Postgres {
+        // It leads again: the lock is held by its new connection, and it still writes.
+        std::thread::sleep(Duration::from_millis(1500));
+        let acked = load.acked();
+        wait_for("writes after the lock was taken again", Duration::from_secs(10), || {
+            (load.acked() > acked + 20).then_some(())
+        });
+        assert!(db.leader_lock_held(), "the server took its leader lock again");
+        let said = server.stderr_text();
+        assert!(said.contains("lost the database connection that holds the log's lock"), "{said}");
+    }
 
     // SIGKILL in the middle of the burst, and a restart on the same log.
     std::thread::sleep(Duration::from_millis(500));
     server.kill();
     let killed = Instant::now();
-    let mut server = Server::start(&db, &[]);
+    let mut server = Server::start(db, &[]);
     *base.write().expect("base") = server.base.clone();
     let acked_before = load.acked();
     wait_for("writes after the restart", Duration::from_secs(30), || {
@@ -206,13 +240,14 @@ fn a_full_disk_and_a_sigkill_lose_nothing_acknowledged_on_sqlite() {
         by_key.iter().filter(|(_, ids)| ids.len() > 1).collect();
     let went_back = seen.positions.windows(2).filter(|w| w[1] < w[0]).count();
     eprintln!(
-        "acknowledged {}, lost {}, duplicated {}; answers {:?}; full disk for {:.1} s, healed {:.0} ms after space returned; \
+        "acknowledged {}, lost {}, duplicated {}; answers {:?}; {} fault for {:.1} s, healed {:.0} ms after it cleared; \
          SIGKILL to 50 more acknowledgements {:.1} s; log position went back {went_back} times in {} readings",
         seen.acked.len(),
         lost.len(),
         duplicated.len(),
         seen.statuses,
-        freed.duration_since(filled).as_secs_f64(),
+        db.backend.name(),
+        faulted.as_secs_f64(),
         healed.as_secs_f64() * 1e3,
         restarted.as_secs_f64(),
         seen.positions.len(),
@@ -224,5 +259,5 @@ fn a_full_disk_and_a_sigkill_lose_nothing_acknowledged_on_sqlite() {
     assert!(healed < Duration::from_secs(10), "healed in {healed:?}");
     let digest = api.digest(&admin);
     server.kill();
-    assert_eq!(replay(&db), digest, "the live state equals a replay of the log");
+    assert_eq!(replay(db), digest, "the live state equals a replay of the log");
 }

@@ -234,6 +234,21 @@ impl AppState {
         });
     }
 
+    /// This server does not lead the log now: refuse every write until it does again.
+    fn stand_by(&self, reason: String) {
+        let Ok(mut f) = self.write_fault.lock() else { return };
+        if f.as_ref().is_none_or(|f| f.reason != reason) {
+            tracing::warn!("{reason}");
+        }
+        let now = Instant::now();
+        *f = Some(writer::WriteFault {
+            reason,
+            since: f.as_ref().map_or(now, |f| f.since),
+            retry_at: now + Duration::from_secs(86_400),
+            failures: f.as_ref().map_or(0, |f| f.failures),
+        });
+    }
+
     /// A commit went through: the log is writable again.
     fn writes_healed(&self) {
         let Ok(mut f) = self.write_fault.lock() else { return };
@@ -332,41 +347,47 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = http::router(self.state.clone());
-        // Stop serving, and fail, if leadership is lost (the PostgreSQL connection holding
-        // the lock died): another server may be writing the log by now.
+        // Leadership is checked every second. Lost (the PostgreSQL connection holding the
+        // lock died), writes stop at once and the server takes the lock again over a new
+        // connection if nobody else holds it, then loads whatever another server may have
+        // written meanwhile; if another server took it, this one stands by, serving reads
+        // and refusing writes, until it can lead again.
         let mut leadership = self.leadership;
-        let (lost_tx, lost_rx) = oneshot::channel::<()>();
-        let watchdog = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                if !leadership.holds().await {
-                    let _ = lost_tx.send(());
-                    return;
+        let state = self.state.clone();
+        let watchdog =
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if leadership.holds().await {
+                        continue;
+                    }
+                    state.stand_by(
+                        "lost the database connection that holds the log's lock; taking it again".into(),
+                    );
+                    loop {
+                        match leadership.regain(&state.store).await {
+                            Ok(true) => break,
+                            Ok(false) => state
+                                .stand_by("another gigawatt server leads the log now; standing by".into()),
+                            Err(e) => state
+                                .stand_by(format!("cannot reach the log's database to lead it again: {e}")),
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    if state.writer.send(writer::Msg::CatchUp(tx)).await.is_err() {
+                        return;
+                    }
+                    let _ = rx.await;
+                    state.writes_healed();
+                    tracing::info!("leading the event log again");
                 }
-            }
-        });
-        let lost = Arc::new(AtomicBool::new(false));
-        let lost_flag = lost.clone();
-        let stop = async move {
-            tokio::select! {
-                () = shutdown => {}
-                Ok(()) = lost_rx => {
-                    lost_flag.store(true, Ordering::Relaxed);
-                    tracing::error!("lost the leadership of the event log; stopping");
-                }
-            }
-        };
+            });
         let (limits, counters) = (self.state.conn_limits, self.state.connections.clone());
-        listen::serve(listener, app, limits, counters, stop).await?;
+        listen::serve(listener, app, limits, counters, shutdown).await?;
         watchdog.abort();
         self.watchdog.abort();
         self.power.abort();
-        if lost.load(Ordering::Relaxed) {
-            self.writer.abort();
-            anyhow::bail!(
-                "lost the leadership of the event log (its database connection died); another server may lead it now"
-            );
-        }
         // Graceful shutdown waited for every request, so every command was answered:
         // nothing is left in the writer's queue.
         self.writer.abort();

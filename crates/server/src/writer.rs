@@ -111,8 +111,20 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
             for job in jobs {
                 (job.refuse)(answer.clone());
             }
-            for tx in catch_ups {
-                let _ = tx.send(false);
+            // Loading what others wrote needs no write (a server that leads the log again
+            // loads it before it writes).
+            if !catch_ups.is_empty() {
+                let mut engine = state.engine.write().await;
+                let caught = match state.store.last_seq().await {
+                    Ok(seq) if seq > engine.view.seq => {
+                        reload(&state, &mut engine).await;
+                        true
+                    }
+                    _ => false,
+                };
+                for tx in catch_ups {
+                    let _ = tx.send(caught);
+                }
             }
             continue;
         }

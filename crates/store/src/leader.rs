@@ -78,6 +78,30 @@ impl Leadership {
     }
 }
 
+impl Leadership {
+    /// Tries once to lead again after [`Leadership::holds`] said no: on PostgreSQL,
+    /// over a new connection, takes the lock if nobody else holds it. `Ok(false)`: another
+    /// server leads now (stand by and try again later).
+    ///
+    /// # Errors
+    /// The database cannot be reached.
+    pub async fn regain(&mut self, store: &Store) -> Result<bool, StoreError> {
+        if !matches!(self.guard, Guard::Postgres(_)) {
+            return Ok(true);
+        }
+        let url = store.url().to_string();
+        let opts = PgConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Url { url: url.clone(), message: e.to_string() })?;
+        let mut conn = PgConnection::connect_with(&opts).await?;
+        let got: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LOCK_KEY).fetch_one(&mut conn).await?;
+        if got {
+            self.guard = Guard::Postgres(conn);
+        }
+        Ok(got)
+    }
+}
+
 impl Store {
     /// Becomes the only server writing this log, waiting as long as another holds it.
     /// `waiting` is called once, with a sentence, if it has to wait.

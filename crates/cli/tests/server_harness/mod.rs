@@ -94,6 +94,50 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// PostgreSQL: ends every connection to this database (the server's pool and the
+    /// one holding its leader lock), as a failover or a restarted database would; the
+    /// number ended.
+    #[allow(dead_code, reason = "not every test binary cuts connections")]
+    pub fn drop_connections(&self) -> u64 {
+        let name = self.pg_name.clone().expect("a PostgreSQL test database");
+        block_on(async {
+            let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await?;
+            let ended: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&name)
+            .fetch_all(&mut admin)
+            .await?;
+            let _ = admin.close().await;
+            Ok::<u64, sqlx::Error>(ended.into_iter().filter(|b| *b).count() as u64)
+        })
+        .expect("ending the server's connections")
+    }
+}
+
+impl TestDb {
+    /// PostgreSQL: whether a session on this database holds an advisory lock (the
+    /// leader's).
+    #[allow(dead_code, reason = "not every test binary looks at the leader lock")]
+    pub fn leader_lock_held(&self) -> bool {
+        let name = self.pg_name.clone().expect("a PostgreSQL test database");
+        block_on(async {
+            let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await?;
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND a.datname = $1",
+            )
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+            let _ = admin.close().await;
+            Ok::<bool, sqlx::Error>(n > 0)
+        })
+        .expect("reading pg_locks")
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(name) = self.pg_name.take() else { return };
