@@ -1,6 +1,7 @@
 //! Tenants learn nothing about each other's work through the control plane's answers.
 //! Here: a preemption. The preempted tenant reads that higher-priority work took the
-//! room, never that work's id or class; an operator reads both.
+//! room, never that work's id or class, and why it waits, never the fleet's node counts;
+//! an operator reads all of it.
 
 mod server_harness;
 
@@ -69,7 +70,24 @@ fn preemption_names_no_other_tenant(db: &TestDb) {
         assert!(!said.contains(secret), "tenant a reads `{secret}` about tenant b's work:\n{said}");
     }
 
-    // An operator reads who took the room.
+    // Why it waits: the reasons, never the fleet's node counts (nor whose work is ahead).
+    let waits = api.post("/v1/workloads", &a, &job("more", "standard")).str("id");
+    let reason =
+        api.get(&format!("/v1/workloads/{waits}"), &a).body["reason"].as_str().unwrap_or("").to_string();
+    let pending = api.get(&format!("/v1/workloads/{waits}/explain"), &a).body["history"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["event"] == "workload-pending"))
+        .cloned()
+        .expect("a pending reason");
+    for text in [reason.as_str(), pending["text"].as_str().unwrap_or("")] {
+        let why = text.split_once("pending: ").map_or(text, |(_, w)| w);
+        assert!(!why.contains("nodes fit") && !why.contains("w-"), "{text}");
+    }
+    for field in ["nodes_total", "nodes_fit", "rejected", "behind"] {
+        assert!(pending["detail"]["why"].get(field).is_none(), "{field}: {pending}");
+    }
+
+    // An operator reads who took the room, and the node counts.
     let theirs = api.get(&format!("/v1/workloads/{victim}/explain"), &admin);
     let entry = theirs.body["history"]
         .as_array()
@@ -78,6 +96,13 @@ fn preemption_names_no_other_tenant(db: &TestDb) {
         .expect("a preemption");
     assert_eq!(entry["detail"]["why"]["by"], json!(server_harness::numeric_id(&by)), "{entry}");
     assert!(entry["text"].as_str().unwrap_or("").contains(&by), "{entry}");
+    let pending = api.get(&format!("/v1/workloads/{waits}/explain"), &admin).body["history"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["event"] == "workload-pending"))
+        .cloned()
+        .expect("a pending reason");
+    let text = pending["text"].as_str().unwrap_or("");
+    assert!(text.contains("nodes fit") || text.contains(&format!("waiting behind {victim}")), "{pending}");
     drop(b);
 }
 

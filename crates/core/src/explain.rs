@@ -95,6 +95,38 @@ impl PendingWhy {
         *self.rejected.entry(reason).or_insert(0) += 1;
     }
 
+    /// The fields of the detail a tenant does not see: node counts (they would tell the
+    /// fleet's size) and the work ahead (it may be another tenant's).
+    pub const FLEET_FIELDS: [&'static str; 4] = ["nodes_total", "nodes_fit", "rejected", "behind"];
+
+    /// The reason as the waiting workload's tenant reads it: the reasons nodes were turned
+    /// away, weightiest first, with no node counts and no id of other work. Operators read
+    /// the full form (`Display`).
+    #[must_use]
+    pub fn for_tenant(&self) -> String {
+        if let Some(q) = &self.quota {
+            return format!("waiting: {q}");
+        }
+        if self.behind.is_some() {
+            return "waiting behind work that asks for the same and is ahead in line".into();
+        }
+        let mut reasons: Vec<_> = self.rejected.iter().collect();
+        reasons.sort_by_key(|(r, n)| (std::cmp::Reverse(**n), **r));
+        let mut out = "not placed yet".to_string();
+        for (i, (reason, _)) in reasons.into_iter().enumerate() {
+            out.push_str(if i == 0 { ": " } else { ", " });
+            out.push_str(reason.describe());
+        }
+        if self.tasks_placed > 0 {
+            out.push_str(&format!(
+                " ({} of {} tasks placed)",
+                self.tasks_placed,
+                self.tasks_placed + self.tasks_pending
+            ));
+        }
+        out
+    }
+
     /// The most common reason, if any (the one a person should look at first).
     #[must_use]
     pub fn top_reason(&self) -> Option<Reason> {

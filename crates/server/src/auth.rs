@@ -94,6 +94,11 @@ pub fn random_u64() -> Result<u64, ApiError> {
     Ok(u64::from_le_bytes(random::<8>()?))
 }
 
+/// 256 random bits from the operating system, as 64 hex digits (a key).
+pub fn random_hex32() -> Result<String, ApiError> {
+    Ok(hex(&random::<32>()?))
+}
+
 /// Hex SHA-256 of a token secret.
 #[must_use]
 pub fn hash(secret: &str) -> String {

@@ -117,6 +117,19 @@ pub fn decision_info(r: &Record, caller: &crate::auth::Caller) -> DecisionInfo {
             text.push_str(&format!(" (for {by})"));
         }
     }
+    // Why it waits: its tenant reads the reasons, never the fleet's node counts or the
+    // work ahead of it (see `PendingWhy::for_tenant`); operators read both.
+    if let gigawatt_store::LogEvent::WorkloadPending { why, .. } = &r.event {
+        if caller.role == gigawatt_api::Role::Tenant {
+            if let Some(w) = detail.get_mut("why").and_then(serde_json::Value::as_object_mut) {
+                for k in gigawatt_core::PendingWhy::FLEET_FIELDS {
+                    w.remove(k);
+                }
+            }
+        } else if why.quota.is_none() {
+            text.push_str(&format!(" ({why})"));
+        }
+    }
     DecisionInfo { seq: r.seq, at: rfc3339(r.at_ms), event: r.event.kind().to_string(), text, detail }
 }
 

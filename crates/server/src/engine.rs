@@ -383,7 +383,8 @@ impl Engine {
     /// Writes the first record of a new log: the id key.
     pub fn initialize(&mut self, now_ms: i64) -> Result<(), ApiError> {
         let id_key = auth::random_u64()? & ((1 << 52) - 1);
-        self.stage(now_ms, LogEvent::Initialized { id_key })
+        let id_secret = Some(auth::random_hex32()?);
+        self.stage(now_ms, LogEvent::Initialized { id_key, id_secret })
     }
 
     /// Issues the first admin token, if this log never had an admin token (revoked ones

@@ -28,8 +28,13 @@ pub enum LogEvent {
     /// The log was created. `id_key` keys the workload id permutation, so ids reveal
     /// nothing about how many workloads other tenants submitted.
     Initialized {
-        /// Secret key for id minting.
+        /// Key of the legacy id permutation (logs that have no `id_secret`).
         id_key: u64,
+        /// Secret key (64 hex digits, 256 bits) of the id cipher: ids are the submission
+        /// counter enciphered (see `View::id_for`). Logs created before it keep the
+        /// legacy permutation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id_secret: Option<String>,
     },
     /// A tenant was created.
     TenantCreated {
@@ -443,7 +448,9 @@ impl LogEvent {
                 workload.data_class
             ),
             LogEvent::WorkloadPlaced { workload, why, .. } => format!("{workload} placed: {why}"),
-            LogEvent::WorkloadPending { workload, why } => format!("{workload} pending: {why}"),
+            LogEvent::WorkloadPending { workload, why } => {
+                format!("{workload} pending: {}", why.for_tenant())
+            }
             LogEvent::WorkloadRejected { workload, why } => format!("{workload} rejected: {why}"),
             // Read by the preempted workload's tenant too: nothing of the other's work.
             LogEvent::WorkloadPreempted { workload, why } => {

@@ -368,8 +368,11 @@ impl WorkloadRecord {
 pub struct View {
     /// Position of the last record applied.
     pub seq: u64,
-    /// Key of the workload id permutation (from the `initialized` record).
+    /// Key of the legacy workload id permutation (from the `initialized` record).
     pub id_key: u64,
+    /// Key of the workload id cipher (from the `initialized` record), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_secret: Option<String>,
     /// Workloads submitted so far (the id counter).
     pub submitted: u64,
     /// Tenants by id.
@@ -516,6 +519,25 @@ fn mix52(mut z: u64) -> u64 {
     z ^ (z >> 29)
 }
 
+/// The id cipher: a balanced Feistel network on 52 bits (two 26-bit halves), 8 rounds,
+/// each round's function the first 26 bits of SHA-256(key ‖ round ‖ half). Any round
+/// function makes a Feistel network a permutation, so ids never collide.
+fn feistel52(key: &[u8], n: u64) -> u64 {
+    const HALF: u32 = ID_BITS / 2;
+    const HALF_MASK: u64 = (1 << HALF) - 1;
+    let (mut left, mut right) = ((n & ID_MASK) >> HALF, n & HALF_MASK);
+    for round in 0u8..8 {
+        let mut h = Sha256::new();
+        h.update(key);
+        h.update([round]);
+        h.update(right.to_le_bytes());
+        let d = h.finalize();
+        let f = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) & HALF_MASK;
+        (left, right) = (right, left ^ f);
+    }
+    (left << HALF) | right
+}
+
 impl View {
     /// Applies the next record. Records must come in order, each exactly once.
     pub fn apply(&mut self, r: &Record) -> Result<(), ViewError> {
@@ -525,7 +547,16 @@ impl View {
         }
         let at = r.at_ms;
         match &r.event {
-            LogEvent::Initialized { id_key } => self.id_key = *id_key,
+            LogEvent::Initialized { id_key, id_secret } => {
+                if id_secret
+                    .as_ref()
+                    .is_some_and(|k| k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    return Err(fail("the id secret is not 64 hex digits".into()));
+                }
+                self.id_key = *id_key;
+                self.id_secret.clone_from(id_secret);
+            }
             LogEvent::TenantCreated { tenant, name } => {
                 if self.tenants.contains_key(tenant) {
                     return Err(fail(format!("tenant {tenant} exists")));
@@ -750,6 +781,7 @@ impl View {
         View {
             seq: self.seq,
             id_key: self.id_key,
+            id_secret: self.id_secret.clone(),
             submitted: self.submitted,
             tenants: self.tenants.clone(),
             tokens: self.tokens.clone(),
@@ -821,11 +853,20 @@ impl View {
         self.live
     }
 
-    /// The id of the `n`th submission (from 0): a keyed permutation of `n`, so ids are
-    /// unique but say nothing about how many workloads other tenants submitted.
+    /// The id of the `n`th submission (from 0): `n` enciphered, so ids are unique but
+    /// unpredictable and unlinkable: however many of its own ids a tenant collects, they
+    /// say nothing of how many workloads others submitted. The cipher is an 8-round
+    /// Feistel network on 52 bits whose round function is SHA-256 keyed with the log's
+    /// 256-bit secret (FF1's construction, with SHA-256 in place of AES; by Luby and
+    /// Rackoff, a pseudorandom permutation while SHA-256 is a pseudorandom function).
+    /// Logs created before the secret existed keep their legacy permutation (an
+    /// invertible mixer: ids stay what they were).
     #[must_use]
     pub fn id_for(&self, n: u64) -> WorkloadId {
-        WorkloadId(mix52(n ^ self.id_key))
+        match self.id_secret.as_deref() {
+            Some(secret) => WorkloadId(feistel52(secret.as_bytes(), n)),
+            None => WorkloadId(mix52(n ^ self.id_key)),
+        }
     }
 
     /// A digest of the whole state, to compare two folds of the same log.
@@ -857,6 +898,22 @@ mod tests {
         let back: View =
             serde_json::from_slice(&serde_json::to_vec(&copy).expect("serialises")).expect("loads");
         assert_eq!(back.digest(), v.digest());
+    }
+
+    #[test]
+    fn enciphered_ids_are_a_permutation_and_do_not_follow_the_count() {
+        let v = View { id_secret: Some("ab".repeat(32)), ..View::default() };
+        let ids: Vec<u64> = (0..200_000).map(|n| v.id_for(n).0).collect();
+        let set: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
+        assert_eq!(set.len(), 200_000);
+        assert!(ids.iter().all(|id| *id <= ID_MASK));
+        // Consecutive submissions' ids are far apart and ordered at random: about half
+        // the successive pairs go down.
+        let down = ids.windows(2).filter(|w| w[1] < w[0]).count();
+        assert!((90_000..110_000).contains(&down), "{down}");
+        // Another secret, other ids.
+        let w = View { id_secret: Some("cd".repeat(32)), ..View::default() };
+        assert!((0..100).filter(|n| v.id_for(*n) == w.id_for(*n)).count() < 2);
     }
 
     #[test]

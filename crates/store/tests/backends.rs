@@ -115,7 +115,7 @@ fn sample_log(workloads: u64) -> Vec<Record> {
         view.apply(&r).expect("the sample log is valid");
         out.push(r);
     };
-    push(&mut view, None, LogEvent::Initialized { id_key: 0x0bad_cafe_f00d });
+    push(&mut view, None, LogEvent::Initialized { id_key: 0x0bad_cafe_f00d, id_secret: None });
     for t in ["acme", "globex"] {
         push(&mut view, Some(t), LogEvent::TenantCreated { tenant: t.into(), name: t.to_uppercase() });
     }

@@ -328,7 +328,12 @@ mod tests {
             age_after_s: 86_400,
         };
         let mut view = View::default();
-        let record = Record { seq: 1, at_ms: now, tenant: None, event: LogEvent::Initialized { id_key: 7 } };
+        let record = Record {
+            seq: 1,
+            at_ms: now,
+            tenant: None,
+            event: LogEvent::Initialized { id_key: 7, id_secret: None },
+        };
         assert!(view.apply(&record).is_ok());
         match Engine::from_view(view, &config, now) {
             Ok(e) => e,
