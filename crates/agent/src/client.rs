@@ -58,17 +58,29 @@ pub(crate) struct Client {
 
 impl Client {
     /// A client of `server` (`http://host:port`, checked) with bearer `token`.
+    #[cfg(test)]
     pub fn new(server: &str, token: &str) -> Result<Client, String> {
+        Client::with_ca(server, token, None)
+    }
+
+    /// A client of `server` with bearer `token`, trusting the CA certificate (PEM) in
+    /// `ca` besides the public ones, for a control plane whose certificate it signed.
+    pub fn with_ca(server: &str, token: &str, ca: Option<&std::path::Path>) -> Result<Client, String> {
         let base = server.trim_end_matches('/').to_owned();
         let url = reqwest::Url::parse(&base).map_err(|e| format!("invalid server URL `{server}`: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("invalid server URL `{server}`: expected http:// or https://"));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("gigawatt-agent/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("CA file {}: not a PEM certificate: {e}", ca.display()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Client { http, base, token: token.to_owned() })
     }
 

@@ -108,6 +108,7 @@ pub async fn resolve(
     token: Option<&str>,
     join_token: Option<&str>,
     path: &Path,
+    ca: Option<&Path>,
 ) -> Result<String, CredentialError> {
     if let Some(t) = token {
         return Ok(t.to_string());
@@ -119,7 +120,7 @@ pub async fn resolve(
         return Err(CredentialError::Missing { node: node.to_string(), path: path.to_path_buf() });
     };
     let enrol = |message: String| CredentialError::Enrol { node: node.to_string(), message };
-    let client = Client::new(server, join).map_err(enrol)?;
+    let client = Client::with_ca(server, join, ca).map_err(enrol)?;
     let body = gigawatt_api::AgentEnroll { node: node.to_string() };
     let cred = client.enroll(&body, Duration::from_secs(30)).await.map_err(|e| enrol(e.to_string()))?;
     write(path, &cred.token)?;

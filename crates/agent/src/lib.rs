@@ -51,6 +51,9 @@ pub struct AgentConfig {
     /// This node's own credential: a token of role `agent` bound to it (see
     /// [`credential::resolve`]).
     pub token: String,
+    /// The CA certificate (PEM) that signed the control plane's certificate, when it is
+    /// not a public one.
+    pub ca_file: Option<PathBuf>,
     /// This node's name in the fleet.
     pub node: String,
     /// Real GPUs or simulated ones.
@@ -115,7 +118,8 @@ pub enum AgentError {
 /// [`AgentError`]: the first registration refused, no usable GPU backend, an unusable
 /// data directory or guard program.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-    let client = client::Client::new(&config.server, &config.token).map_err(AgentError::Config)?;
+    let client = client::Client::with_ca(&config.server, &config.token, config.ca_file.as_deref())
+        .map_err(AgentError::Config)?;
     let mut backend = backend::open_backend(&config.backend, &config.node)?;
     let inventory = backend.inventory()?;
     let tasks = config.data_dir.join("tasks");

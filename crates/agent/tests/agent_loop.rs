@@ -15,6 +15,7 @@ fn config(fake: &Fake, dir: &std::path::Path) -> AgentConfig {
     AgentConfig {
         server: fake.url.clone(),
         token: TOKEN.into(),
+        ca_file: None,
         node: "node-1".into(),
         backend: BackendChoice::Simulated(SimSpec { model: "H100-SXM".into(), count: 2 }),
         data_dir: dir.to_owned(),

@@ -30,6 +30,10 @@ pub struct AgentArgs {
     /// data directory.
     #[arg(long)]
     pub credential_file: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed the control plane's certificate (for
+    /// `https://` with a private CA).
+    #[arg(long, value_name = "FILE", env = "GIGAWATT_CA")]
+    pub ca_file: Option<PathBuf>,
     /// This node's name in the fleet file.
     #[arg(long)]
     pub node: String,
@@ -76,10 +80,12 @@ pub fn agent(a: &AgentArgs) -> anyhow::Result<()> {
         a.token.as_deref(),
         a.join_token.as_deref(),
         &credential_file,
+        a.ca_file.as_deref(),
     ))?;
     let config = AgentConfig {
         server,
         token,
+        ca_file: a.ca_file.clone(),
         node: a.node.clone(),
         backend,
         data_dir,

@@ -110,6 +110,13 @@ pub struct ServeArgs {
     /// waited 10 s, is answered 429.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub seats: usize,
+    /// Serve HTTPS with this certificate chain (PEM; the server's first). Bearer tokens
+    /// must never cross a network in clear text: without TLS, listen on loopback only.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Print only the banner and the admin token at start-up, not the hints that
     /// follow (for `gigawatt up`, which prints its own).
     #[arg(long, hide = true)]
@@ -282,6 +289,12 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 header_read_timeout: args.header_read_timeout,
                 ..gigawatt_server::listen::ConnLimits::default()
             },
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(gigawatt_server::listen::tls_acceptor(cert, key).map_err(|e| anyhow::anyhow!(e))?)
+                }
+                _ => None,
+            },
             requests: gigawatt_server::http::limits::RequestLimits {
                 request_timeout: args.request_timeout,
                 api_seats: args.seats.max(1),
@@ -294,10 +307,11 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let listener =
             gigawatt_server::listen::bind(args.listen).with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
         let r = &server.report;
         let gpus: u64 = fleet.sites.iter().flat_map(|s| &s.racks).flat_map(|r| &r.nodes).map(|n| u64::from(n.gpu_count)).sum();
         eprintln!(
-            "gigawatt control plane on http://{addr}\n  fleet   {} ({} sites, {gpus} GPUs), policy {}\n  log     {url}: {} records{}, {} live workloads, loaded in {:.2} s",
+            "gigawatt control plane on {scheme}://{addr}\n  fleet   {} ({} sites, {gpus} GPUs), policy {}\n  log     {url}: {} records{}, {} live workloads, loaded in {:.2} s",
             fleet_path.display(),
             fleet.sites.len(),
             policy.as_str(),
@@ -306,6 +320,12 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             r.restored,
             started.elapsed().as_secs_f64(),
         );
+        if scheme == "http" && !addr.ip().is_loopback() {
+            eprintln!(
+                "warning: serving plain HTTP on {addr}, beyond this machine: bearer tokens would cross the network in clear text; \
+                 give --tls-cert and --tls-key (plain HTTP is for loopback only)"
+            );
+        }
         // Issued only now that the server listens, so that a failed start leaves none
         // unshown; shown once (only its hash is kept).
         match &server.first_admin_token().await? {
@@ -313,7 +333,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             Some(token) => {
                 eprintln!("admin token: {token}");
                 eprintln!("  (shown once; only its hash is stored)\n");
-                eprintln!("  export GIGAWATT_SERVER=http://{addr}");
+                eprintln!("  export GIGAWATT_SERVER={scheme}://{addr}");
                 eprintln!("  export GIGAWATT_TOKEN={token}");
                 eprintln!("  gigawatt tenant create demo");
                 eprintln!("  gigawatt submit examples/jobs/training-gang.toml --tenant demo && gigawatt ls");

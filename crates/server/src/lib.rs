@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub connections: listen::ConnLimits,
     /// Bounds on requests (deadline, seats shared fairly between tokens).
     pub requests: http::limits::RequestLimits,
+    /// HTTPS with the operator's certificate, or plain HTTP when `None`.
+    pub tls: Option<listen::Tls>,
 }
 
 /// How the live power manager runs.
@@ -103,6 +105,7 @@ pub struct AppState {
     /// What the listener refused and holds open.
     pub connections: Arc<listen::ConnCounters>,
     conn_limits: listen::ConnLimits,
+    tls: Option<listen::Tls>,
     writer: mpsc::Sender<writer::Msg>,
     /// Live tokens by hash, refreshed after each commit, so that authentication never
     /// waits for a commit in flight.
@@ -309,6 +312,7 @@ impl Server {
             admission: Arc::new(http::limits::Admission::new(config.requests)),
             connections: Arc::new(listen::ConnCounters::default()),
             conn_limits: config.connections,
+            tls: config.tls,
             writer: tx,
             tokens: std::sync::RwLock::new(HashMap::new()),
             live_token_ids: std::sync::RwLock::new(std::collections::HashSet::new()),
@@ -384,7 +388,7 @@ impl Server {
                 }
             });
         let (limits, counters) = (self.state.conn_limits, self.state.connections.clone());
-        listen::serve(listener, app, limits, counters, shutdown).await?;
+        listen::serve(listener, app, limits, counters, self.state.tls.clone(), shutdown).await?;
         watchdog.abort();
         self.watchdog.abort();
         self.power.abort();

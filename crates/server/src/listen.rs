@@ -69,6 +69,36 @@ pub fn raise_open_files_limit() -> Option<u64> {
     Some(soft)
 }
 
+/// TLS for the API: the operator's certificate chain and key (PEM files), served with
+/// rustls (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN).
+pub type Tls = tokio_rustls::TlsAcceptor;
+
+/// Reads the certificate chain and private key (PEM) and makes the TLS acceptor.
+///
+/// # Errors
+/// A file that cannot be read, holds no certificate or key, or a key that does not go
+/// with the certificate: said with the file's name.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("--tls-cert {}: no PEM certificate in it", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert and --tls-key do not go together: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// The listen backlog asked for (the kernel caps it at `net.core.somaxconn`): a burst
 /// of connections waits there for `accept` instead of being dropped and retried a
 /// second later by the client's TCP.
@@ -97,6 +127,7 @@ pub async fn serve(
     app: Router,
     limits: ConnLimits,
     counters: Arc<ConnCounters>,
+    tls: Option<Tls>,
     stop: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let seats = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -131,6 +162,7 @@ pub async fn serve(
             tower::ServiceExt::oneshot(app.clone(), req)
         });
         let builder = builder.clone();
+        let tls = tls.clone();
         let watcher = graceful.watcher();
         let counters = counters.clone();
         counters.open.fetch_add(1, Ordering::Relaxed);
@@ -140,8 +172,27 @@ pub async fn serve(
             let mut first = [0u8; 1];
             let spoke = tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first)).await;
             if matches!(spoke, Ok(Ok(n)) if n > 0) {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                let ended = match tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    // The handshake has the same deadline as the headers.
+                    Some(tls) => match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => {
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            Ok(())
+                        }
+                        Err(_) => Ok(()),
+                    },
+                };
+                if let Err(e) = ended {
                     tracing::debug!(%peer, "connection ended: {e}");
                 }
             }

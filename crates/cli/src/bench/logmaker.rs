@@ -208,6 +208,7 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
         power: gigawatt_server::PowerSettings::default(),
         connections: gigawatt_server::listen::ConnLimits::default(),
         requests: gigawatt_server::http::limits::RequestLimits::default(),
+        tls: None,
     };
     let server = Server::start(store, config).await?;
     let state = server.state.clone();

@@ -43,13 +43,15 @@ pub struct Api {
 
 impl Api {
     /// A client for `settings`.
-    pub fn new(settings: Resolved) -> anyhow::Result<Api> {
-        let http = Client::builder()
+    pub fn new(settings: Resolved, ca_file: Option<&std::path::Path>) -> anyhow::Result<Api> {
+        let mut builder = Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
-            .user_agent(concat!("gigawatt-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))?;
+            .user_agent(concat!("gigawatt-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = ca_file {
+            builder = builder.add_root_certificate(read_ca(ca)?);
+        }
+        let http = builder.build().map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))?;
         Ok(Api { http, settings })
     }
 
@@ -218,4 +220,11 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+/// Reads a CA certificate (PEM) to trust.
+fn read_ca(path: &std::path::Path) -> anyhow::Result<reqwest::Certificate> {
+    let pem = std::fs::read(path).map_err(|e| anyhow!("--ca-file {}: {e}", path.display()))?;
+    reqwest::Certificate::from_pem(&pem)
+        .map_err(|e| anyhow!("--ca-file {}: not a PEM certificate: {e}", path.display()))
 }

@@ -40,6 +40,10 @@ pub struct Conn {
     /// API token. Default: $GIGAWATT_TOKEN, then `token` in ~/.config/gigawatt/config.toml.
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// The CA certificate (PEM) that signed an HTTPS server's certificate, when it is not
+    /// a public one. Default: $GIGAWATT_CA.
+    #[arg(long, value_name = "FILE", env = "GIGAWATT_CA")]
+    pub ca_file: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -209,5 +213,5 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
 
 /// Connects with the settings resolved from `conn`, the environment and the config file.
 pub fn connect(conn: &Conn) -> anyhow::Result<http::Api> {
-    http::Api::new(config::resolve(conn.server.clone(), conn.token.clone())?)
+    http::Api::new(config::resolve(conn.server.clone(), conn.token.clone())?, conn.ca_file.as_deref())
 }
