@@ -31,6 +31,8 @@ const TTL_S: std::ops::RangeInclusive<u64> = 60..=7 * 86_400;
     responses(
         (status = 201, description = "The join token, shown once", body = JoinToken),
         (status = 400, description = "Malformed request", body = ApiErrorBody),
+        (status = 413, description = "Body too large", body = ApiErrorBody),
+        (status = 415, description = "Not JSON", body = ApiErrorBody),
         (status = 401, description = "No valid token", body = ApiErrorBody),
         (status = 403, description = "Only admins and operators enrol nodes", body = ApiErrorBody),
         (status = 404, description = "The node is not in the fleet", body = ApiErrorBody),
@@ -72,6 +74,9 @@ pub async fn enroll_node(
     responses(
         (status = 201, description = "The node's credential, shown once", body = NodeCredential),
         (status = 400, description = "Malformed request", body = ApiErrorBody),
+        (status = 413, description = "Body too large", body = ApiErrorBody),
+        (status = 415, description = "Not JSON", body = ApiErrorBody),
+        (status = 422, description = "A field is missing or wrong", body = ApiErrorBody),
         (status = 401, description = "No valid token, or the join token expired or was spent", body = ApiErrorBody),
         (status = 403, description = "Not a join token, or one for another node (the refusal is recorded)", body = ApiErrorBody),
         (status = 503, description = "The event log is unavailable; retry", body = ApiErrorBody),
