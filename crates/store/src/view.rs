@@ -526,9 +526,12 @@ fn feistel52(key: &[u8], n: u64) -> u64 {
     const HALF: u32 = ID_BITS / 2;
     const HALF_MASK: u64 = (1 << HALF) - 1;
     let (mut left, mut right) = ((n & ID_MASK) >> HALF, n & HALF_MASK);
+    // The key (64 hex digits) is one SHA-256 block: hash it once, and each round costs
+    // one more block.
+    let mut keyed = Sha256::new();
+    keyed.update(key);
     for round in 0u8..8 {
-        let mut h = Sha256::new();
-        h.update(key);
+        let mut h = keyed.clone();
         h.update([round]);
         h.update(right.to_le_bytes());
         let d = h.finalize();
