@@ -97,3 +97,95 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+    use proptest::prelude::*;
+
+    use super::Cli;
+
+    /// Every subcommand path (`site curtail`, `bench submit`, …) and every flag, long and
+    /// short, anywhere in the command tree: the words the fuzzer combines.
+    fn vocabulary() -> (Vec<Vec<String>>, Vec<String>) {
+        fn walk(
+            cmd: &clap::Command,
+            path: &mut Vec<String>,
+            paths: &mut Vec<Vec<String>>,
+            flags: &mut Vec<String>,
+        ) {
+            paths.push(path.clone());
+            for a in cmd.get_arguments() {
+                if let Some(l) = a.get_long() {
+                    flags.push(format!("--{l}"));
+                }
+                if let Some(s) = a.get_short() {
+                    flags.push(format!("-{s}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                path.push(sub.get_name().to_string());
+                walk(sub, path, paths, flags);
+                path.pop();
+            }
+        }
+        let (mut paths, mut flags) = (Vec::new(), Vec::new());
+        walk(&Cli::command(), &mut Vec::new(), &mut paths, &mut flags);
+        flags.sort();
+        flags.dedup();
+        (paths, flags)
+    }
+
+    /// Values as a person (or a script gone wrong) might type them.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("-1".to_string()),
+            Just("18446744073709551616".to_string()),
+            Just("1e308".to_string()),
+            Just("NaN".to_string()),
+            Just("+99999999999h".to_string()),
+            Just("5s".to_string()),
+            Just("0".to_string()),
+            Just("fleets/france.toml".to_string()),
+            Just("sqlite://".to_string()),
+            Just("http://[::1".to_string()),
+            Just("42..7".to_string()),
+            Just("8xH100".to_string()),
+            Just("0xQ9000".to_string()),
+            "\\PC{0,12}",
+        ]
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any argument list is parsed or refused with a message: never a panic.
+        #[test]
+        fn arbitrary_arguments_never_panic(
+            path in any::<prop::sample::Index>(),
+            words in proptest::collection::vec((any::<prop::sample::Index>(), value(), 0..3u8), 0..6),
+        ) {
+            let (paths, flags) = vocabulary();
+            let mut argv = vec!["gigawatt".to_string()];
+            argv.extend(path.get(&paths).iter().cloned());
+            for (flag, v, how) in words {
+                match how {
+                    0 => argv.push(flag.get(&flags).clone()),
+                    1 => {
+                        argv.push(flag.get(&flags).clone());
+                        argv.push(v);
+                    }
+                    _ => argv.push(v),
+                }
+            }
+            let parsed = std::panic::catch_unwind(|| Cli::try_parse_from(&argv).map(|_| ()).map_err(|e| e.to_string()));
+            prop_assert!(parsed.is_ok(), "parsing {argv:?} panicked");
+        }
+    }
+}
