@@ -644,7 +644,18 @@ impl Engine {
             _ => {}
         }
         let scope = auth::Scope { tenant: req.tenant.clone(), node: req.node.clone(), join_expires_at: None };
-        let (secret, event) = auth::issue(req.role, &req.name, scope)?;
+        self.stage_token(now_ms, req.role, &req.name, scope)
+    }
+
+    /// Mints a token and stages its record; returns its id and secret.
+    fn stage_token(
+        &mut self,
+        now_ms: i64,
+        role: Role,
+        name: &str,
+        scope: auth::Scope,
+    ) -> Result<(String, String), ApiError> {
+        let (secret, event) = auth::issue(role, name, scope)?;
         let LogEvent::TokenIssued { token_id, .. } = &event else {
             return Err(ApiError::internal("token event".into()));
         };
@@ -666,13 +677,7 @@ impl Engine {
         }
         let scope =
             auth::Scope { tenant: None, node: Some(node.to_string()), join_expires_at: Some(expires_at) };
-        let (secret, event) = auth::issue(Role::Agent, &format!("join token of node {node}"), scope)?;
-        let LogEvent::TokenIssued { token_id, .. } = &event else {
-            return Err(ApiError::internal("token event".into()));
-        };
-        let token_id = token_id.clone();
-        self.stage(now_ms, event)?;
-        Ok((token_id, secret))
+        self.stage_token(now_ms, Role::Agent, &format!("join token of node {node}"), scope)
     }
 
     /// Exchanges a join token for its node's credential, in one commit: the credential
@@ -700,12 +705,8 @@ impl Engine {
             _ => return Err(ApiError::forbidden("only a join token is exchanged for a node credential")),
         }
         let scope = auth::Scope { tenant: None, node: Some(node.to_string()), join_expires_at: None };
-        let (secret, event) = auth::issue(Role::Agent, &format!("agent of node {node}"), scope)?;
-        let LogEvent::TokenIssued { token_id, .. } = &event else {
-            return Err(ApiError::internal("token event".into()));
-        };
-        let token_id = token_id.clone();
-        self.stage(now_ms, event)?;
+        let (token_id, secret) =
+            self.stage_token(now_ms, Role::Agent, &format!("agent of node {node}"), scope)?;
         self.stage(now_ms, LogEvent::TokenRevoked { token_id: join_token_id.to_string() })?;
         Ok((token_id, secret))
     }
