@@ -415,7 +415,7 @@ fn create_token(a: &CreateTokenArgs) -> anyhow::Result<()> {
                 &a.name,
                 gigawatt_server::auth::Scope { tenant: a.tenant.clone(), node: a.node.clone(), join_expires_at: None },
             )
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let record = Record { seq: view.seq + 1, at_ms: gigawatt_server::now_ms(), tenant: a.tenant.clone(), event };
             let LogEvent::TokenIssued { token_id, .. } = &record.event else { bail!("internal: not a token event") };
             let token_id = token_id.clone();

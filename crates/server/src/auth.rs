@@ -4,17 +4,12 @@
 //! operating system's generator). The log keeps only its SHA-256, so neither the
 //! database nor a backup can be replayed into a working token.
 
-use std::sync::Arc;
-
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use base64::Engine as _;
 use gigawatt_api::Role;
 use gigawatt_store::{LogEvent, hex};
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
-use crate::error::ApiError;
+use crate::error::EngineError;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +58,9 @@ impl Caller {
     }
 
     /// Refuses unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role], what: &str) -> Result<(), ApiError> {
+    pub fn require(&self, roles: &[Role], what: &str) -> Result<(), EngineError> {
         if self.join_expires_at.is_some() {
-            return Err(ApiError::forbidden(format!(
+            return Err(EngineError::forbidden(format!(
                 "{what}: a join token is only good for `POST /v1/agent/enroll`"
             )));
         }
@@ -73,7 +68,7 @@ impl Caller {
             Ok(())
         } else {
             let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(ApiError::forbidden(format!(
+            Err(EngineError::forbidden(format!(
                 "{what} needs a token with role {}; this one is {}",
                 allowed.join(" or "),
                 self.role.as_str()
@@ -83,19 +78,20 @@ impl Caller {
 }
 
 /// Random bytes from the operating system.
-fn random<const N: usize>() -> Result<[u8; N], ApiError> {
+fn random<const N: usize>() -> Result<[u8; N], EngineError> {
     let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).map_err(|e| ApiError::internal(format!("no randomness from the OS: {e}")))?;
+    getrandom::fill(&mut buf)
+        .map_err(|e| EngineError::internal(format!("no randomness from the OS: {e}")))?;
     Ok(buf)
 }
 
 /// A random 64-bit number from the operating system.
-pub fn random_u64() -> Result<u64, ApiError> {
+pub fn random_u64() -> Result<u64, EngineError> {
     Ok(u64::from_le_bytes(random::<8>()?))
 }
 
 /// 256 random bits from the operating system, as 64 hex digits (a key).
-pub fn random_hex32() -> Result<String, ApiError> {
+pub fn random_hex32() -> Result<String, EngineError> {
     Ok(hex(&random::<32>()?))
 }
 
@@ -125,7 +121,7 @@ impl Scope {
 }
 
 /// Mints a token: its secret and the log event that records its hash.
-pub fn issue(role: Role, name: &str, scope: Scope) -> Result<(String, LogEvent), ApiError> {
+pub fn issue(role: Role, name: &str, scope: Scope) -> Result<(String, LogEvent), EngineError> {
     let secret = format!("gw_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random::<32>()?));
     let token_id = format!("tok-{}", hex(&random::<6>()?));
     let event = LogEvent::TokenIssued {
@@ -138,48 +134,6 @@ pub fn issue(role: Role, name: &str, scope: Scope) -> Result<(String, LogEvent),
         join_expires_at: scope.join_expires_at,
     };
     Ok((secret, event))
-}
-
-impl FromRequestParts<Arc<AppState>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Caller, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <token>`"))?;
-        let value =
-            header.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is not ASCII"))?;
-        let secret = value
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let digest = hash(secret);
-        let mut found = state.lookup_token(&digest).await;
-        // A token may have been issued straight into the log (`gigawatt admin
-        // create-token`): catch up with the log, at most once a second, and look again.
-        if found.is_none() && state.catch_up().await {
-            found = state.lookup_token(&digest).await;
-        }
-        if let Some(caller) = found {
-            if let Some(until) = caller.join_expires_at {
-                if parts.uri.path() != "/v1/agent/enroll" {
-                    return Err(ApiError::forbidden("a join token is only good for `POST /v1/agent/enroll`"));
-                }
-                if crate::now_ms() > until {
-                    return Err(ApiError::unauthorized(
-                        "this join token expired; issue another: `gigawatt node enroll NODE`",
-                    ));
-                }
-            }
-            return Ok(caller);
-        }
-        if parts.uri.path().starts_with("/v1/agent/") {
-            tracing::warn!(path = parts.uri.path(), "agent request refused: unknown or revoked token");
-        }
-        Err(ApiError::unauthorized("unknown or revoked token"))
-    }
 }
 
 #[cfg(test)]

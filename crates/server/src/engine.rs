@@ -24,7 +24,7 @@ use gigawatt_units::Timestamp;
 use rand::SeedableRng;
 
 use crate::auth::{self, Caller};
-use crate::error::ApiError;
+use crate::error::EngineError;
 
 /// What the engine needs besides the log.
 #[derive(Clone)]
@@ -287,7 +287,7 @@ impl Engine {
     }
 
     /// Applies a new record to the view and stages it for the next commit.
-    pub(crate) fn stage(&mut self, at_ms: i64, event: LogEvent) -> Result<(), ApiError> {
+    pub(crate) fn stage(&mut self, at_ms: i64, event: LogEvent) -> Result<(), EngineError> {
         let tenant = match &event {
             LogEvent::TenantCreated { tenant, .. } => Some(tenant.clone()),
             LogEvent::TokenIssued { tenant, .. } => tenant.clone(),
@@ -324,7 +324,7 @@ impl Engine {
                 self.touched.insert(t.node.clone());
             }
         }
-        self.view.apply(&record).map_err(|e| ApiError::internal(format!("{e}")))?;
+        self.view.apply(&record).map_err(|e| EngineError::internal(format!("{e}")))?;
         if let Some(id) = record.event.workload()
             && let Some(w) = self.view.workloads.get(&id).filter(|w| w.state.is_final())
         {
@@ -340,7 +340,7 @@ impl Engine {
         Ok(())
     }
 
-    fn stage_decisions(&mut self, at_ms: i64, decisions: Vec<Decision>) -> Result<(), ApiError> {
+    fn stage_decisions(&mut self, at_ms: i64, decisions: Vec<Decision>) -> Result<(), EngineError> {
         for d in decisions {
             let event = match d {
                 Decision::Placed { workload, tasks, why } => {
@@ -366,22 +366,28 @@ impl Engine {
         std::mem::take(&mut self.staged)
     }
 
+    /// How many records wait to be committed.
+    #[must_use]
+    pub fn staged_len(&self) -> usize {
+        self.staged.len()
+    }
+
     /// Whether records wait to be committed.
     #[must_use]
     pub fn has_staged(&self) -> bool {
         !self.staged.is_empty()
     }
 
-    fn core(&mut self, now_ms: i64, event: Event) -> Result<(), ApiError> {
+    fn core(&mut self, now_ms: i64, event: Event) -> Result<(), EngineError> {
         let decisions = self
             .scheduler
             .handle(Timestamp(now_ms), event, &mut self.rng)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+            .map_err(|e| EngineError::internal(e.to_string()))?;
         self.stage_decisions(now_ms, decisions)
     }
 
     /// Writes the first record of a new log: the id key.
-    pub fn initialize(&mut self, now_ms: i64) -> Result<(), ApiError> {
+    pub fn initialize(&mut self, now_ms: i64) -> Result<(), EngineError> {
         let id_key = auth::random_u64()? & ((1 << 52) - 1);
         let id_secret = Some(auth::random_hex32()?);
         self.stage(now_ms, LogEvent::Initialized { id_key, id_secret })
@@ -392,7 +398,7 @@ impl Engine {
     /// Returns its secret, to print once. `gigawatt serve` asks for it once it listens,
     /// so a start that fails earlier (a busy port) issues nothing, and the next start
     /// prints one.
-    pub fn issue_first_admin(&mut self, now_ms: i64) -> Result<Option<String>, ApiError> {
+    pub fn issue_first_admin(&mut self, now_ms: i64) -> Result<Option<String>, EngineError> {
         if self.view.tokens.values().any(|t| t.role == Role::Admin) {
             return Ok(None);
         }
@@ -410,12 +416,12 @@ impl Engine {
         caller: &Caller,
         spec: &JobSpec,
         idempotency_key: Option<String>,
-    ) -> Result<(WorkloadId, bool), ApiError> {
+    ) -> Result<(WorkloadId, bool), EngineError> {
         let tenant = match (caller.role, &caller.tenant, &spec.tenant) {
             (Role::Tenant, Some(own), None) => own.clone(),
             (Role::Tenant, Some(own), Some(t)) if t == own => own.clone(),
             (Role::Tenant, _, Some(t)) => {
-                return Err(ApiError::field(
+                return Err(EngineError::field(
                     "tenant",
                     format!(
                         "this token belongs to another tenant and may not submit for `{t}`; leave `tenant` out"
@@ -424,32 +430,32 @@ impl Engine {
             }
             (Role::Admin | Role::Operator, _, Some(t)) => t.clone(),
             (Role::Admin | Role::Operator, _, None) => {
-                return Err(ApiError::field(
+                return Err(EngineError::field(
                     "tenant",
                     "an admin or operator must say which tenant the job is for",
                 ));
             }
-            (Role::Auditor, _, _) => return Err(ApiError::forbidden("an auditor token is read-only")),
-            (Role::Agent, _, _) => return Err(ApiError::forbidden("an agent token does not submit work")),
+            (Role::Auditor, _, _) => return Err(EngineError::forbidden("an auditor token is read-only")),
+            (Role::Agent, _, _) => return Err(EngineError::forbidden("an agent token does not submit work")),
             (Role::Tenant, None, _) => {
-                return Err(ApiError::internal("tenant token without a tenant".into()));
+                return Err(EngineError::internal("tenant token without a tenant".into()));
             }
         };
         if !self.view.tenants.contains_key(&tenant) {
-            return Err(ApiError::field("tenant", format!("there is no tenant `{tenant}`")));
+            return Err(EngineError::field("tenant", format!("there is no tenant `{tenant}`")));
         }
         if let Some(key) = &idempotency_key
             && let Some(id) = self.view.by_idempotency_key(&tenant, key)
         {
             // The same request again: the original answer. Another request under the same
             // key is a client bug, refused as Stripe's API refuses it.
-            let again = spec.validate(id, &tenant).map_err(ApiError::from)?;
+            let again = spec.validate(id, &tenant).map_err(EngineError::from)?;
             let same =
                 self.view.workloads.get(&id).is_none_or(|w| {
                     w.workload == again.workload && w.run == again.run && w.kind == again.kind
                 });
             if !same {
-                return Err(ApiError::field(
+                return Err(EngineError::field(
                     "header:Idempotency-Key",
                     format!(
                         "`{key}` was used for {id} with a different request; send the same request to get its answer, or use a new key"
@@ -459,7 +465,7 @@ impl Engine {
             return Ok((id, false));
         }
         let id = self.view.id_for(self.view.submitted);
-        let job = spec.validate(id, &tenant).map_err(ApiError::from)?;
+        let job = spec.validate(id, &tenant).map_err(EngineError::from)?;
         let workload = job.workload.clone();
         let deferred = self.plan_deferral(now_ms, spec, &workload)?;
         self.stage(
@@ -489,14 +495,17 @@ impl Engine {
         state: WorkloadState,
         exit_code: Option<i32>,
         by: Option<String>,
-    ) -> Result<(), ApiError> {
-        let w =
-            self.view.workloads.get(&id).ok_or_else(|| ApiError::not_found("workload", &id.to_string()))?;
+    ) -> Result<(), EngineError> {
+        let w = self
+            .view
+            .workloads
+            .get(&id)
+            .ok_or_else(|| EngineError::not_found("workload", &id.to_string()))?;
         if w.state.is_final() {
-            return Err(ApiError::conflict(format!("{id} already ended: {}", w.state.as_str())));
+            return Err(EngineError::conflict(format!("{id} already ended: {}", w.state.as_str())));
         }
         if state != WorkloadState::Cancelled && w.state != WorkloadState::Running {
-            return Err(ApiError::conflict(format!(
+            return Err(EngineError::conflict(format!(
                 "{id} is {}, not running: only cancel ends it",
                 w.state.as_str()
             )));
@@ -512,7 +521,7 @@ impl Engine {
         state: WorkloadState,
         exit_code: Option<i32>,
         by: Option<String>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), EngineError> {
         self.stage(now_ms, LogEvent::WorkloadFinished { workload: id, state, exit_code, by })?;
         // A deferred workload never reached the core.
         if let Some(&held) = self.deferred.iter().find(|(_, w)| *w == id) {
@@ -523,7 +532,7 @@ impl Engine {
     }
 
     /// Ends every running workload past its time limit.
-    pub fn expire(&mut self, now_ms: i64) -> Result<(), ApiError> {
+    pub fn expire(&mut self, now_ms: i64) -> Result<(), EngineError> {
         self.release_deferred(now_ms)?;
         while let Some(&(deadline, id)) = self.timers.first() {
             if deadline > now_ms {
@@ -543,7 +552,7 @@ impl Engine {
 
     /// Archives ended workloads past the retention period (at most a few thousand per
     /// call, so that one batch never grows large).
-    pub fn archive(&mut self, now_ms: i64) -> Result<(), ApiError> {
+    pub fn archive(&mut self, now_ms: i64) -> Result<(), EngineError> {
         let Some(keep) = self.keep_ended_ms else { return Ok(()) };
         for _ in 0..4 {
             let mut due = Vec::new();
@@ -580,7 +589,7 @@ impl Engine {
     /// Runs the core's periodic pass when it is due; what it decides (placements by
     /// backfill, reclaims) is staged like any other decision. Reservations are derived
     /// state, planned again by the first pass after a restart.
-    pub fn tick(&mut self, now_ms: i64) -> Result<(), ApiError> {
+    pub fn tick(&mut self, now_ms: i64) -> Result<(), EngineError> {
         if now_ms < self.next_tick_ms {
             return Ok(());
         }
@@ -589,39 +598,41 @@ impl Engine {
     }
 
     /// Creates a tenant.
-    pub fn create_tenant(&mut self, now_ms: i64, req: &CreateTenant) -> Result<(), ApiError> {
+    pub fn create_tenant(&mut self, now_ms: i64, req: &CreateTenant) -> Result<(), EngineError> {
         let id = &req.id;
         let ok = (1..=63).contains(&id.len())
             && id.starts_with(|c: char| c.is_ascii_lowercase())
             && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !ok {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 "id",
                 "1..=63 lowercase letters, digits and `-`, starting with a letter",
             ));
         }
         if self.view.tenants.contains_key(id) {
-            return Err(ApiError::conflict(format!("tenant `{id}` exists")));
+            return Err(EngineError::conflict(format!("tenant `{id}` exists")));
         }
         let name = req.name.clone().unwrap_or_else(|| id.clone());
         if name.chars().count() > 128 || name.chars().any(char::is_control) {
-            return Err(ApiError::field("name", "at most 128 characters, no control characters"));
+            return Err(EngineError::field("name", "at most 128 characters, no control characters"));
         }
         self.stage(now_ms, LogEvent::TenantCreated { tenant: id.clone(), name })
     }
 
     /// Issues a token; returns its id and secret.
-    pub fn issue_token(&mut self, now_ms: i64, req: &CreateToken) -> Result<(String, String), ApiError> {
+    pub fn issue_token(&mut self, now_ms: i64, req: &CreateToken) -> Result<(String, String), EngineError> {
         if req.name.is_empty() || req.name.chars().count() > 128 || req.name.chars().any(char::is_control) {
-            return Err(ApiError::field("name", "give a label of 1..=128 characters"));
+            return Err(EngineError::field("name", "give a label of 1..=128 characters"));
         }
         match (req.role, &req.tenant) {
-            (Role::Tenant, None) => return Err(ApiError::field("tenant", "a tenant token needs its tenant")),
+            (Role::Tenant, None) => {
+                return Err(EngineError::field("tenant", "a tenant token needs its tenant"));
+            }
             (Role::Tenant, Some(t)) if !self.view.tenants.contains_key(t) => {
-                return Err(ApiError::field("tenant", format!("there is no tenant `{t}`")));
+                return Err(EngineError::field("tenant", format!("there is no tenant `{t}`")));
             }
             (Role::Admin | Role::Operator | Role::Auditor | Role::Agent, Some(_)) => {
-                return Err(ApiError::field(
+                return Err(EngineError::field(
                     "tenant",
                     "only a tenant token belongs to a tenant; leave it out",
                 ));
@@ -630,16 +641,19 @@ impl Engine {
         }
         match (req.role, &req.node) {
             (Role::Agent, None) => {
-                return Err(ApiError::field(
+                return Err(EngineError::field(
                     "node",
                     "an agent token acts for exactly one node: name it (or enrol the node: `POST /v1/nodes/{name}/enroll`)",
                 ));
             }
             (Role::Agent, Some(n)) if self.scheduler.state().node_by_name(n).is_none() => {
-                return Err(ApiError::field("node", format!("there is no node `{n}` in the fleet")));
+                return Err(EngineError::field("node", format!("there is no node `{n}` in the fleet")));
             }
             (Role::Admin | Role::Operator | Role::Auditor | Role::Tenant, Some(_)) => {
-                return Err(ApiError::field("node", "only an agent token belongs to a node; leave it out"));
+                return Err(EngineError::field(
+                    "node",
+                    "only an agent token belongs to a node; leave it out",
+                ));
             }
             _ => {}
         }
@@ -654,10 +668,10 @@ impl Engine {
         role: Role,
         name: &str,
         scope: auth::Scope,
-    ) -> Result<(String, String), ApiError> {
+    ) -> Result<(String, String), EngineError> {
         let (secret, event) = auth::issue(role, name, scope)?;
         let LogEvent::TokenIssued { token_id, .. } = &event else {
-            return Err(ApiError::internal("token event".into()));
+            return Err(EngineError::internal("token event".into()));
         };
         let token_id = token_id.clone();
         self.stage(now_ms, event)?;
@@ -671,9 +685,9 @@ impl Engine {
         now_ms: i64,
         node: &str,
         expires_at: i64,
-    ) -> Result<(String, String), ApiError> {
+    ) -> Result<(String, String), EngineError> {
         if self.scheduler.state().node_by_name(node).is_none() {
-            return Err(ApiError::not_found("node", node));
+            return Err(EngineError::not_found("node", node));
         }
         let scope =
             auth::Scope { tenant: None, node: Some(node.to_string()), join_expires_at: Some(expires_at) };
@@ -688,21 +702,21 @@ impl Engine {
         now_ms: i64,
         join_token_id: &str,
         node: &str,
-    ) -> Result<(String, String), ApiError> {
+    ) -> Result<(String, String), EngineError> {
         let Some(t) = self.view.tokens.get(join_token_id).filter(|t| !t.revoked) else {
-            return Err(ApiError::unauthorized("unknown or revoked token"));
+            return Err(EngineError::unauthorized("unknown or revoked token"));
         };
         match (&t.node, t.join_expires_at) {
             (Some(n), Some(until)) if n == node && now_ms <= until => {}
             (Some(n), Some(_)) if n != node => {
-                return Err(ApiError::forbidden(format!("this join token is for node {n}, not {node}")));
+                return Err(EngineError::forbidden(format!("this join token is for node {n}, not {node}")));
             }
             (Some(_), Some(_)) => {
-                return Err(ApiError::unauthorized(
+                return Err(EngineError::unauthorized(
                     "this join token expired; issue another: `gigawatt node enroll NODE`",
                 ));
             }
-            _ => return Err(ApiError::forbidden("only a join token is exchanged for a node credential")),
+            _ => return Err(EngineError::forbidden("only a join token is exchanged for a node credential")),
         }
         let scope = auth::Scope { tenant: None, node: Some(node.to_string()), join_expires_at: None };
         let (token_id, secret) =
@@ -720,7 +734,7 @@ impl Engine {
         what: &str,
         reason: &str,
         count: u64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), EngineError> {
         // The node name comes from outside: keep the record short and printable.
         let node: String = node.chars().filter(|c| !c.is_control()).take(128).collect();
         self.stage(
@@ -736,24 +750,26 @@ impl Engine {
     }
 
     /// Revokes a token.
-    pub fn revoke_token(&mut self, now_ms: i64, token_id: &str) -> Result<(), ApiError> {
+    pub fn revoke_token(&mut self, now_ms: i64, token_id: &str) -> Result<(), EngineError> {
         match self.view.tokens.get(token_id) {
-            None => Err(ApiError::not_found("token", token_id)),
-            Some(t) if t.revoked => Err(ApiError::conflict(format!("token {token_id} is already revoked"))),
+            None => Err(EngineError::not_found("token", token_id)),
+            Some(t) if t.revoked => {
+                Err(EngineError::conflict(format!("token {token_id} is already revoked")))
+            }
             Some(_) => self.stage(now_ms, LogEvent::TokenRevoked { token_id: token_id.to_string() }),
         }
     }
 
     /// Takes a node down (its work is requeued) or brings it back.
-    pub fn set_node(&mut self, now_ms: i64, node: &str, up: bool, reason: String) -> Result<(), ApiError> {
+    pub fn set_node(&mut self, now_ms: i64, node: &str, up: bool, reason: String) -> Result<(), EngineError> {
         if self.scheduler.state().node_by_name(node).is_none() {
-            return Err(ApiError::not_found("node", node));
+            return Err(EngineError::not_found("node", node));
         }
         let down = self.view.nodes_down.contains_key(node);
         let was = self.node_schedulable(node);
         match (up, down) {
-            (true, false) => Err(ApiError::conflict(format!("node {node} is already up"))),
-            (false, true) => Err(ApiError::conflict(format!("node {node} is already down"))),
+            (true, false) => Err(EngineError::conflict(format!("node {node} is already up"))),
+            (false, true) => Err(EngineError::conflict(format!("node {node} is already down"))),
             (true, true) => {
                 self.stage(now_ms, LogEvent::NodeUp { node: node.to_string(), reason })?;
                 self.node_restored(now_ms, node, was)
@@ -775,10 +791,10 @@ pub async fn open(
 ) -> Result<(Engine, LoadReport), anyhow::Error> {
     let (mut engine, report) = Engine::load(store, config, now_ms).await?;
     if engine.view.seq == 0 {
-        engine.initialize(now_ms).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        engine.initialize(now_ms).map_err(|e| anyhow::anyhow!("{}", e))?;
     }
     // Phases that began and curtailments that started or ended while no server ran.
-    engine.apply_budget_schedule(now_ms).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    engine.apply_budget_schedule(now_ms).map_err(|e| anyhow::anyhow!("{}", e))?;
     let staged = engine.take_staged();
     match store.append(&staged).await {
         Ok(()) => Ok((engine, report)),

@@ -1,118 +1,112 @@
-//! The API's errors: every one a status and a JSON body `{code, message, field}`.
+//! Why the engine refused a command or a query, as a typed error.
+//!
+//! The engine, the writer, the agent checks and the token rules return an
+//! [`EngineError`]; the HTTP edge (`http/error.rs`) alone maps each kind to a status
+//! and the JSON error shape. So the rules say what went wrong, and only the edge knows
+//! how HTTP spells it.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use gigawatt_api::{ApiErrorBody, FieldError};
-
-/// An error answer.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Stable code.
-    pub code: &'static str,
-    /// For a person.
-    pub message: String,
-    /// The field at fault.
-    pub field: Option<String>,
+/// Why a command or a query was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// A field of the request is wrong: which one, what is wrong, what would be right.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, as the API names it (`gpus[0].power_w`, `header:Idempotency-Key`).
+        field: String,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+    /// No such thing, or not one the caller may see: the same answer for both, so that
+    /// a tenant cannot learn what other tenants have.
+    #[error("{0}")]
+    NotFound(String),
+    /// The caller is not known (no token, a malformed one, an unknown or revoked one).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known, but its role or its scope does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with the current state (ending what already ended).
+    #[error("{0}")]
+    Conflict(String),
+    /// An agent spoke for an older generation of its node (fenced by a newer
+    /// registration, or the node was declared lost): it must stop and register again.
+    #[error("{0}")]
+    StaleGeneration(String),
+    /// The control plane cannot do it now (the log cannot be written or read, another
+    /// server leads, shutting down); nothing was changed, and a retry may succeed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug in gigawatt.
+    #[error("{0}")]
+    Internal(String),
 }
 
-impl ApiError {
-    /// 422: a field is wrong.
-    pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "invalid-field",
-            message: message.into(),
-            field: Some(field.into()),
-        }
+impl EngineError {
+    /// A field is wrong.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> EngineError {
+        EngineError::Invalid { field: field.into(), message: message.into() }
     }
 
-    /// 400: the request itself is malformed.
-    pub fn bad_request(code: &'static str, message: impl Into<String>, field: Option<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into(), field }
+    /// No `what` named `id` that the caller may see.
+    pub fn not_found(what: &str, id: &str) -> EngineError {
+        EngineError::NotFound(format!("no {what} `{id}`"))
     }
 
-    /// 404: no such thing, or not one the caller may see (the same answer, so that a
-    /// tenant cannot learn what other tenants have).
-    pub fn not_found(what: &str, id: &str) -> ApiError {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not-found",
-            message: format!("no {what} `{id}`"),
-            field: None,
-        }
+    /// The caller is not known.
+    pub fn unauthorized(message: impl Into<String>) -> EngineError {
+        EngineError::Unauthenticated(message.into())
     }
 
-    /// 401.
-    pub fn unauthorized(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: message.into(),
-            field: Some("header:Authorization".into()),
+    /// The caller may not do this.
+    pub fn forbidden(message: impl Into<String>) -> EngineError {
+        EngineError::Forbidden(message.into())
+    }
+
+    /// The request conflicts with the current state.
+    pub fn conflict(message: impl Into<String>) -> EngineError {
+        EngineError::Conflict(message.into())
+    }
+
+    /// Not now; retry.
+    pub fn unavailable(message: impl Into<String>) -> EngineError {
+        EngineError::Unavailable(message.into())
+    }
+
+    /// A bug in gigawatt; logged where it is made.
+    pub fn internal(message: String) -> EngineError {
+        tracing::error!("internal error: {message}");
+        EngineError::Internal(message)
+    }
+
+    /// The field at fault, for an [`EngineError::Invalid`].
+    #[must_use]
+    pub fn field_name(&self) -> Option<&str> {
+        match self {
+            EngineError::Invalid { field, .. } => Some(field),
+            _ => None,
         }
     }
 
     /// The same error with another message (to say more than the constructor does).
     #[must_use]
-    pub fn with_message(mut self, message: impl Into<String>) -> ApiError {
-        self.message = message.into();
-        self
-    }
-
-    /// 403: the caller is known but its role may not do this.
-    pub fn forbidden(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::FORBIDDEN, code: "forbidden", message: message.into(), field: None }
-    }
-
-    /// 409: the request conflicts with the current state.
-    pub fn conflict(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::CONFLICT, code: "conflict", message: message.into(), field: None }
-    }
-
-    /// 503: the control plane cannot serve the request now (the log is unreachable).
-    pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "unavailable",
-            message: message.into(),
-            field: None,
+    pub fn with_message(self, message: impl Into<String>) -> EngineError {
+        let message = message.into();
+        match self {
+            EngineError::Invalid { field, .. } => EngineError::Invalid { field, message },
+            EngineError::NotFound(_) => EngineError::NotFound(message),
+            EngineError::Unauthenticated(_) => EngineError::Unauthenticated(message),
+            EngineError::Forbidden(_) => EngineError::Forbidden(message),
+            EngineError::Conflict(_) => EngineError::Conflict(message),
+            EngineError::StaleGeneration(_) => EngineError::StaleGeneration(message),
+            EngineError::Unavailable(_) => EngineError::Unavailable(message),
+            EngineError::Internal(_) => EngineError::Internal(message),
         }
     }
-
-    /// 500: a bug in gigawatt.
-    pub fn internal(message: String) -> ApiError {
-        tracing::error!("internal error: {message}");
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message, field: None }
-    }
 }
 
-impl From<FieldError> for ApiError {
-    fn from(e: FieldError) -> ApiError {
-        ApiError::field(e.field, e.message)
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
-    }
-}
-
-impl std::error::Error for ApiError {}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ApiErrorBody { code: self.code.to_string(), message: self.message, field: self.field };
-        let mut r = (self.status, Json(body)).into_response();
-        // Every 503 is a passing state (the log unwritable, a reload, a deadline): say
-        // when to come back.
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
-        }
-        r
+impl From<gigawatt_api::FieldError> for EngineError {
+    fn from(e: gigawatt_api::FieldError) -> EngineError {
+        EngineError::field(e.field, e.message)
     }
 }

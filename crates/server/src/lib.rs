@@ -341,7 +341,7 @@ impl Server {
     pub async fn first_admin_token(&self) -> anyhow::Result<Option<String>> {
         writer::execute(&self.state, |engine, now| engine.issue_first_admin(now))
             .await
-            .map_err(|e| anyhow::anyhow!("cannot write the first admin token: {}", e.message))
+            .map_err(|e| anyhow::anyhow!("cannot write the first admin token: {e}"))
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves.

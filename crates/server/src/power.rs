@@ -104,7 +104,7 @@ pub async fn run(state: Arc<AppState>, interval: Duration) {
         if !records.is_empty()
             && let Err(e) = execute(&state, move |engine, now| engine.record_power(now, records)).await
         {
-            tracing::warn!("could not record power events: {}", e.message);
+            tracing::warn!("could not record power events: {e}");
         }
     }
 }
@@ -438,7 +438,7 @@ fn latest_gpu_draw(state: &AppState, node: &str) -> Watts {
 
 impl Engine {
     /// Records what the power manager did (caps, uncaps, alerts).
-    pub fn record_power(&mut self, now: i64, events: Vec<LogEvent>) -> Result<(), crate::error::ApiError> {
+    pub fn record_power(&mut self, now: i64, events: Vec<LogEvent>) -> Result<(), crate::error::EngineError> {
         for e in events {
             // A workload may have ended between the plan and this record.
             if let Some(id) = e.workload()

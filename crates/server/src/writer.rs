@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::AppState;
 use crate::engine::Engine;
-use crate::error::ApiError;
+use crate::error::EngineError;
 
 /// The most commands one commit carries.
 pub const MAX_BATCH: usize = 2048;
@@ -21,12 +21,13 @@ pub const MAX_BATCH: usize = 2048;
 /// once the commit is known; or, while the log cannot be written, is refused unrun.
 pub struct Job {
     run: Run,
-    refuse: Box<dyn FnOnce(ApiError) + Send>,
+    refuse: Box<dyn FnOnce(EngineError) + Send>,
 }
-/// Runs a command on the engine; returns how to answer it.
-type Run = Box<dyn FnOnce(&mut Engine, i64) -> Reply + Send>;
+/// Runs a command on the engine; returns how to answer it, and whether it failed after
+/// staging records (see [`execute`]).
+type Run = Box<dyn FnOnce(&mut Engine, i64) -> (Reply, bool) + Send>;
 /// Sends the answer, given how the commit went.
-pub type Reply = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
+pub type Reply = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
 
 /// What the writer receives.
 pub enum Msg {
@@ -38,13 +39,19 @@ pub enum Msg {
 }
 
 /// Runs `f` on the engine through the writer and waits until its records are durable.
+///
+/// A command checks everything before it stages its first record, so a command that
+/// fails stages nothing and the batch commits without it. Failing after staging (the
+/// view refusing a record, the core failing: bugs) spoils the batch instead: nothing of
+/// it is committed, the engine is rebuilt from the log, the failed command gets its
+/// error and every other command of the batch a 503 to retry.
 pub async fn execute<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&mut Engine, i64) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let (tx, rx) = oneshot::channel::<Result<T, ApiError>>();
+    f: impl FnOnce(&mut Engine, i64) -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    let (tx, rx) = oneshot::channel::<Result<T, EngineError>>();
     let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
-    let send = move |tx: &std::sync::Mutex<Option<oneshot::Sender<Result<T, ApiError>>>>, v| {
+    let send = move |tx: &std::sync::Mutex<Option<oneshot::Sender<Result<T, EngineError>>>>, v| {
         if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
             let _ = tx.send(v);
         }
@@ -52,12 +59,17 @@ pub async fn execute<T: Send + 'static>(
     let (tx_run, tx_refuse) = (tx.clone(), tx);
     let job = Job {
         run: Box::new(move |engine, now| {
+            let mark = engine.staged_len();
             let result = f(engine, now);
-            Box::new(move |commit: Result<(), ApiError>| send(&tx_run, commit.and(result)))
+            let spoiled = result.is_err() && engine.staged_len() != mark;
+            // A command's own refusal stands whatever the commit did; a success is one
+            // only once committed.
+            let reply: Reply = Box::new(move |commit| send(&tx_run, result.and_then(|v| commit.map(|()| v))));
+            (reply, spoiled)
         }),
         refuse: Box::new(move |e| send(&tx_refuse, Err(e))),
     };
-    let gone = || ApiError::unavailable("the control plane is shutting down");
+    let gone = || EngineError::unavailable("the control plane is shutting down");
     state.writer.send(Msg::Job(job)).await.map_err(|_| gone())?;
     rx.await.map_err(|_| gone())?
 }
@@ -130,22 +142,35 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
         }
         let mut engine = state.engine.write().await;
         let now = crate::now_ms();
-        let replies: Vec<Reply> = jobs.into_iter().map(|job| (job.run)(&mut engine, now)).collect();
-        let mut result = engine
-            .expire(now)
-            .and_then(|()| engine.archive(now))
-            .and_then(|()| engine.apply_budget_schedule(now))
-            .and_then(|()| engine.tick(now));
+        let mut spoiled = 0;
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let (reply, spoils) = (job.run)(&mut engine, now);
+            spoiled += usize::from(spoils);
+            replies.push(reply);
+        }
+        let mut result = if spoiled > 0 {
+            tracing::error!("{spoiled} command(s) failed after staging records; the batch is not committed");
+            Err(EngineError::unavailable(
+                "another command in the same commit failed; nothing was changed: retry (with the same Idempotency-Key)",
+            ))
+        } else {
+            engine
+                .expire(now)
+                .and_then(|()| engine.archive(now))
+                .and_then(|()| engine.apply_budget_schedule(now))
+                .and_then(|()| engine.tick(now))
+        };
         let records = engine.take_staged();
         if result.is_ok() {
             result = match state.store.append(&records).await {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let answer = match &e {
-                        StoreError::Conflict(_) => ApiError::unavailable(
+                        StoreError::Conflict(_) => EngineError::unavailable(
                             "another process wrote to the event log at the same moment; retry (with the same Idempotency-Key)",
                         ),
-                        _ => ApiError::unavailable(format!("the event log could not be written: {e}")),
+                        _ => EngineError::unavailable(format!("the event log could not be written: {e}")),
                     };
                     tracing::error!(
                         "commit of {} records failed: {e}; reloading from the log",
@@ -230,8 +255,8 @@ async fn save_snapshot(state: Arc<AppState>, view: gigawatt_store::View, seq: u6
 }
 
 /// The answer to a command refused while the log cannot be written.
-fn unwritable(f: &WriteFault) -> ApiError {
-    ApiError::unavailable(format!(
+fn unwritable(f: &WriteFault) -> EngineError {
+    EngineError::unavailable(format!(
         "the event log cannot be written ({}), for {} s now; nothing was changed: retry (with the same Idempotency-Key)",
         f.reason,
         f.since.elapsed().as_secs()
@@ -269,5 +294,87 @@ async fn reload(state: &AppState, engine: &mut Engine) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gigawatt_api::CreateTenant;
+    use gigawatt_core::PolicyKind;
+    use gigawatt_store::Store;
+
+    use super::*;
+    use crate::engine::EngineConfig;
+    use crate::{Server, ServerConfig};
+
+    async fn server(dir: &std::path::Path) -> Server {
+        let store = Store::open(&format!("sqlite://{}/log.db", dir.display())).await.expect("a log");
+        let fleet = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fleets/france.toml");
+        let fleet = gigawatt_fleet::file::load(std::path::Path::new(fleet)).expect("the bundled fleet");
+        let config = ServerConfig {
+            engine: EngineConfig {
+                fleet,
+                policy: PolicyKind::Fgd,
+                seed: 1,
+                keep_ended_ms: None,
+                require_agents: false,
+                budget_lead_ms: crate::engine::DEFAULT_BUDGET_LEAD_MS,
+                pass_interval_ms: crate::engine::DEFAULT_PASS_INTERVAL_MS,
+                age_after_s: 0,
+            },
+            snapshot_every: 0,
+            agents: crate::agents::AgentSettings::default(),
+            power: crate::PowerSettings::default(),
+            connections: crate::listen::ConnLimits::default(),
+            requests: crate::http::limits::RequestLimits::default(),
+            tls: None,
+        };
+        Server::start(store, config).await.expect("a server")
+    }
+
+    fn tenant(id: &str) -> CreateTenant {
+        CreateTenant { id: id.into(), name: None }
+    }
+
+    /// A command refused by its checks stages nothing: the batch it shares commits
+    /// without it. One that fails after staging (a bug) spoils the batch: nothing is
+    /// written, memory goes back to the log, the others are told to retry.
+    #[tokio::test]
+    async fn a_failed_command_leaves_no_trace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = server(dir.path()).await;
+        let state = &server.state;
+        let seq = state.store.last_seq().await.expect("seq");
+
+        // On the current-thread runtime both commands are queued before the writer
+        // runs: they share one batch.
+        let (ok, refused) = tokio::join!(
+            execute(state, |e, now| e.create_tenant(now, &tenant("acme"))),
+            execute(state, |e, now| e.create_tenant(now, &tenant("Not Valid"))),
+        );
+        assert_eq!(ok, Ok(()));
+        assert!(matches!(refused, Err(EngineError::Invalid { .. })), "{refused:?}");
+        assert_eq!(state.store.last_seq().await.expect("seq"), seq + 1, "one record: acme");
+
+        let (good, bug) = tokio::join!(
+            execute(state, |e, now| e.create_tenant(now, &tenant("globex"))),
+            execute(state, |e, now| {
+                e.create_tenant(now, &tenant("initech"))?;
+                Err::<(), _>(EngineError::internal("a bug after staging".into()))
+            }),
+        );
+        assert_eq!(bug, Err(EngineError::Internal("a bug after staging".into())));
+        assert!(matches!(good, Err(EngineError::Unavailable(_))), "{good:?}");
+        assert_eq!(state.store.last_seq().await.expect("seq"), seq + 1, "nothing of the spoiled batch");
+        {
+            let engine = state.engine.read().await;
+            assert!(engine.view.tenants.contains_key("acme"));
+            assert!(!engine.view.tenants.contains_key("globex"), "memory holds only what the log does");
+            assert!(!engine.view.tenants.contains_key("initech"));
+            assert_eq!(engine.view.seq, seq + 1);
+        }
+        // The retry the answer asks for goes through.
+        assert_eq!(execute(state, |e, now| e.create_tenant(now, &tenant("globex"))).await, Ok(()));
+        assert_eq!(state.store.last_seq().await.expect("seq"), seq + 2);
     }
 }

@@ -21,7 +21,7 @@ use gigawatt_core::{DataClass, PolicyKind, PriorityClass, Topology, WorkloadId};
 use gigawatt_fleet::Fleet;
 use gigawatt_server::auth::Caller;
 use gigawatt_server::engine::{Engine, EngineConfig};
-use gigawatt_server::error::ApiError;
+use gigawatt_server::error::EngineError;
 use gigawatt_server::writer::execute;
 use gigawatt_server::{Server, ServerConfig};
 use gigawatt_store::Store;
@@ -72,7 +72,7 @@ struct Gen {
 
 impl Gen {
     /// One operation: end a live workload if there are enough, then submit one.
-    fn step(&mut self, engine: &mut Engine, now: i64, live_target: usize) -> Result<(), ApiError> {
+    fn step(&mut self, engine: &mut Engine, now: i64, live_target: usize) -> Result<(), EngineError> {
         if self.live.len() >= live_target {
             self.end_one(engine, now)?;
         }
@@ -87,7 +87,7 @@ impl Gen {
         Ok(())
     }
 
-    fn end_one(&mut self, engine: &mut Engine, now: i64) -> Result<(), ApiError> {
+    fn end_one(&mut self, engine: &mut Engine, now: i64) -> Result<(), EngineError> {
         let i = self.rng.below(self.live.len() as u64) as usize;
         let id = self.live.swap_remove(i);
         let Some(w) = engine.view.workloads.get(&id) else { return Ok(()) };
@@ -216,7 +216,7 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
     if seq > 2 {
         bail!("the event log is not empty ({seq} records): give an empty database, or --wipe");
     }
-    let err = |e: ApiError| anyhow!("{}", e.message);
+    let err = |e: EngineError| anyhow!("{e}");
     let (tenants, operator) = execute(&state, |engine, now| {
         let mut tenants = Vec::new();
         for i in 0..TENANTS {

@@ -93,7 +93,7 @@ pub async fn watchdog(state: Arc<AppState>) {
             match execute(&state, move |e, now| e.node_lost(now, &n, generation, reason)).await {
                 Ok(true) => state.agents.lost(&node, generation + 1),
                 Ok(false) => {}
-                Err(e) => tracing::error!(node, "could not record the loss of node: {}", e.message),
+                Err(e) => tracing::error!(node, "could not record the loss of node: {}", e),
             }
         }
     }

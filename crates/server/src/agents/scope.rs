@@ -20,7 +20,7 @@ use gigawatt_store::LogEvent;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::engine::Engine;
-use crate::error::ApiError;
+use crate::error::EngineError;
 use crate::writer::execute;
 
 /// How often one kind of refusal is recorded at most.
@@ -79,7 +79,7 @@ pub async fn refuse(
     node: &str,
     what: &'static str,
     reason: String,
-) -> ApiError {
+) -> EngineError {
     tracing::warn!(token = caller.token_id, node, "agent {what} refused: {reason}");
     let node_short: String = node.chars().take(128).collect();
     if let Some(count) = state.agents.refusals.count((caller.token_id.clone(), node_short.clone(), what)) {
@@ -88,10 +88,10 @@ pub async fn refuse(
         if let Err(e) =
             execute(state, move |e, now| e.agent_refused(now, &token, &node_short, what, &why, count)).await
         {
-            tracing::warn!(node, "the refusal could not be recorded: {}", e.message);
+            tracing::warn!(node, "the refusal could not be recorded: {}", e);
         }
     }
-    ApiError::forbidden(format!("{what} for node {node} refused: {reason}"))
+    EngineError::forbidden(format!("{what} for node {node} refused: {reason}"))
 }
 
 /// Refuses unless `caller` is node `node`'s own agent credential.
@@ -100,7 +100,7 @@ pub async fn check_node(
     caller: &Caller,
     node: &str,
     what: &'static str,
-) -> Result<(), ApiError> {
+) -> Result<(), EngineError> {
     match caller.refuses_node(node) {
         None => Ok(()),
         Some(reason) => Err(refuse(state, caller, node, what, reason).await),
@@ -155,7 +155,7 @@ pub async fn check_copies<'a>(
     node: &str,
     what: &'static str,
     keys: impl IntoIterator<Item = &'a TaskKey>,
-) -> Result<(), ApiError> {
+) -> Result<(), EngineError> {
     let mut look: Vec<&TaskKey> = Vec::new();
     let mut refused = None;
     {
@@ -176,7 +176,7 @@ pub async fn check_copies<'a>(
         return Err(refuse(state, caller, node, what, why).await);
     }
     if look.len() > MAX_LOOKUPS {
-        return Err(ApiError::field(
+        return Err(EngineError::field(
             "tasks",
             format!("{} copies that no longer run in one request; at most {MAX_LOOKUPS}", look.len()),
         ));
@@ -189,7 +189,7 @@ pub async fn check_copies<'a>(
                         if parse_workload_id(&key.workload) == Some(*workload)
                             && tasks.iter().any(|t| t.task == key.task && t.node == node))
             }),
-            Err(e) => return Err(ApiError::unavailable(format!("the event log cannot be read: {e}"))),
+            Err(e) => return Err(EngineError::unavailable(format!("the event log cannot be read: {e}"))),
         };
         if !placed_here {
             let why = format!(

@@ -15,7 +15,7 @@ use gigawatt_api::{GpuInventory, Heartbeat, NodeTelemetry, TaskReport, parse_wor
 use gigawatt_units::Watts;
 
 use crate::engine::Engine;
-use crate::error::ApiError;
+use crate::error::EngineError;
 
 /// How far above TDP a GPU's measured draw may read.
 pub const POWER_MARGIN: f64 = 1.5;
@@ -42,7 +42,7 @@ fn gpu_bound_w(tdp: Watts) -> u64 {
 ///
 /// # Errors
 /// The first value out of bounds, as a 422 naming its field.
-pub fn check_inventory(tdp: Watts, gpus: &[GpuInventory]) -> Result<(), ApiError> {
+pub fn check_inventory(tdp: Watts, gpus: &[GpuInventory]) -> Result<(), EngineError> {
     let bound = gpu_bound_w(tdp);
     for (i, g) in gpus.iter().enumerate() {
         let f = |name: &str| format!("gpus[{i}].{name}");
@@ -53,20 +53,20 @@ pub fn check_inventory(tdp: Watts, gpus: &[GpuInventory]) -> Result<(), ApiError
             ("max_power_limit_w", g.max_power_limit_w),
         ] {
             if v > bound {
-                return Err(ApiError::field(
+                return Err(EngineError::field(
                     f(name),
                     format!("{v} W is more than this model can draw (TDP {} W); give 0..={bound}", tdp.0),
                 ));
             }
         }
         if g.min_power_limit_w > g.max_power_limit_w {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 f("min_power_limit_w"),
                 format!("{} W is above the maximum limit of {} W", g.min_power_limit_w, g.max_power_limit_w),
             ));
         }
         if g.memory_mib > MAX_GPU_MEMORY_MIB {
-            return Err(ApiError::field(f("memory_mib"), format!("give 0..={MAX_GPU_MEMORY_MIB} MiB")));
+            return Err(EngineError::field(f("memory_mib"), format!("give 0..={MAX_GPU_MEMORY_MIB} MiB")));
         }
     }
     Ok(())
@@ -83,7 +83,7 @@ pub fn check_heartbeat(
     hb: &Heartbeat,
     previous: Option<&NodeTelemetry>,
     now_ms: i64,
-) -> Result<(), ApiError> {
+) -> Result<(), EngineError> {
     let state = engine.scheduler.state();
     let Some(idx) = state.node_by_name(&hb.node) else { return Ok(()) };
     let node = state.node(idx);
@@ -107,16 +107,16 @@ fn check_telemetry(
     bound: u64,
     tdp: Watts,
     previous: Option<&NodeTelemetry>,
-) -> Result<(), ApiError> {
+) -> Result<(), EngineError> {
     if t.gpus.len() > count {
-        return Err(ApiError::field(
+        return Err(EngineError::field(
             "telemetry.gpus",
             format!("the node has {count} GPUs, not {}", t.gpus.len()),
         ));
     }
     let total = bound.saturating_mul(count as u64);
     if t.power_w > total {
-        return Err(ApiError::field(
+        return Err(EngineError::field(
             "telemetry.power_w",
             format!(
                 "{} W is more than {count} GPUs of TDP {} W can draw; give 0..={total}",
@@ -129,34 +129,37 @@ fn check_telemetry(
         let f = |name: &str| format!("telemetry.gpus[{i}].{name}");
         let index = usize::from(g.index);
         if index >= count || std::mem::replace(&mut seen[index], true) {
-            return Err(ApiError::field(f("index"), format!("give each of 0..{count} at most once")));
+            return Err(EngineError::field(f("index"), format!("give each of 0..{count} at most once")));
         }
         for (name, v) in [("power_w", g.power_w), ("power_limit_w", g.power_limit_w)] {
             if v > bound {
-                return Err(ApiError::field(
+                return Err(EngineError::field(
                     f(name),
                     format!("{v} W is more than this model can draw (TDP {} W); give 0..={bound}", tdp.0),
                 ));
             }
         }
         if g.utilization_pct > 100 {
-            return Err(ApiError::field(f("utilization_pct"), "a percentage: give 0..=100"));
+            return Err(EngineError::field(f("utilization_pct"), "a percentage: give 0..=100"));
         }
         if g.temperature_c > MAX_TEMPERATURE_C {
-            return Err(ApiError::field(f("temperature_c"), format!("give 0..={MAX_TEMPERATURE_C} °C")));
+            return Err(EngineError::field(f("temperature_c"), format!("give 0..={MAX_TEMPERATURE_C} °C")));
         }
         if g.memory_used_mib > MAX_GPU_MEMORY_MIB {
-            return Err(ApiError::field(f("memory_used_mib"), format!("give 0..={MAX_GPU_MEMORY_MIB} MiB")));
+            return Err(EngineError::field(
+                f("memory_used_mib"),
+                format!("give 0..={MAX_GPU_MEMORY_MIB} MiB"),
+            ));
         }
         if !(g.energy_j.is_finite() && (0.0..=MAX_ENERGY_J).contains(&g.energy_j)) {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 f("energy_j"),
                 format!("a counter of joules: give 0..={MAX_ENERGY_J:e}"),
             ));
         }
         let before = previous.and_then(|p| p.gpus.iter().find(|p| p.index == g.index)).map(|p| p.energy_j);
         if let Some(before) = before.filter(|b| g.energy_j < *b) {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 f("energy_j"),
                 format!(
                     "the energy counter went back from {before} J to {} J; it only grows while the agent runs",
@@ -168,13 +171,13 @@ fn check_telemetry(
     Ok(())
 }
 
-fn check_task(i: usize, r: &TaskReport, bound_j: f64) -> Result<(), ApiError> {
+fn check_task(i: usize, r: &TaskReport, bound_j: f64) -> Result<(), EngineError> {
     let f = |name: &str| format!("tasks[{i}].{name}");
     if !(r.energy_j.is_finite() && r.energy_j >= 0.0) {
-        return Err(ApiError::field(f("energy_j"), "joules: give a finite number, 0 or more"));
+        return Err(EngineError::field(f("energy_j"), "joules: give a finite number, 0 or more"));
     }
     if r.energy_j > bound_j {
-        return Err(ApiError::field(
+        return Err(EngineError::field(
             f("energy_j"),
             format!(
                 "{} J is more than the whole node could have drawn since the workload was submitted ({bound_j:.0} J)",
@@ -183,7 +186,7 @@ fn check_task(i: usize, r: &TaskReport, bound_j: f64) -> Result<(), ApiError> {
         ));
     }
     if r.message.as_ref().is_some_and(|m| m.chars().count() > MAX_MESSAGE) {
-        return Err(ApiError::field(f("message"), format!("at most {MAX_MESSAGE} characters")));
+        return Err(EngineError::field(f("message"), format!("at most {MAX_MESSAGE} characters")));
     }
     Ok(())
 }
@@ -207,8 +210,7 @@ mod tests {
     }
 
     fn check(t: &NodeTelemetry, previous: Option<&NodeTelemetry>) -> Result<(), String> {
-        check_telemetry(t, 8, gpu_bound_w(Watts(700)), Watts(700), previous)
-            .map_err(|e| format!("{}: {}", e.field.unwrap_or_default(), e.message))
+        check_telemetry(t, 8, gpu_bound_w(Watts(700)), Watts(700), previous).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -250,7 +252,7 @@ mod tests {
         assert!(check_task(0, &report(1000.0), 1e6).is_ok());
         for bad in [-1.0, f64::INFINITY, 1e308, 2e6] {
             let e = check_task(3, &report(bad), 1e6).expect_err("refused");
-            assert_eq!(e.field.as_deref(), Some("tasks[3].energy_j"), "{bad}");
+            assert_eq!(e.field_name(), Some("tasks[3].energy_j"), "{bad}");
         }
     }
 
@@ -269,8 +271,8 @@ mod tests {
         };
         assert!(check_inventory(Watts(700), &[inv(700)]).is_ok());
         let e = check_inventory(Watts(700), &[inv(u64::MAX)]).expect_err("refused");
-        assert_eq!(e.field.as_deref(), Some("gpus[0].max_power_limit_w"));
+        assert_eq!(e.field_name(), Some("gpus[0].max_power_limit_w"));
         let e = check_inventory(Watts(700), &[inv(100)]).expect_err("min above max");
-        assert_eq!(e.field.as_deref(), Some("gpus[0].min_power_limit_w"));
+        assert_eq!(e.field_name(), Some("gpus[0].min_power_limit_w"));
     }
 }

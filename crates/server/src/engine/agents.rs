@@ -15,11 +15,11 @@ use gigawatt_core::{Event, WorkloadId};
 use gigawatt_store::LogEvent;
 
 use super::Engine;
-use crate::error::ApiError;
+use crate::error::EngineError;
 
 /// The answer to a message from an agent of an older generation.
 #[must_use]
-pub fn stale_generation(node: &str, sent: u64, current: Option<u64>) -> ApiError {
+pub fn stale_generation(node: &str, sent: u64, current: Option<u64>) -> EngineError {
     let message = match current {
         Some(c) => format!(
             "node {node} is at generation {c}, this agent sent {sent}: the node was declared lost or another \
@@ -27,7 +27,7 @@ pub fn stale_generation(node: &str, sent: u64, current: Option<u64>) -> ApiError
         ),
         None => format!("node {node} has no registered agent; register first (POST /v1/agent/register)"),
     };
-    ApiError { status: axum::http::StatusCode::CONFLICT, code: "stale-generation", message, field: None }
+    EngineError::StaleGeneration(message)
 }
 
 /// The rendezvous port of a gang: the same for every member, spread over 20000–39999 so
@@ -57,14 +57,14 @@ impl Engine {
         self.view.agents.get(node).filter(|a| a.lost.is_none()).map(|a| a.generation)
     }
 
-    pub(super) fn node_removed(&mut self, now_ms: i64, node: &str, was: bool) -> Result<(), ApiError> {
+    pub(super) fn node_removed(&mut self, now_ms: i64, node: &str, was: bool) -> Result<(), EngineError> {
         if was && !self.node_schedulable(node) {
             self.core(now_ms, Event::NodeRemoved { node: node.to_string() })?;
         }
         Ok(())
     }
 
-    pub(super) fn node_restored(&mut self, now_ms: i64, node: &str, was: bool) -> Result<(), ApiError> {
+    pub(super) fn node_restored(&mut self, now_ms: i64, node: &str, was: bool) -> Result<(), EngineError> {
         if !was && self.node_schedulable(node) {
             self.core(now_ms, Event::NodeRestored { node: node.to_string() })?;
         }
@@ -74,17 +74,17 @@ impl Engine {
     /// Registers a node's agent and returns the node's new generation. An agent that
     /// registers while an older one still holds the node replaces it: the node is lost
     /// first (its work requeued), so that nothing the old agent ran is taken for running.
-    pub fn register_node(&mut self, now_ms: i64, req: &RegisterAgent) -> Result<u64, ApiError> {
+    pub fn register_node(&mut self, now_ms: i64, req: &RegisterAgent) -> Result<u64, EngineError> {
         let node = req.node.as_str();
         let Some(spec) = self.fleet_nodes.get(node) else {
-            return Err(ApiError::not_found("node", node).with_message(format!(
+            return Err(EngineError::not_found("node", node).with_message(format!(
                 "node `{node}` is not in the fleet file the control plane runs ({} nodes); start the agent \
                  with --node set to one of the fleet's node names",
                 self.fleet_nodes.len()
             )));
         };
         if req.gpus.len() != spec.gpu_count as usize {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 "gpus",
                 format!(
                     "node {node} has {} GPUs in the fleet file but the agent found {}; fix the fleet file or the agent's --simulate",
@@ -96,7 +96,7 @@ impl Engine {
         if let Some(want) = &spec.gpu_model
             && let Some(bad) = req.gpus.iter().find(|g| g.model.as_ref().is_some_and(|m| m != want))
         {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 "gpus",
                 format!(
                     "node {node} has {want} GPUs in the fleet file but GPU {} is a {} ({})",
@@ -111,14 +111,17 @@ impl Engine {
         }
         for (i, g) in req.gpus.iter().enumerate() {
             if usize::from(g.index) != i {
-                return Err(ApiError::field(
+                return Err(EngineError::field(
                     format!("gpus[{i}].index"),
                     "list the GPUs in index order, 0 first",
                 ));
             }
         }
         if req.address.is_empty() || req.address.len() > 255 || req.address.chars().any(char::is_whitespace) {
-            return Err(ApiError::field("address", "give a host name or IP address other nodes can reach"));
+            return Err(EngineError::field(
+                "address",
+                "give a host name or IP address other nodes can reach",
+            ));
         }
         let previous = self.view.agents.get(node).map(|a| (a.generation, a.lost.is_none()));
         if let Some((generation, true)) = previous {
@@ -159,7 +162,7 @@ impl Engine {
         node: &str,
         generation: u64,
         reason: String,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, EngineError> {
         if self.live_generation(node) != Some(generation) {
             return Ok(false);
         }
@@ -182,7 +185,7 @@ impl Engine {
         node: &str,
         generation: u64,
         reports: &[TaskReport],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), EngineError> {
         let current = self.live_generation(node);
         if current != Some(generation) {
             return Err(stale_generation(node, generation, self.view.agents.get(node).map(|a| a.generation)));
@@ -280,7 +283,7 @@ impl Engine {
     }
 
     /// Ends a live workload whose task exits decide it.
-    fn settle(&mut self, now_ms: i64, id: WorkloadId) -> Result<(), ApiError> {
+    fn settle(&mut self, now_ms: i64, id: WorkloadId) -> Result<(), EngineError> {
         let Some(w) = self.view.workloads.get(&id) else { return Ok(()) };
         if w.state.is_final() {
             return Ok(());
@@ -308,18 +311,21 @@ impl Engine {
         gpus: Option<Vec<u16>>,
         watts: Option<u64>,
         by: &str,
-    ) -> Result<(), ApiError> {
-        let Some(spec) = self.fleet_nodes.get(node) else { return Err(ApiError::not_found("node", node)) };
+    ) -> Result<(), EngineError> {
+        let Some(spec) = self.fleet_nodes.get(node) else { return Err(EngineError::not_found("node", node)) };
         let count = spec.gpu_count as u16;
         if count == 0 {
-            return Err(ApiError::field("gpus", format!("node {node} has no GPUs")));
+            return Err(EngineError::field("gpus", format!("node {node} has no GPUs")));
         }
         let gpus = gpus.unwrap_or_else(|| (0..count).collect());
         if gpus.is_empty() {
-            return Err(ApiError::field("gpus", "name at least one GPU, or leave `gpus` out for all"));
+            return Err(EngineError::field("gpus", "name at least one GPU, or leave `gpus` out for all"));
         }
         if let Some(g) = gpus.iter().find(|g| **g >= count) {
-            return Err(ApiError::field("gpus", format!("node {node} has GPUs 0..={}, not {g}", count - 1)));
+            return Err(EngineError::field(
+                "gpus",
+                format!("node {node} has GPUs 0..={}, not {g}", count - 1),
+            ));
         }
         if let Some(w) = watts {
             // The agent reports the settable range; refuse what its GPUs cannot do.
@@ -330,7 +336,7 @@ impl Engine {
             });
             let (lo, hi) = range.or(spec.limit_range).unwrap_or((1, u64::MAX));
             if !(lo..=hi).contains(&w) {
-                return Err(ApiError::field(
+                return Err(EngineError::field(
                     "watts",
                     format!("{w} W is outside what node {node}'s GPUs accept: {lo}..={hi} W"),
                 ));

@@ -16,7 +16,7 @@ use gigawatt_store::LogEvent;
 use gigawatt_units::Watts;
 
 use super::Engine;
-use crate::error::ApiError;
+use crate::error::EngineError;
 
 /// The longest a curtailment may last: demand-response events last hours; a month is a
 /// contract, not a curtailment.
@@ -124,7 +124,7 @@ impl Engine {
     ///
     /// It runs with every batch, so it looks at each site once and copies nothing of the
     /// fleet (a copy of a 200,000-GPU fleet cost 2 ms per batch).
-    pub fn apply_budget_schedule(&mut self, now: i64) -> Result<(), ApiError> {
+    pub fn apply_budget_schedule(&mut self, now: i64) -> Result<(), EngineError> {
         let due: Vec<(String, Watts, String)> = self
             .fleet
             .sites
@@ -138,7 +138,7 @@ impl Engine {
             .collect();
         for (site, budget, cause) in due {
             let shed =
-                self.scheduler.would_shed(&site, budget).map_err(|e| ApiError::internal(e.to_string()))?;
+                self.scheduler.would_shed(&site, budget).map_err(|e| EngineError::internal(e.to_string()))?;
             self.stage(
                 now,
                 LogEvent::BudgetChanged { site: site.clone(), budget, by: cause.clone(), scheduled: true },
@@ -157,7 +157,7 @@ impl Engine {
         budget: Watts,
         cause: &str,
         shed: &[(gigawatt_core::WorkloadId, PriorityClass)],
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<String>, EngineError> {
         let critical: Vec<_> =
             shed.iter().filter(|(_, p)| *p == PriorityClass::LatencyCritical).map(|(w, _)| *w).collect();
         if critical.is_empty() {
@@ -186,11 +186,11 @@ impl Engine {
         now: i64,
         req: CurtailmentRequest,
         by: &str,
-    ) -> Result<CurtailmentOutcome, ApiError> {
+    ) -> Result<CurtailmentOutcome, EngineError> {
         let site =
-            self.fleet.site(&req.site).cloned().ok_or_else(|| ApiError::not_found("site", &req.site))?;
+            self.fleet.site(&req.site).cloned().ok_or_else(|| EngineError::not_found("site", &req.site))?;
         if req.from_ms < now - PAST_SLACK_MS {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 "from",
                 format!(
                     "{} is in the past (now is {}); give a start from now on, or leave `from` out to start now",
@@ -200,7 +200,7 @@ impl Engine {
             ));
         }
         if req.until_ms <= req.from_ms.max(now) {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 "until",
                 format!(
                     "{} is not after the start ({}); give an end in the future",
@@ -210,11 +210,11 @@ impl Engine {
             ));
         }
         if req.until_ms - req.from_ms > MAX_CURTAILMENT_MS {
-            return Err(ApiError::field("until", "a curtailment lasts at most 31 days"));
+            return Err(EngineError::field("until", "a curtailment lasts at most 31 days"));
         }
         let floor = site.curtailable_to.to_watts();
         if req.to < floor {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 "to_mw",
                 format!(
                     "{} is below the site's minimum of {floor} (`curtailable_to_mw` in the fleet file): site {} \
@@ -227,7 +227,7 @@ impl Engine {
         let (before, _) = self.budget_at(&site, start);
         let it_budget = Pue(site.pue.0).it_share(req.to);
         if it_budget >= before {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 "to_mw",
                 format!(
                     "{} at PUE {} is {it_budget} of IT power, not below the {before} the site has then: it would \
@@ -237,8 +237,10 @@ impl Engine {
             ));
         }
         let id = self.view.curtailments.keys().next_back().map_or(1, |k| k + 1);
-        let shed =
-            self.scheduler.would_shed(&site.id, it_budget).map_err(|e| ApiError::internal(e.to_string()))?;
+        let shed = self
+            .scheduler
+            .would_shed(&site.id, it_budget)
+            .map_err(|e| EngineError::internal(e.to_string()))?;
         self.stage(
             now,
             LogEvent::CurtailmentScheduled {
@@ -258,13 +260,13 @@ impl Engine {
     }
 
     /// Calls a curtailment off; the site's budget comes back at once.
-    pub fn cancel_curtailment(&mut self, now: i64, site: &str, id: u64, by: &str) -> Result<(), ApiError> {
+    pub fn cancel_curtailment(&mut self, now: i64, site: &str, id: u64, by: &str) -> Result<(), EngineError> {
         match self.view.curtailments.get(&id) {
             Some(c) if c.site == site && !c.cancelled => {}
             Some(c) if c.site == site => {
-                return Err(ApiError::conflict(format!("curtailment {id} was already cancelled")));
+                return Err(EngineError::conflict(format!("curtailment {id} was already cancelled")));
             }
-            _ => return Err(ApiError::not_found("curtailment", &format!("{site}/{id}"))),
+            _ => return Err(EngineError::not_found("curtailment", &format!("{site}/{id}"))),
         }
         self.stage(now, LogEvent::CurtailmentCancelled { id, by: by.to_string() })?;
         self.apply_budget_schedule(now)
@@ -272,9 +274,15 @@ impl Engine {
 
     /// Sets a site's IT power budget by hand: it replaces the grid phases (curtailments
     /// still lower it); work over it is preempted, lowest priority first.
-    pub fn set_budget(&mut self, now_ms: i64, site: &str, budget: Watts, by: &str) -> Result<(), ApiError> {
+    pub fn set_budget(
+        &mut self,
+        now_ms: i64,
+        site: &str,
+        budget: Watts,
+        by: &str,
+    ) -> Result<(), EngineError> {
         if self.fleet.site(site).is_none() {
-            return Err(ApiError::not_found("site", site));
+            return Err(EngineError::not_found("site", site));
         }
         self.stage(
             now_ms,
@@ -285,7 +293,7 @@ impl Engine {
         let (scheduled, _) =
             self.fleet.site(site).map(|s| self.scheduled_budget(s, now_ms)).unwrap_or_default();
         let shed =
-            self.scheduler.would_shed(site, scheduled).map_err(|e| ApiError::internal(e.to_string()))?;
+            self.scheduler.would_shed(site, scheduled).map_err(|e| EngineError::internal(e.to_string()))?;
         self.alert_latency_critical(now_ms, site, scheduled, &format!("set by token {by}"), &shed)?;
         if held != Some(scheduled) {
             self.core(now_ms, Event::BudgetChanged { site: site.to_string(), budget: scheduled })?;

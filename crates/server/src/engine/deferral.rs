@@ -15,7 +15,7 @@ use gigawatt_store::LogEvent;
 use gigawatt_units::{Seconds, Timestamp, Watts};
 
 use super::Engine;
-use crate::error::ApiError;
+use crate::error::EngineError;
 
 /// A plan that starts sooner than this after submission runs at once.
 const MIN_DEFERRAL_MS: i64 = 60_000;
@@ -35,12 +35,12 @@ impl Engine {
         now: i64,
         spec: &JobSpec,
         workload: &Workload,
-    ) -> Result<Option<LogEvent>, ApiError> {
+    ) -> Result<Option<LogEvent>, EngineError> {
         let Some(d) = &spec.deferrable else { return Ok(None) };
         let deadline = chrono::DateTime::parse_from_rfc3339(d.deadline.trim())
             .map(|t| t.timestamp_millis())
             .map_err(|e| {
-                ApiError::field(
+                EngineError::field(
                     "deferrable.deadline",
                     format!(
                         "`{}` is not an RFC 3339 time ({e}); write e.g. 2026-12-06T06:00:00Z",
@@ -49,14 +49,14 @@ impl Engine {
                 )
             })?;
         let Some(limit_s) = spec.time_limit.as_deref().and_then(|t| humantime::parse_duration(t).ok()) else {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 "time_limit",
                 "a deferrable job needs a time_limit: how long it runs decides which window fits before the deadline",
             ));
         };
         let run_ms = i64::try_from(limit_s.as_millis()).unwrap_or(i64::MAX);
         if deadline < now.saturating_add(run_ms) {
-            return Err(ApiError::field(
+            return Err(EngineError::field(
                 "deferrable.deadline",
                 format!(
                     "{} leaves less than its time_limit ({}) from now: it could not end by then even starting at once",
@@ -88,7 +88,7 @@ impl Engine {
             power,
         };
         let plan = plan_start(&series, &request, Seconds(STEP_S))
-            .map_err(|e| ApiError::field("deferrable", e.to_string()))?;
+            .map_err(|e| EngineError::field("deferrable", e.to_string()))?;
         if plan.start.0 - now < MIN_DEFERRAL_MS || plan.saved.0 <= 0.0 {
             return Ok(None);
         }
@@ -103,7 +103,7 @@ impl Engine {
     }
 
     /// Holds a workload back as `deferred` says (a record from [`Engine::plan_deferral`]).
-    pub(crate) fn hold(&mut self, now: i64, deferred: LogEvent) -> Result<(), ApiError> {
+    pub(crate) fn hold(&mut self, now: i64, deferred: LogEvent) -> Result<(), EngineError> {
         if let LogEvent::WorkloadDeferred { workload, until_ms, .. } = &deferred {
             self.deferred.insert((*until_ms, *workload));
         }
@@ -111,7 +111,7 @@ impl Engine {
     }
 
     /// Gives the core the deferred workloads whose window has come.
-    pub(crate) fn release_deferred(&mut self, now: i64) -> Result<(), ApiError> {
+    pub(crate) fn release_deferred(&mut self, now: i64) -> Result<(), EngineError> {
         while let Some(&(at, id)) = self.deferred.first() {
             if at > now {
                 break;

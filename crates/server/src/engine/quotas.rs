@@ -9,7 +9,7 @@ use gigawatt_core::{Quotas, TenantId, WorkloadId};
 use gigawatt_store::LogEvent;
 
 use super::Engine;
-use crate::error::ApiError;
+use crate::error::EngineError;
 
 /// How many waiting workloads a quota report lists.
 pub const WAITING_LISTED: usize = 20;
@@ -18,24 +18,24 @@ impl Engine {
     /// Checks `config` against the fleet (models, sites, regions) and the tenants, logs
     /// it and puts it in force. Nothing running stops: a lowered quota holds new work
     /// back until use is under it again (as Kueue does).
-    pub fn set_quotas(&mut self, now_ms: i64, config: &QuotaConfig, by: &str) -> Result<(), ApiError> {
-        let quotas = config.to_core().map_err(|e| ApiError::field(e.field, e.message))?;
+    pub fn set_quotas(&mut self, now_ms: i64, config: &QuotaConfig, by: &str) -> Result<(), EngineError> {
+        let quotas = config.to_core().map_err(|e| EngineError::field(e.field, e.message))?;
         self.check_against_fleet(&quotas)?;
         self.stage(now_ms, LogEvent::QuotasSet { quotas: quotas.clone(), by: by.to_string() })?;
-        self.scheduler.set_quotas(quotas).map_err(|e| ApiError::internal(e.0))?;
+        self.scheduler.set_quotas(quotas).map_err(|e| EngineError::internal(e.0))?;
         // Waiting work may fit now (or no longer): the core looks again.
         let decisions = self.scheduler.retry_all(&mut self.rng);
         self.stage_decisions(now_ms, decisions)
     }
 
-    fn check_against_fleet(&self, q: &Quotas) -> Result<(), ApiError> {
+    fn check_against_fleet(&self, q: &Quotas) -> Result<(), EngineError> {
         let sites: BTreeSet<&str> = self.fleet.sites.iter().map(|s| s.id.as_str()).collect();
         let regions: BTreeSet<&str> = self.fleet.sites.iter().map(|s| s.region.as_str()).collect();
         let list = |set: &BTreeSet<&str>| set.iter().copied().collect::<Vec<_>>().join(", ");
         for (i, f) in q.flavours.iter().enumerate() {
             for m in &f.models {
                 if self.fleet.catalog.get(m).is_none() {
-                    return Err(ApiError::field(
+                    return Err(EngineError::field(
                         format!("flavours[{i}].models"),
                         format!("`{m}` is not a GPU model of the catalog; `gigawatt catalog` lists them"),
                     ));
@@ -43,7 +43,7 @@ impl Engine {
             }
             for s in &f.sites {
                 if !sites.contains(s.as_str()) {
-                    return Err(ApiError::field(
+                    return Err(EngineError::field(
                         format!("flavours[{i}].sites"),
                         format!("`{s}` is not a site of the fleet; sites are: {}", list(&sites)),
                     ));
@@ -51,7 +51,7 @@ impl Engine {
             }
             for r in &f.regions {
                 if !regions.contains(r.as_str()) {
-                    return Err(ApiError::field(
+                    return Err(EngineError::field(
                         format!("flavours[{i}].regions"),
                         format!("`{r}` is no site's region; regions are: {}", list(&regions)),
                     ));
@@ -60,7 +60,7 @@ impl Engine {
         }
         for (t, tq) in &q.tenants {
             if !self.view.tenants.contains_key(&t.0) {
-                return Err(ApiError::field(
+                return Err(EngineError::field(
                     format!("tenants.{}", t.0),
                     format!(
                         "there is no tenant `{}`; create it first (`gigawatt tenant create {}`)",
@@ -70,7 +70,7 @@ impl Engine {
             }
             for s in tq.power.keys() {
                 if !sites.contains(s.as_str()) {
-                    return Err(ApiError::field(
+                    return Err(EngineError::field(
                         format!("tenants.{}.power_kw.{s}", t.0),
                         format!("`{s}` is not a site of the fleet; sites are: {}", list(&sites)),
                     ));

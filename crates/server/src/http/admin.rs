@@ -15,7 +15,8 @@ use super::{ApiJson, ApiQuery, page_limit};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::convert::token_info;
-use crate::error::ApiError;
+use crate::error::EngineError;
+use crate::http::error::ApiError;
 use crate::writer::execute;
 
 /// Who the token belongs to.
@@ -61,8 +62,11 @@ pub async fn create_tenant(
     caller.require(&[Role::Admin], "creating a tenant")?;
     let info = execute(&state, move |engine, now| {
         engine.create_tenant(now, &req)?;
-        let t =
-            engine.view.tenants.get(&req.id).ok_or_else(|| ApiError::internal("tenant vanished".into()))?;
+        let t = engine
+            .view
+            .tenants
+            .get(&req.id)
+            .ok_or_else(|| EngineError::internal("tenant vanished".into()))?;
         Ok(TenantInfo { id: req.id.clone(), name: t.name.clone(), created_at: rfc3339(t.created_at) })
     })
     .await?;
@@ -165,7 +169,7 @@ pub async fn revoke_token(
     caller.require(&[Role::Admin], "revoking a token")?;
     let info = execute(&state, move |engine, now| {
         engine.revoke_token(now, &id)?;
-        let t = engine.view.tokens.get(&id).ok_or_else(|| ApiError::not_found("token", &id))?;
+        let t = engine.view.tokens.get(&id).ok_or_else(|| EngineError::not_found("token", &id))?;
         Ok(token_info(&id, t))
     })
     .await?;

@@ -20,7 +20,8 @@ use crate::agents::scope;
 use crate::auth::Caller;
 use crate::engine::Engine;
 use crate::engine::agents::stale_generation;
-use crate::error::ApiError;
+use crate::error::EngineError;
+use crate::http::error::ApiError;
 use crate::writer::execute;
 
 const SEE_FLEET: [Role; 3] = [Role::Admin, Role::Operator, Role::Auditor];
@@ -30,7 +31,8 @@ const MAX_REPORTS: usize = 4096;
 
 /// Logs a refused agent request (an operator must see a misconfigured agent) and
 /// passes the error on.
-fn refused(node: &str, what: &str, e: ApiError) -> ApiError {
+fn refused(node: &str, what: &str, e: impl Into<ApiError>) -> ApiError {
+    let e = e.into();
     tracing::warn!(node, code = e.code, "agent {what} refused: {}", e.message);
     e
 }
@@ -76,9 +78,9 @@ pub async fn register(
 }
 
 /// Checks that `node` is held by `generation` (authoritative: the engine's view).
-fn check_generation(engine: &Engine, node: &str, generation: u64) -> Result<(), ApiError> {
+fn check_generation(engine: &Engine, node: &str, generation: u64) -> Result<(), EngineError> {
     if !engine_has_node(engine, node) {
-        return Err(ApiError::not_found("node", node));
+        return Err(EngineError::not_found("node", node));
     }
     if engine.live_generation(node) != Some(generation) {
         return Err(stale_generation(node, generation, engine.view.agents.get(node).map(|a| a.generation)));

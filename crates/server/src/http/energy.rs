@@ -12,7 +12,8 @@ use super::workloads::visible;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::convert::workload_info;
-use crate::error::ApiError;
+use crate::error::EngineError;
+use crate::http::error::ApiError;
 use crate::writer::execute;
 
 /// Report what a workload produced since its last report: an inference service's output
@@ -48,7 +49,7 @@ pub async fn report_usage(
     let info = execute(&state, move |engine, now| {
         let w = visible(engine, &caller, &id)?;
         if w.state.is_final() {
-            return Err(ApiError::conflict(format!("{id} already ended ({})", w.state.as_str())));
+            return Err(EngineError::conflict(format!("{id} already ended ({})", w.state.as_str())));
         }
         let workload = w.workload.id;
         engine.stage(now, LogEvent::UsageReported { workload, tokens: req.tokens })?;

@@ -15,7 +15,7 @@ use super::ApiJson;
 use crate::AppState;
 use crate::agents::scope;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::writer::execute;
 
 /// The join token's life when the request names none.
@@ -93,12 +93,12 @@ pub async fn agent_enroll(
         (Some(n), Some(_)) if *n == node => {}
         (Some(n), Some(_)) => {
             let why = format!("this join token is for node {n}");
-            return Err(scope::refuse(&state, &caller, &node, "enrolment", why).await);
+            return Err(scope::refuse(&state, &caller, &node, "enrolment", why).await.into());
         }
         _ => {
             let why = "only a join token is exchanged for a node credential (`gigawatt node enroll NODE`)"
                 .to_string();
-            return Err(scope::refuse(&state, &caller, &node, "enrolment", why).await);
+            return Err(scope::refuse(&state, &caller, &node, "enrolment", why).await.into());
         }
     }
     let join = caller.token_id.clone();

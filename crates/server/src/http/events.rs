@@ -20,7 +20,7 @@ use utoipa::IntoParams;
 use super::ApiQuery;
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Where to start.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -13,7 +13,8 @@ use super::{ApiJson, ApiQuery, page_limit, parse_cursor};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
-use crate::error::ApiError;
+use crate::error::EngineError;
+use crate::http::error::ApiError;
 use crate::writer::execute;
 
 const SEE_FLEET: [Role; 3] = [Role::Admin, Role::Operator, Role::Auditor];
@@ -91,7 +92,7 @@ pub async fn set_budget(
         convert::sites(engine)
             .into_iter()
             .find(|s| s.id == id)
-            .ok_or_else(|| ApiError::not_found("site", &id))
+            .ok_or_else(|| EngineError::not_found("site", &id))
     })
     .await?;
     Ok(Json(info))
@@ -249,7 +250,7 @@ pub async fn set_node_state(
     let info = execute(&state, move |engine, now| {
         engine.set_node(now, &name, req.up, reason)?;
         let cluster = engine.scheduler.state();
-        let idx = cluster.node_by_name(&name).ok_or_else(|| ApiError::not_found("node", &name))?;
+        let idx = cluster.node_by_name(&name).ok_or_else(|| EngineError::not_found("node", &name))?;
         Ok(convert::node_info(engine, cluster.node(idx)))
     })
     .await?;

@@ -27,7 +27,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Bounds on requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

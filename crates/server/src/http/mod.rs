@@ -4,8 +4,10 @@
 
 pub mod admin;
 pub mod agents;
+mod caller;
 pub mod energy;
 pub mod enroll;
+pub mod error;
 pub mod events;
 pub mod fleet;
 pub mod limits;
@@ -26,7 +28,7 @@ use axum::routing::{delete, get, post, put};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The largest request body accepted (a job spec is a few KiB).
 pub const MAX_BODY: usize = 256 * 1024;

@@ -15,7 +15,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::engine::Engine;
 use crate::engine::budgets::CurtailmentRequest;
-use crate::error::ApiError;
+use crate::error::EngineError;
+use crate::http::error::ApiError;
 use crate::writer::execute;
 
 const RUN_POWER: [Role; 2] = [Role::Admin, Role::Operator];
@@ -101,7 +102,7 @@ pub async fn schedule(
             .view
             .curtailments
             .get(&outcome.id)
-            .ok_or_else(|| ApiError::internal("lost curtailment".into()))?;
+            .ok_or_else(|| EngineError::internal("lost curtailment".into()))?;
         let mut i = info(engine, outcome.id, c, now);
         i.would_preempt = outcome.would_preempt.iter().map(|(w, _)| w.to_string()).collect();
         i.alert = outcome.alert;
@@ -170,8 +171,11 @@ pub async fn cancel(
     let by = caller.token_id.clone();
     let out = execute(&state, move |engine, now| {
         engine.cancel_curtailment(now, &site, id, &by)?;
-        let c =
-            engine.view.curtailments.get(&id).ok_or_else(|| ApiError::internal("lost curtailment".into()))?;
+        let c = engine
+            .view
+            .curtailments
+            .get(&id)
+            .ok_or_else(|| EngineError::internal("lost curtailment".into()))?;
         Ok(info(engine, id, c, now))
     })
     .await?;

@@ -12,7 +12,7 @@ use super::{ApiJson, ApiQuery};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::engine::Engine;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::writer::execute;
 
 fn in_force(engine: &Engine) -> QuotasInForce {

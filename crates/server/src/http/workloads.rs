@@ -19,16 +19,17 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::convert::{decision_info, workload_info};
 use crate::engine::Engine;
-use crate::error::ApiError;
+use crate::error::EngineError;
+use crate::http::error::ApiError;
 use crate::writer::execute;
 
 /// Finds a workload the caller may see; anything else is the same 404, so that a tenant
 /// cannot tell another tenant's workload from one that does not exist.
-pub fn visible<'a>(engine: &'a Engine, caller: &Caller, id: &str) -> Result<&'a WorkloadRecord, ApiError> {
+pub fn visible<'a>(engine: &'a Engine, caller: &Caller, id: &str) -> Result<&'a WorkloadRecord, EngineError> {
     parse_workload_id(id)
         .and_then(|wid| engine.view.workloads.get(&wid).map(Arc::as_ref))
         .filter(|w| caller.sees_tenant(&w.workload.tenant.0))
-        .ok_or_else(|| ApiError::not_found("workload", id))
+        .ok_or_else(|| EngineError::not_found("workload", id))
 }
 
 /// A workload archived out of memory (ended past the retention period), rebuilt from its
@@ -113,7 +114,8 @@ pub async fn submit(
     }
     let (info, created) = execute(&state, move |engine, now| {
         let (id, created) = engine.submit(now, &caller, &spec, key)?;
-        let w = engine.view.workloads.get(&id).ok_or_else(|| ApiError::internal(format!("{id} vanished")))?;
+        let w =
+            engine.view.workloads.get(&id).ok_or_else(|| EngineError::internal(format!("{id} vanished")))?;
         Ok((workload_info(engine, w), created))
     })
     .await?;
@@ -249,13 +251,14 @@ fn end(
     id: &str,
     to: WorkloadState,
     exit_code: Option<i32>,
-) -> Result<WorkloadInfo, ApiError> {
+) -> Result<WorkloadInfo, EngineError> {
     let wid: WorkloadId = visible(engine, caller, id)?.workload.id;
     if to != WorkloadState::Cancelled {
         caller.require(&[Role::Admin, Role::Operator], "reporting a workload's end")?;
     }
     engine.finish(now, wid, to, exit_code, Some(caller.token_id.clone()))?;
-    let w = engine.view.workloads.get(&wid).ok_or_else(|| ApiError::internal(format!("{wid} vanished")))?;
+    let w =
+        engine.view.workloads.get(&wid).ok_or_else(|| EngineError::internal(format!("{wid} vanished")))?;
     Ok(workload_info(engine, w))
 }
 
