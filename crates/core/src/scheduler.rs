@@ -85,7 +85,7 @@ pub struct BackfillConfig {
 }
 
 /// Fair-share preemptions per pass by default.
-pub const DEFAULT_FAIR_PREEMPTIONS: u32 = 32;
+pub const DEFAULT_FAIR_PREEMPTIONS: u32 = 128;
 
 impl BackfillConfig {
     /// No reservations, no backfill: the queue is strictly ordered.

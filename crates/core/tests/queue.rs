@@ -195,6 +195,63 @@ fn a_borrower_further_above_its_share_is_preempted_for_one_below_it_and_never_ba
     assert!(!off.running(5));
 }
 
+/// A gang is preempted for fair share only whole, and only while its tenant still
+/// borrows more than the waiting tenant would once it is gone.
+#[test]
+fn a_gang_far_above_its_share_is_preempted_whole_for_a_borrower_below_it() {
+    let mut quotas = cohort_of(&[("a", 0), ("b", 4_000), ("c", 4_000), ("d", 24_000)]);
+    quotas.tenants.get_mut(&TenantId("c".into())).expect("c").weight = 2;
+    let mut q = Q::new(SchedulerConfig::default());
+    q.s.set_quotas(quotas).expect("valid quotas");
+    // a: a 2-node gang and a 4-GPU job (it borrows all 20); d: 8 GPUs within its
+    // nominal; b: 4 GPUs within its nominal. The lab is full.
+    let arrivals = [
+        job(1).gpus(8).gang(2, Topology::SameDomain).tenant("a"),
+        job(2).gpus(8).tenant("d"),
+        job(4).gpus(4).tenant("b"),
+        job(3).gpus(4).tenant("a"),
+    ];
+    for w in arrivals {
+        let d = q.ev(w.arrival());
+        assert!(d.iter().all(|d| matches!(d, Decision::Placed { .. })), "{d:?}");
+    }
+    // c's 8-GPU job borrows 4 (a share of 4/32 GPUs for weight 2). Only the gang's
+    // going frees a whole node, and a still borrows 4 (weight 1) without it.
+    let d = q.ev(job(5).gpus(8).tenant("c").arrival());
+    assert!(matches!(d[..], [Decision::Pending { .. }]), "{d:?}");
+    let d = q.ev(Event::Tick);
+    let preempted: Vec<_> = d
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Preempted { workload, why: PreemptWhy::FairShare { by, .. } } => Some((*workload, *by)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(preempted, vec![(WorkloadId(1), WorkloadId(5))], "{d:?}");
+    assert!(q.running(5) && q.running(2) && q.running(3) && q.running(4));
+    assert_eq!(q.s.status(WorkloadId(1)), Some(WorkloadStatus::Pending));
+    q.s.audit_quotas().expect("quota books agree");
+
+    // Had a not borrowed beyond the gang, its gang would have stayed: a waiting tenant
+    // never preempts to end up above the one it preempted.
+    let mut quotas = cohort_of(&[("a", 4_000), ("b", 4_000), ("c", 4_000), ("d", 20_000)]);
+    quotas.tenants.get_mut(&TenantId("c".into())).expect("c").weight = 2;
+    let mut q = Q::new(SchedulerConfig::default());
+    q.s.set_quotas(quotas).expect("valid quotas");
+    for w in [
+        job(1).gpus(8).gang(2, Topology::SameDomain).tenant("a"),
+        job(2).gpus(8).tenant("d"),
+        job(4).gpus(4).tenant("b"),
+        job(3).gpus(4).tenant("a"),
+        job(5).gpus(8).tenant("c"),
+    ] {
+        q.ev(w.arrival());
+    }
+    let d = q.ev(Event::Tick);
+    assert!(!d.iter().any(|d| matches!(d, Decision::Preempted { .. })), "{d:?}");
+    assert!(q.running(1) && !q.running(5));
+}
+
 #[test]
 fn fair_share_serves_the_tenant_with_the_smaller_share_first() {
     let mut q = Q::new(SchedulerConfig::default());
