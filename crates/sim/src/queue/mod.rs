@@ -99,6 +99,11 @@ pub struct QueueSummary {
     pub small_wait_p50_s: f64,
     /// 99th percentile of the same.
     pub small_wait_p99_s: f64,
+    /// Median wait of the single-task jobs among them that were submitted alone.
+    pub small_alone_wait_p50_s: f64,
+    /// Median wait of those submitted in a burst of 200 to 2,000 jobs at once, which
+    /// fair share makes wait their tenant's turn (kueue#1714's 6 am batch).
+    pub small_burst_wait_p50_s: f64,
     /// Waits of gangs of 2 to 16 nodes.
     pub gang_wait_p50_s: f64,
     /// 99th percentile of the same.
@@ -109,6 +114,10 @@ pub struct QueueSummary {
     pub big_gangs_started: u64,
     /// Big gangs still waiting at the end after half the run (a day at most).
     pub starved_big_gangs: u64,
+    /// Of those, the ones holding a reservation at the end: nodes and a start that the
+    /// time limits of the work on them guarantee (Slurm's guarantee), which may fall
+    /// after the run's end since users overestimate limits.
+    pub starved_big_gangs_reserved: u64,
     /// Core time per event (arrivals and completions), on the CPU: median.
     pub event_p50_us: f64,
     /// 99th percentile of the same.

@@ -33,6 +33,8 @@ struct JobState {
     generation: u32,
     running: bool,
     waited: Option<f64>,
+    /// Submitted in a burst (one of 200 to 2,000 jobs at once).
+    burst: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -157,6 +159,7 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
         rejected: 0,
         started: 0,
         waits_by_kind: BTreeMap::new(),
+        small_waits: [Vec::new(), Vec::new()],
         warmup: START + Seconds(params.duration.0 * 0.2),
     };
     sim.usage = vec![[0; 2]; sim.tenants.len()];
@@ -245,6 +248,8 @@ struct Sim {
     started: u64,
     /// Waits of the jobs that started after the warm-up, by kind.
     waits_by_kind: BTreeMap<JobKind, Vec<f64>>,
+    /// Waits of single-task jobs submitted alone (0) and in bursts (1).
+    small_waits: [Vec<f64>; 2],
     warmup: Timestamp,
 }
 
@@ -273,7 +278,7 @@ impl Sim {
             let tenant = self.pick_tenant();
             let burst = if self.jrng.random_ratio(1, 200) { self.jrng.random_range(200..=2000) } else { 1 };
             for _ in 0..burst {
-                self.submit(tenant)?;
+                self.submit(tenant, burst > 1)?;
             }
         }
         Ok(())
@@ -290,7 +295,7 @@ impl Sim {
         self.tenants.len() - 1
     }
 
-    fn submit(&mut self, tenant: usize) -> Result<(), CoreError> {
+    fn submit(&mut self, tenant: usize, burst: bool) -> Result<(), CoreError> {
         self.next_id += 1;
         // A team has one big training run waiting at a time: while it has one, it
         // submits something else.
@@ -316,6 +321,7 @@ impl Sim {
                 generation: 0,
                 running: false,
                 waited: None,
+                burst,
             },
         );
         self.pending_gpus[tenant][layer] += gpus;
@@ -341,6 +347,9 @@ impl Sim {
                         self.started += 1;
                         if self.now >= self.warmup {
                             self.waits_by_kind.entry(j.kind).or_default().push(w);
+                            if j.kind == JobKind::Small {
+                                self.small_waits[usize::from(j.burst)].push(w);
+                            }
                         }
                     }
                     let (t, l, gpus, generation, runtime) =
@@ -421,6 +430,7 @@ impl Sim {
         backlogged: &[bool],
     ) -> QueueRun {
         let mut waits = self.waits_by_kind;
+        let [mut solo, mut burst] = self.small_waits;
         let mut small = waits.remove(&JobKind::Small).unwrap_or_default();
         let mut gangs = waits.remove(&JobKind::Gang).unwrap_or_default();
         let big = waits.remove(&JobKind::BigGang).unwrap_or_default();
@@ -429,12 +439,16 @@ impl Sim {
         let mut starved = 0;
         // A big gang still waiting at the end after half the run (a day at most) starves.
         let starve_after = (params.duration.0 / 2.0).min(86_400.0);
-        for j in self.jobs.values() {
+        let mut starved_reserved = 0;
+        for (id, j) in &self.jobs {
             if j.kind == JobKind::BigGang && j.waited.is_none() {
                 let w = end.since(j.submitted).0;
                 big_max = big_max.max(w);
                 if w >= starve_after {
                     starved += 1;
+                    if self.sched.expected_start(WorkloadId(*id)).is_some() {
+                        starved_reserved += 1;
+                    }
                 }
             }
         }
@@ -476,11 +490,14 @@ impl Sim {
             jain_fairness: jain,
             small_wait_p50_s: pct(&mut small, 0.5),
             small_wait_p99_s: pct(&mut small, 0.99),
+            small_alone_wait_p50_s: pct(&mut solo, 0.5),
+            small_burst_wait_p50_s: pct(&mut burst, 0.5),
             gang_wait_p50_s: pct(&mut gangs, 0.5),
             gang_wait_p99_s: pct(&mut gangs, 0.99),
             big_gang_wait_max_s: big_max,
             big_gangs_started: big_started,
             starved_big_gangs: starved,
+            starved_big_gangs_reserved: starved_reserved,
             event_p50_us: pct(&mut ev, 0.5),
             event_p99_us: pct(&mut ev, 0.99),
             event_max_us: ev.last().copied().unwrap_or(0.0),
