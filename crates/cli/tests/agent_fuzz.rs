@@ -13,7 +13,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
-use server_harness::{Api, Backend, Server, TestDb, inventory, replay, wait_for};
+use server_harness::{Api, Backend, Server, TestDb, replay, wait_for};
 
 const NODE: &str = "valence-a001-n01";
 
@@ -85,11 +85,7 @@ fn arbitrary_agent_input_never_corrupts_the_state() {
     let api = Api::new(&server.base);
     api.create_tenant(&admin, "acme");
     let (_, tenant) = api.issue_token(&admin, "tenant", Some("acme"));
-    let (_, agent) = api.issue_agent_token(&admin, NODE);
-    let generation =
-        api.post("/v1/agent/register", &agent, &inventory(NODE, 8)).expect_status(200).body["generation"]
-            .as_u64()
-            .expect("generation");
+    let (agent, generation) = api.register_agent(&admin, NODE);
     let job = json!({"name": "fuzzed", "command": ["sleep", "600"], "resources": {"gpus": 2}, "gang": {"tasks": 2}});
     api.post("/v1/workloads", &tenant, &job).expect_status(201);
     let empty =

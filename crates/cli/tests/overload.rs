@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use server_harness::{Api, Backend, Server, TestDb, heartbeat, inventory};
+use server_harness::{Api, Backend, Server, TestDb, heartbeat};
 
 const NODE: &str = "valence-a001-n01";
 
@@ -26,11 +26,7 @@ fn heartbeats_are_answered_while_the_api_is_saturated() {
     let api = Api::new(&server.base);
     api.create_tenant(&admin, "acme");
     let (_, tenant) = api.issue_token(&admin, "tenant", Some("acme"));
-    let (_, agent) = api.issue_agent_token(&admin, NODE);
-    let generation =
-        api.post("/v1/agent/register", &agent, &inventory(NODE, 8)).expect_status(200).body["generation"]
-            .as_u64()
-            .expect("generation");
+    let (agent, generation) = api.register_agent(&admin, NODE);
 
     // The agent beats every 100 ms from now on, timing each answer.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -503,6 +503,17 @@ impl Api {
         (r.str("id"), r.str("token"))
     }
 
+    /// Issues `node`'s credential and registers a scripted agent of 8 H100s with it;
+    /// returns the credential's secret and the node's generation.
+    #[track_caller]
+    pub fn register_agent(&self, admin: &str, node: &str) -> (String, u64) {
+        let (_, agent) = self.issue_agent_token(admin, node);
+        let r = self.post("/v1/agent/register", &agent, &inventory(node, 8));
+        r.expect_status(200);
+        let generation = r.body["generation"].as_u64().expect("a generation");
+        (agent, generation)
+    }
+
     /// Submits a one-GPU batch job (`tenant` for admin and operator tokens); returns the
     /// answer.
     #[track_caller]
