@@ -4,6 +4,9 @@
 //! create-token`, straight into it). Meanwhile the old leader refuses writes with the
 //! reason, on `/readyz` too, and keeps answering reads; once the lock is free, it takes
 //! it again, loads what was written meanwhile, and writes again.
+//!
+//! And two real `gigawatt serve` on one PostgreSQL log: the second waits while the first
+//! leads, and leads once the first is killed, with everything the first wrote.
 
 mod server_harness;
 
@@ -87,5 +90,46 @@ fn a_leader_that_lost_its_lock_stands_by_then_leads_again_on_postgres() {
     assert_eq!(api.list_all(&tenant, "").len(), 2, "before and after; the refused one never was");
     let digest = api.digest(&admin);
     drop(server);
+    assert_eq!(replay(&db), digest, "the live state equals a replay of the log");
+}
+
+#[test]
+fn a_second_server_waits_for_the_first_then_leads_with_its_log_on_postgres() {
+    let Some(db) = TestDb::new(Backend::Postgres, "standby_race") else { return };
+    let mut first = Server::start(&db, &[]);
+    let admin = first.admin_token.clone().expect("admin token");
+    let api = Api::new(&first.base);
+    api.create_tenant(&admin, "acme");
+    let (_, tenant) = api.issue_token(&admin, "tenant", Some("acme"));
+    api.post("/v1/workloads", &tenant, &job("first-1", None)).expect_status(201);
+
+    let second = std::thread::scope(|scope| {
+        // The second starts while the first leads: it waits, and serves nothing meanwhile.
+        let second = scope.spawn(|| Server::start(&db, &[]));
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(!second.is_finished(), "the second server does not lead while the first does");
+        api.post("/v1/workloads", &tenant, &job("first-2", None)).expect_status(201);
+        // The first dies: the second takes the lock, loads the log and serves.
+        first.kill();
+        second.join().expect("the second server started")
+    });
+    assert!(
+        second.stderr_text().contains("another gigawatt server leads this PostgreSQL log"),
+        "{}",
+        second.stderr_text()
+    );
+    let api = Api::new(&second.base);
+    api.post("/v1/workloads", &tenant, &job("second-1", None)).expect_status(201);
+    let names: Vec<String> = api
+        .list_all(&tenant, "")
+        .iter()
+        .map(|w| w["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for n in ["first-1", "first-2", "second-1"] {
+        assert!(names.iter().any(|x| x == n), "{n} in {names:?}");
+    }
+    let digest = api.digest(&admin);
+    drop(second);
     assert_eq!(replay(&db), digest, "the live state equals a replay of the log");
 }
