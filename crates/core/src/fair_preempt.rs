@@ -34,6 +34,11 @@
 //! a pass is bounded: at most `BackfillConfig::fair_preemptions` workloads, each looking
 //! at a bounded number of victims; tenants are read, not sorted, apart from those that
 //! run borrowed work.
+//!
+//! A waiting gang that would borrow, and that waited `gang_preempt_after_s`, may clear a
+//! whole topology group for itself under the same rule (`gang_fair_preempt`), one gang
+//! per pass: it has no reservation and no reclaim to wait for. That pass looks at every
+//! node once.
 
 use std::cmp::Reverse;
 
@@ -85,6 +90,7 @@ impl Scheduler {
         if budget == 0 || !self.config.fair_share || self.quotas.flavours() == 0 {
             return;
         }
+        self.gang_fair_preempt(rng, out);
         let candidates = self.fair_candidates(budget);
         if candidates.is_empty() {
             return;
@@ -93,6 +99,164 @@ impl Scheduler {
         for (share, id) in candidates {
             self.free_node_for(id, Some(share), &victims, rng, out);
         }
+    }
+
+    /// One waiting gang per pass that quota refuses as a borrower, the one with the
+    /// lowest borrowed share once placed, may clear nodes for itself in one topology
+    /// group by preempting, whole, the borrowed work there of tenants whose borrowed share
+    /// stays above its own with that work gone (the rule singles follow). Without it
+    /// such a gang never starts at saturation: its tree never has a gang's worth free,
+    /// and it gets no reservation, since it would borrow.
+    fn gang_fair_preempt(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
+        let after = self.config.backfill.gang_preempt_after_s;
+        if after == 0 {
+            return;
+        }
+        let mut best: Option<Candidate> = None;
+        for (t, tq) in self.pq.tenants.iter().enumerate() {
+            if tq.len == 0 || !self.quotas.governs(&tq.id) {
+                continue;
+            }
+            for (c, set) in &tq.by_class {
+                if !self.pq.classes[*c as usize].key.is_gang() {
+                    continue;
+                }
+                let Some(head) = set.first() else { continue };
+                let Some(e) = self.workloads.get(&head.2) else { continue };
+                if e.placed() > 0 || self.reservations.contains_key(&head.2) {
+                    continue;
+                }
+                match self.admission(head.2) {
+                    Err(q)
+                        if matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: false, .. }) => {}
+                    _ => continue,
+                }
+                let amount = i64::from(e.need.gpu_total().0) * i64::from(e.workload.shape.tasks());
+                let share = (0..self.quotas.flavours())
+                    .map(|f| self.borrowed_share(t as u32, &tq.id, &|g| if g == f { amount } else { 0 }))
+                    .fold(f64::INFINITY, f64::min);
+                // Only a gang that waited long: most start sooner by themselves, and
+                // each clearing preempts a gang's worth of work.
+                if self.now.since(e.waiting_since).0 < after as f64 {
+                    continue;
+                }
+                if share.is_finite() && best.is_none_or(|b| (share, head.2) < b) {
+                    best = Some((share, head.2));
+                }
+            }
+        }
+        let Some((floor, id)) = best else { return };
+        if let Some(plan) = self.gang_clearing(id, floor) {
+            let tenant = self.workloads.get(&id).map(|e| e.workload.tenant.0.clone()).unwrap_or_default();
+            for vid in plan {
+                self.evict(vid, PreemptWhy::FairShare { by: id, tenant: tenant.clone() }, out);
+            }
+            self.try_place_public(id, rng, out);
+        }
+    }
+
+    /// The workloads to preempt so that gang `id` fits one topology group whole, each
+    /// of a tenant whose borrowed share stays above `floor` with all of its chosen
+    /// work gone; the cheapest such set in GPUs, or `None`.
+    fn gang_clearing(&self, id: WorkloadId, floor: f64) -> Option<Vec<WorkloadId>> {
+        let e = self.workloads.get(&id)?;
+        let Shape::Gang { tasks, topology } = e.workload.shape else { return None };
+        if topology == crate::workload::Topology::SameNode {
+            return None;
+        }
+        let (t, prio) = (e.tenant, e.workload.priority);
+        let root = self.quotas.root(&e.workload.tenant)?;
+        let mut need = e.need.clone();
+        need.admit = Admit { tasks: 1, ..Admit::default() };
+        // Per tenant (queue index): the flavours where its borrowed work may go (none
+        // when it is in another tree or its share is not above `floor`).
+        let mut may_go: rustc_hash::FxHashMap<u32, u64> = rustc_hash::FxHashMap::default();
+        let nf = self.quotas.flavours();
+        let mut groups: std::collections::BTreeMap<u32, Vec<(u64, u32, Vec<WorkloadId>)>> =
+            std::collections::BTreeMap::new();
+        'nodes: for (i, node) in self.state.nodes.iter().enumerate() {
+            if !node.up
+                || node.reserved.is_some()
+                || node.flavour == NO_FLAVOUR
+                || !self.state.sites[node.site as usize].allows[need.data_class as usize]
+                || (need.gpu_count > 0 && !node.model.is_some_and(|m| need.models.allows(m)))
+            {
+                continue;
+            }
+            let mut victims: Vec<WorkloadId> = Vec::new();
+            let mut freed: Vec<&TaskAlloc> = Vec::new();
+            let mut cost = 0;
+            for vid in self.on_node.get(i).into_iter().flatten() {
+                let Some(w) = self.workloads.get(vid) else { continue };
+                let ok = w.tenant != t && w.workload.priority <= prio && {
+                    let mask = *may_go.entry(w.tenant).or_insert_with(|| {
+                        let vt = &w.workload.tenant;
+                        if self.quotas.root(vt) != Some(root)
+                            || self.borrowed_share(w.tenant, vt, &|_| 0) <= floor + EPSILON
+                        {
+                            return 0;
+                        }
+                        (0..nf).filter(|f| self.quotas.borrowing(vt, *f)).fold(0, |m, f| m | (1 << f))
+                    });
+                    mask != 0 && w.charges_flavours().any(|f| mask & (1 << f) != 0)
+                };
+                if !ok {
+                    continue 'nodes;
+                }
+                victims.push(*vid);
+                freed.extend(w.tasks.iter().flatten().filter(|x| x.node.0 == i as u32));
+                cost += w.charges_list().iter().map(|(_, a)| a).sum::<u64>();
+            }
+            if self.state.check_with_freed(node, &need, &freed).is_err() {
+                continue;
+            }
+            let group = match topology {
+                crate::workload::Topology::SameRack => node.rack,
+                crate::workload::Topology::SameDomain => self.state.racks[node.rack as usize].domain,
+                _ => 0,
+            };
+            groups.entry(group).or_default().push((cost, i as u32, victims));
+        }
+        let k = (tasks - e.placed()) as usize;
+        let mut best: Option<(u64, Vec<WorkloadId>)> = None;
+        for (_, mut list) in groups {
+            if list.len() < k {
+                continue;
+            }
+            list.sort_unstable_by_key(|(cost, n, _)| (*cost, *n));
+            let mut chosen: Vec<WorkloadId> =
+                list[..k].iter().flat_map(|(_, _, v)| v.iter().copied()).collect();
+            chosen.sort_unstable();
+            chosen.dedup();
+            let cost: u64 = chosen
+                .iter()
+                .filter_map(|v| self.workloads.get(v))
+                .map(|w| w.charges_list().iter().map(|(_, a)| a).sum::<u64>())
+                .sum();
+            if best.as_ref().is_some_and(|(c, _)| *c <= cost) {
+                continue;
+            }
+            // Each victim's tenant stays above `floor` with all of its chosen work gone.
+            let mut gone: rustc_hash::FxHashMap<u32, Vec<u64>> = rustc_hash::FxHashMap::default();
+            for w in chosen.iter().filter_map(|v| self.workloads.get(v)) {
+                let sum = gone.entry(w.tenant).or_insert_with(|| vec![0; nf]);
+                for (f, a) in w.charges_list() {
+                    if *f != NO_FLAVOUR {
+                        sum[*f as usize] += a;
+                    }
+                }
+            }
+            let stays_above = gone.iter().all(|(u, sum)| {
+                self.pq
+                    .tenants
+                    .get(*u as usize)
+                    .is_some_and(|q| self.borrowed_share(*u, &q.id, &|f| -(sum[f] as i64)) > floor + EPSILON)
+            });
+            if stays_above {
+                best = Some((cost, chosen));
+            }
+        }
+        best.map(|(_, v)| v)
     }
 
     /// Tenants running borrowed work, by borrowed share, largest first.

@@ -87,8 +87,8 @@ pub use quota::{
     TenantQuota,
 };
 pub use scheduler::{
-    BackfillConfig, DEFAULT_FAIR_PREEMPTIONS, DEFAULT_MAX_CANDIDATES, QueuePosition, Reservation, Scheduler,
-    SchedulerConfig, WorkloadStatus,
+    BackfillConfig, DEFAULT_FAIR_PREEMPTIONS, DEFAULT_GANG_PREEMPT_AFTER_S, DEFAULT_MAX_CANDIDATES,
+    QueuePosition, Reservation, Scheduler, SchedulerConfig, WorkloadStatus,
 };
 pub use state::{ClusterState, NodeIdx, NodeState};
 pub use workload::{

@@ -252,6 +252,56 @@ fn a_gang_far_above_its_share_is_preempted_whole_for_a_borrower_below_it() {
     assert!(q.running(1) && !q.running(5));
 }
 
+/// A gang that would borrow gets no reservation; once it has waited
+/// `gang_preempt_after_s`, it clears a group of nodes for itself by preempting the
+/// borrowed work of tenants further above their share, and starts.
+#[test]
+fn a_borrowing_gang_that_waited_long_clears_room_from_tenants_above_its_share() {
+    let mut quotas = cohort_of(&[("a", 0), ("b", 8_000), ("c", 8_000), ("d", 16_000)]);
+    quotas.tenants.get_mut(&TenantId("c".into())).expect("c").weight = 4;
+    let mut q = Q::new(SchedulerConfig::default());
+    q.s.set_quotas(quotas).expect("valid quotas");
+    // a borrows the whole lab in four 8-GPU jobs.
+    for id in 1..=4 {
+        let d = q.ev(job(id).gpus(8).tenant("a").arrival());
+        assert!(matches!(d[..], [Decision::Placed { .. }]), "{d:?}");
+    }
+    // c's 2-node gang would borrow 8 GPUs over its nominal of 8: it waits, with no
+    // reservation and no reclaim.
+    let d = q.ev(job(5).gpus(8).gang(2, Topology::SameDomain).tenant("c").arrival());
+    assert!(matches!(d[..], [Decision::Pending { .. }]), "{d:?}");
+    let after = gigawatt_core::DEFAULT_GANG_PREEMPT_AFTER_S as f64;
+    for at in [30.0, after / 2.0, after - 30.0] {
+        q.at(at);
+        let d = q.ev(Event::Tick);
+        assert!(!d.iter().any(|d| matches!(d, Decision::Preempted { .. })), "{d:?}");
+        assert!(!q.running(5));
+    }
+    // Past the wait, two of a's jobs go (a still borrows 16, c 8 for four times a's
+    // weight) and the gang starts on their nodes.
+    q.at(after + 30.0);
+    let d = q.ev(Event::Tick);
+    let preempted: Vec<WorkloadId> = d
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Preempted { workload, why: PreemptWhy::FairShare { by: WorkloadId(5), .. } } => {
+                Some(*workload)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(preempted.len(), 2, "{d:?}");
+    assert!(q.running(5));
+    q.s.audit_quotas().expect("quota books agree");
+    // Nothing moves back at later passes.
+    for k in 2..5 {
+        q.at(after + 30.0 * f64::from(k));
+        let d = q.ev(Event::Tick);
+        assert!(!d.iter().any(|d| matches!(d, Decision::Preempted { .. })), "{d:?}");
+    }
+    assert!(q.running(5));
+}
+
 #[test]
 fn fair_share_serves_the_tenant_with_the_smaller_share_first() {
     let mut q = Q::new(SchedulerConfig::default());
