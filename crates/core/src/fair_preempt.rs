@@ -84,6 +84,14 @@ impl Scheduler {
         share / weight
     }
 
+    /// The borrowed share of tenant `t` once `amount` GPU thousandths more run, in the
+    /// flavour where that share is lowest.
+    fn share_once_placed(&self, t: u32, tenant: &TenantId, amount: i64) -> f64 {
+        (0..self.quotas.flavours())
+            .map(|f| self.borrowed_share(t, tenant, &|g| if g == f { amount } else { 0 }))
+            .fold(f64::INFINITY, f64::min)
+    }
+
     /// The periodic pass's fair-share preemptions. See the module docs.
     pub(crate) fn fair_preempt(&mut self, rng: &mut CoreRng, out: &mut Vec<Decision>) {
         let budget = self.config.backfill.fair_preemptions as usize;
@@ -132,9 +140,7 @@ impl Scheduler {
                     _ => continue,
                 }
                 let amount = i64::from(e.need.gpu_total().0) * i64::from(e.workload.shape.tasks());
-                let share = (0..self.quotas.flavours())
-                    .map(|f| self.borrowed_share(t as u32, &tq.id, &|g| if g == f { amount } else { 0 }))
-                    .fold(f64::INFINITY, f64::min);
+                let share = self.share_once_placed(t as u32, &tq.id, amount);
                 // Only a gang that waited long: most start sooner by themselves, and
                 // each clearing preempts a gang's worth of work.
                 if self.now.since(e.waiting_since).0 < after as f64 {
@@ -300,10 +306,7 @@ impl Scheduler {
                         if matches!(q.limit, QuotaLimit::NothingToBorrow { within_nominal: false, .. }) => {}
                     Err(_) => continue,
                 }
-                let amount = i64::from(e.need.gpu_total().0);
-                let share = (0..self.quotas.flavours())
-                    .map(|f| self.borrowed_share(t as u32, &tq.id, &|g| if g == f { amount } else { 0 }))
-                    .fold(f64::INFINITY, f64::min);
+                let share = self.share_once_placed(t as u32, &tq.id, i64::from(e.need.gpu_total().0));
                 if share.is_finite() {
                     out.push((share, head.2));
                 }
