@@ -106,6 +106,15 @@ fn cohort_of(nominals: &[(&str, u64)]) -> Quotas {
     q
 }
 
+/// The lab with one cohort of `nominals`, tenant `c` weighing `c_weight`.
+fn lab_with(nominals: &[(&str, u64)], c_weight: u32) -> Q {
+    let mut quotas = cohort_of(nominals);
+    quotas.tenants.get_mut(&TenantId("c".into())).expect("c").weight = c_weight;
+    let mut q = Q::new(SchedulerConfig::default());
+    q.s.set_quotas(quotas).expect("valid quotas");
+    q
+}
+
 /// Tenants `a` and `b`, 16 GPUs of nominal each in one cohort, on the 32-GPU lab.
 fn two_tenants() -> Quotas {
     cohort_of(&[("a", 16_000), ("b", 16_000)])
@@ -199,10 +208,7 @@ fn a_borrower_further_above_its_share_is_preempted_for_one_below_it_and_never_ba
 /// borrows more than the waiting tenant would once it is gone.
 #[test]
 fn a_gang_far_above_its_share_is_preempted_whole_for_a_borrower_below_it() {
-    let mut quotas = cohort_of(&[("a", 0), ("b", 4_000), ("c", 4_000), ("d", 24_000)]);
-    quotas.tenants.get_mut(&TenantId("c".into())).expect("c").weight = 2;
-    let mut q = Q::new(SchedulerConfig::default());
-    q.s.set_quotas(quotas).expect("valid quotas");
+    let mut q = lab_with(&[("a", 0), ("b", 4_000), ("c", 4_000), ("d", 24_000)], 2);
     // a: a 2-node gang and a 4-GPU job (it borrows all 20); d: 8 GPUs within its
     // nominal; b: 4 GPUs within its nominal. The lab is full.
     let arrivals = [
@@ -234,10 +240,7 @@ fn a_gang_far_above_its_share_is_preempted_whole_for_a_borrower_below_it() {
 
     // Had a not borrowed beyond the gang, its gang would have stayed: a waiting tenant
     // never preempts to end up above the one it preempted.
-    let mut quotas = cohort_of(&[("a", 4_000), ("b", 4_000), ("c", 4_000), ("d", 20_000)]);
-    quotas.tenants.get_mut(&TenantId("c".into())).expect("c").weight = 2;
-    let mut q = Q::new(SchedulerConfig::default());
-    q.s.set_quotas(quotas).expect("valid quotas");
+    let mut q = lab_with(&[("a", 4_000), ("b", 4_000), ("c", 4_000), ("d", 20_000)], 2);
     for w in [
         job(1).gpus(8).gang(2, Topology::SameDomain).tenant("a"),
         job(2).gpus(8).tenant("d"),
@@ -257,10 +260,7 @@ fn a_gang_far_above_its_share_is_preempted_whole_for_a_borrower_below_it() {
 /// borrowed work of tenants further above their share, and starts.
 #[test]
 fn a_borrowing_gang_that_waited_long_clears_room_from_tenants_above_its_share() {
-    let mut quotas = cohort_of(&[("a", 0), ("b", 8_000), ("c", 8_000), ("d", 16_000)]);
-    quotas.tenants.get_mut(&TenantId("c".into())).expect("c").weight = 4;
-    let mut q = Q::new(SchedulerConfig::default());
-    q.s.set_quotas(quotas).expect("valid quotas");
+    let mut q = lab_with(&[("a", 0), ("b", 8_000), ("c", 8_000), ("d", 16_000)], 4);
     // a borrows the whole lab in four 8-GPU jobs.
     for id in 1..=4 {
         let d = q.ev(job(id).gpus(8).tenant("a").arrival());

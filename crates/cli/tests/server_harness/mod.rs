@@ -100,19 +100,10 @@ impl TestDb {
     /// number ended.
     #[allow(dead_code, reason = "not every test binary cuts connections")]
     pub fn drop_connections(&self) -> u64 {
-        let name = self.pg_name.clone().expect("a PostgreSQL test database");
-        block_on(async {
-            let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await?;
-            let ended: Vec<bool> = sqlx::query_scalar(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            )
-            .bind(&name)
-            .fetch_all(&mut admin)
-            .await?;
-            let _ = admin.close().await;
-            Ok::<u64, sqlx::Error>(ended.into_iter().filter(|b| *b).count() as u64)
-        })
-        .expect("ending the server's connections")
+        let ended: Vec<bool> = self.pg_admin_rows(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        );
+        ended.into_iter().filter(|b| *b).count() as u64
     }
 }
 
@@ -121,20 +112,28 @@ impl TestDb {
     /// leader's).
     #[allow(dead_code, reason = "not every test binary looks at the leader lock")]
     pub fn leader_lock_held(&self) -> bool {
+        let n: Vec<i64> = self.pg_admin_rows(
+            "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND a.datname = $1",
+        );
+        n.first().is_some_and(|n| *n > 0)
+    }
+
+    /// PostgreSQL: runs `sql` (one column, `$1` bound to this database's name) from an
+    /// admin connection; its rows.
+    #[allow(dead_code, reason = "only the PostgreSQL fault and stand-by tests use it")]
+    fn pg_admin_rows<T>(&self, sql: &'static str) -> Vec<T>
+    where
+        T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
         let name = self.pg_name.clone().expect("a PostgreSQL test database");
         block_on(async {
             let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await?;
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE l.locktype = 'advisory' AND l.granted AND a.datname = $1",
-            )
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await?;
+            let rows: Vec<T> = sqlx::query_scalar(sql).bind(&name).fetch_all(&mut admin).await?;
             let _ = admin.close().await;
-            Ok::<bool, sqlx::Error>(n > 0)
+            Ok::<Vec<T>, sqlx::Error>(rows)
         })
-        .expect("reading pg_locks")
+        .unwrap_or_else(|e| panic!("`{sql}` on the test database: {e}"))
     }
 }
 
