@@ -155,13 +155,14 @@ pub fn run_cmd(args: QueueArgs) -> Result<()> {
         params.seed
     );
     crate::outln!(
-        "{:<14} {:>6} {:>6} {:>12} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+        "{:<14} {:>6} {:>6} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
         "policy",
         "util%",
         "Jain",
         "small p50",
         "alone p50",
         "burst p50",
+        "in-share p50",
         "small p99",
         "big max",
         "big ran",
@@ -174,13 +175,14 @@ pub fn run_cmd(args: QueueArgs) -> Result<()> {
     for r in &runs {
         let s = &r.summary;
         crate::outln!(
-            "{:<14} {:>6.2} {:>6.3} {:>12} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9} {:>6.0}µs {:>6.0}µs {:>9.0} {:>7.1}ms",
+            "{:<14} {:>6.2} {:>6.3} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9} {:>6.0}µs {:>6.0}µs {:>9.0} {:>7.1}ms",
             s.policy,
             s.gpu_utilisation_pct,
             s.jain_fairness,
             hms(s.small_wait_p50_s),
             hms(s.small_alone_wait_p50_s),
             hms(s.small_burst_wait_p50_s),
+            hms(s.small_within_share_wait_p50_s),
             hms(s.small_wait_p99_s),
             hms(s.big_gang_wait_max_s),
             s.big_gangs_started,

@@ -104,6 +104,12 @@ pub struct QueueSummary {
     /// Median wait of those submitted in a burst of 200 to 2,000 jobs at once, which
     /// fair share makes wait their tenant's turn (kueue#1714's 6 am batch).
     pub small_burst_wait_p50_s: f64,
+    /// Median wait of the standard single-task jobs submitted while their tenant, with
+    /// them, wanted no more than its fair share (the max-min level of the last sample
+    /// times its weight): the jobs fair share promises a short wait.
+    pub small_within_share_wait_p50_s: f64,
+    /// Their part of the single-task jobs counted, %.
+    pub small_within_share_pct: f64,
     /// Waits of gangs of 2 to 16 nodes.
     pub gang_wait_p50_s: f64,
     /// 99th percentile of the same.

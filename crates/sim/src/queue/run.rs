@@ -35,6 +35,9 @@ struct JobState {
     waited: Option<f64>,
     /// Submitted in a burst (one of 200 to 2,000 jobs at once).
     burst: bool,
+    /// Standard work of a tenant that, with it, wanted no more than its fair share at
+    /// the last sample: what fair share promises a short wait.
+    within_share: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -160,6 +163,8 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
         started: 0,
         waits_by_kind: BTreeMap::new(),
         small_waits: [Vec::new(), Vec::new()],
+        small_within_waits: Vec::new(),
+        level: f64::INFINITY,
         warmup: START + Seconds(params.duration.0 * 0.2),
     };
     sim.usage = vec![[0; 2]; sim.tenants.len()];
@@ -188,11 +193,12 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
                 sim.apply(&d);
                 let util = f64::from(sim.sched.state().gpu_allocated().0) / 1000.0 / capacity;
                 series.push((at.since(START).0 / 3600.0, util * 100.0));
-                if at >= warmup {
+                let count = at >= warmup;
+                if count {
                     util_sum += util;
                     util_n += 1;
-                    sim.sample_shares(capacity, &mut used, &mut entitled, &mut backlogged);
                 }
+                sim.sample_shares(capacity, count, &mut used, &mut entitled, &mut backlogged);
                 sim.push(at + params.tick, Ev::Tick);
             }
             Ev::Done(id, generation) => {
@@ -250,6 +256,11 @@ struct Sim {
     waits_by_kind: BTreeMap<JobKind, Vec<f64>>,
     /// Waits of single-task jobs submitted alone (0) and in bursts (1).
     small_waits: [Vec<f64>; 2],
+    /// Waits of single-task jobs submitted within their tenant's fair share.
+    small_within_waits: Vec<f64>,
+    /// The water level of the last sample: GPUs per unit of weight that every tenant
+    /// wanting more is entitled to.
+    level: f64,
     warmup: Timestamp,
 }
 
@@ -309,6 +320,8 @@ impl Sim {
         }
         let gpus = u64::from(workload.demand.gpu.count) * u64::from(workload.shape.tasks());
         let layer = usize::from(workload.priority == gigawatt_core::PriorityClass::BestEffort);
+        let wants = (self.usage[tenant][0] + self.pending_gpus[tenant][0] + gpus) as f64;
+        let within_share = layer == 0 && wants <= self.level * f64::from(self.tenants[tenant].weight);
         self.jobs.insert(
             self.next_id,
             JobState {
@@ -322,6 +335,7 @@ impl Sim {
                 running: false,
                 waited: None,
                 burst,
+                within_share,
             },
         );
         self.pending_gpus[tenant][layer] += gpus;
@@ -349,6 +363,9 @@ impl Sim {
                             self.waits_by_kind.entry(j.kind).or_default().push(w);
                             if j.kind == JobKind::Small {
                                 self.small_waits[usize::from(j.burst)].push(w);
+                                if j.within_share {
+                                    self.small_within_waits.push(w);
+                                }
                             }
                         }
                     }
@@ -399,7 +416,15 @@ impl Sim {
     /// share only, so it counts as above it. Best-effort work is left out of both sides:
     /// it is entitled to nothing (it runs on what the rest leaves, and any standard
     /// work preempts it).
-    fn sample_shares(&self, capacity: f64, used: &mut [f64], entitled: &mut [f64], backlogged: &mut [bool]) {
+    /// Before the warm-up's end (`count` false) only the water level is kept.
+    fn sample_shares(
+        &mut self,
+        capacity: f64,
+        count: bool,
+        used: &mut [f64],
+        entitled: &mut [f64],
+        backlogged: &mut [bool],
+    ) {
         let active: Vec<usize> =
             (0..self.tenants.len()).filter(|i| self.usage[*i][0] + self.pending_gpus[*i][0] > 0).collect();
         if active.is_empty() {
@@ -409,7 +434,10 @@ impl Sim {
             active.iter().map(|i| (self.usage[*i][0] + self.pending_gpus[*i][0]) as f64).collect();
         let weights: Vec<f64> = active.iter().map(|i| f64::from(self.tenants[*i].weight)).collect();
         let mut fair = vec![0.0; active.len()];
-        water_fill(capacity, &wants, &weights, &mut fair);
+        self.level = water_fill(capacity, &wants, &weights, &mut fair);
+        if !count {
+            return;
+        }
         for (k, i) in active.into_iter().enumerate() {
             used[i] += self.usage[i][0] as f64;
             entitled[i] += fair[k];
@@ -431,6 +459,7 @@ impl Sim {
     ) -> QueueRun {
         let mut waits = self.waits_by_kind;
         let [mut solo, mut burst] = self.small_waits;
+        let mut within = self.small_within_waits;
         let mut small = waits.remove(&JobKind::Small).unwrap_or_default();
         let mut gangs = waits.remove(&JobKind::Gang).unwrap_or_default();
         let big = waits.remove(&JobKind::BigGang).unwrap_or_default();
@@ -492,6 +521,8 @@ impl Sim {
             small_wait_p99_s: pct(&mut small, 0.99),
             small_alone_wait_p50_s: pct(&mut solo, 0.5),
             small_burst_wait_p50_s: pct(&mut burst, 0.5),
+            small_within_share_wait_p50_s: pct(&mut within, 0.5),
+            small_within_share_pct: 100.0 * within.len() as f64 / small.len().max(1) as f64,
             gang_wait_p50_s: pct(&mut gangs, 0.5),
             gang_wait_p99_s: pct(&mut gangs, 0.99),
             big_gang_wait_max_s: big_max,
@@ -525,8 +556,10 @@ impl Sim {
 /// Max-min fair entitlements (water-filling): each tenant gets `level × weight`, except
 /// those that want less, which get what they want; what they leave raises the level for
 /// the others. `wants[i]` and `weights[i]` are tenant `i`'s demand and weight; `out[i]`
-/// receives its entitlement. `capacity` is what the tenants share.
-pub(crate) fn water_fill(capacity: f64, wants: &[f64], weights: &[f64], out: &mut [f64]) {
+/// receives its entitlement. `capacity` is what the tenants share. Returns the level
+/// (entitlement per unit of weight of those that want more; infinite when all are
+/// served).
+pub(crate) fn water_fill(capacity: f64, wants: &[f64], weights: &[f64], out: &mut [f64]) -> f64 {
     let mut order: Vec<usize> = (0..wants.len()).filter(|i| weights[*i] > 0.0).collect();
     order.sort_by(|a, b| (wants[*a] / weights[*a]).total_cmp(&(wants[*b] / weights[*b])).then(a.cmp(b)));
     let mut left = capacity.max(0.0);
@@ -541,7 +574,8 @@ pub(crate) fn water_fill(capacity: f64, wants: &[f64], weights: &[f64], out: &mu
             for &j in &order[k..] {
                 out[j] = level * weights[j];
             }
-            return;
+            return level;
         }
     }
+    f64::INFINITY
 }
