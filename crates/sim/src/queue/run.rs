@@ -164,7 +164,9 @@ pub fn run(params: &QueueParams, policy: QueuePolicy) -> Result<QueueRun, CoreEr
         waits_by_kind: BTreeMap::new(),
         small_waits: [Vec::new(), Vec::new()],
         small_within_waits: Vec::new(),
-        level: f64::INFINITY,
+        // No tenant's share is known before the first sample: the initial queue, all
+        // submitted at once, counts as above it.
+        level: 0.0,
         warmup: START + Seconds(params.duration.0 * 0.2),
     };
     sim.usage = vec![[0; 2]; sim.tenants.len()];
