@@ -50,6 +50,10 @@ curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: appli
 # caller's role (a tenant token's `tenant`, an admin's required `tenant`, a share of a GPU
 # needing `gpus = 1`) and no JSON Schema can say them; such requests get a 422 naming the
 # field, which every other check still verifies.
+# One worker: with two, hypothesis describes strategies from two threads at once, and
+# CPython 3.11's shared AST builder state (python/cpython#106905) then fails with
+# "SystemError: AST constructor recursion depth mismatch", a "Runtime Error" in the report
+# that failed CI twice in a row on GET /v1/log; it is no failure of the API.
 # schemathesis itself sometimes fails inside hypothesis while generating cases ("Runtime
 # Error" with no failing request): such a run is retried once with a new seed; a run that
 # reports failures of the API is never retried.
@@ -61,7 +65,7 @@ fuzz() {
     --exclude-path /v1/events \
     --max-time "$MAX_SECONDS" \
     --request-timeout 10 \
-    --workers 2 \
+    --workers 1 \
     --suppress-health-check too_slow,filter_too_much 2>&1 | tee "$WORK/fuzz.out"
   return "${PIPESTATUS[0]}"
 }
