@@ -16,6 +16,9 @@ pub struct SiteInfo {
     pub region: String,
     /// Certifications held (`hds`, `secnumcloud`, `soc2`, ...).
     pub certifications: Vec<String>,
+    /// The law the site's operator answers to (`EU`, `US`, `JP`).
+    #[serde(default)]
+    pub jurisdiction: String,
     /// Power usage effectiveness.
     pub pue: f64,
     /// IT power budget in force, in watts.

@@ -98,11 +98,12 @@ fn show(file: &Path, at: Option<&str>, json: bool) -> Result<()> {
         let gpus: u64 = s.racks.iter().flat_map(|r| &r.nodes).map(|n| u64::from(n.gpu_count)).sum();
         let certs: Vec<&str> = s.certifications.iter().map(|c| c.as_str()).collect();
         crate::outln!(
-            "\n{} — {} ({}, {})  certifications: [{}]  PUE {}",
+            "\n{} — {} ({}, {}, {} law)  certifications: [{}]  PUE {}",
             s.id,
             s.name,
             s.country,
             s.region,
+            s.jurisdiction,
             certs.join(", "),
             s.pue.0
         );

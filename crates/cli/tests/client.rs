@@ -314,7 +314,14 @@ fn operators_see_the_fleet_and_tenants_only_their_own_work() {
     let sites = server.cli(&operator, &["sites", "-o", "json"]).ok().json();
     let ids: BTreeSet<&str> = sites.as_array().expect("an array").iter().map(|s| str_of(s, "id")).collect();
     assert_eq!(ids, BTreeSet::from(["valence", "paris-nord", "paris-sud", "ashburn", "inzai"]));
-    server.cli(&acme, &["sites"]).ok().stdout_has(&["ID", "CERTIFICATIONS", "valence", "hds", "BUDGET"]);
+    server.cli(&acme, &["sites"]).ok().stdout_has(&[
+        "ID",
+        "LAW",
+        "CERTIFICATIONS",
+        "valence",
+        "hds",
+        "BUDGET",
+    ]);
 
     // Nodes: filters, limits, and the table; tenants may not see them.
     let nodes =

@@ -1,5 +1,7 @@
 //! A fleet file edited under a log: work the new fleet can never run is rejected at the
-//! next start, with the reason, instead of waiting forever (or failing the start).
+//! next start, with the reason, instead of waiting forever (or failing the start); work
+//! on a site that may no longer hold its data is evicted, with the reason, and placed
+//! again where it may.
 
 mod server_harness;
 
@@ -87,6 +89,101 @@ fn fleet_change(db: &TestDb) {
     // The log and a fresh fold of it agree.
     let (_, digest) = server_harness::replay(db);
     assert_eq!(api.get("/v1/state/digest", &admin).body["digest"].as_str().unwrap_or(""), digest);
+}
+
+/// Two HDS sites in France, one H100 server each; `PARIS_CERTS` is the first site's
+/// certifications.
+const TWO_SITES: &str = r#"
+HGX
+
+[[site]]
+id = "paris"
+country = "FR"
+region = "eu-west-fr"
+certifications = PARIS_CERTS
+pue = 1.0
+grid = [{ from = 2020-01-01, capacity_mw = 0.05 }]
+
+  [[site.rack_group]]
+  prefix = "paris"
+  count = 1
+  node_type = "hgx"
+  nodes_per_rack = 1
+
+[[site]]
+id = "lyon"
+country = "FR"
+region = "eu-west-fr"
+certifications = ["hds"]
+pue = 1.0
+grid = [{ from = 2020-01-01, capacity_mw = 0.05 }]
+
+  [[site.rack_group]]
+  prefix = "lyon"
+  count = 1
+  node_type = "hgx"
+  nodes_per_rack = 1
+"#;
+
+fn two_sites(paris_certs: &str) -> String {
+    TWO_SITES.replace("HGX", server_harness::HGX_NODE_TYPE).replace("PARIS_CERTS", paris_certs)
+}
+
+/// The issue's probe: `hds` is removed from a site that runs health work, and the server
+/// restarted. The work must not keep running there: it is evicted with a residency
+/// reason and placed on the other HDS site.
+fn decertified(db: &TestDb) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let fleet = dir.path().join("two.toml");
+    std::fs::write(&fleet, two_sites(r#"["hds", "iso27001"]"#)).expect("fleet file");
+    let mut server = Server::start_with_fleet(db, &fleet, &[]);
+    let api = Api::new(&server.base);
+    let admin = server.admin_token.clone().expect("the first start prints the admin token");
+    api.create_tenant(&admin, "clinic");
+    let job = json!({"name": "scans", "kind": "batch", "tenant": "clinic", "data_class": "health",
+                     "resources": {"gpus": 8}});
+    let w = api.post("/v1/workloads", &admin, &job);
+    w.expect_status(201);
+    let id = w.str("id");
+    let node = |api: &Api| {
+        let w = api.get(&format!("/v1/workloads/{id}"), &admin);
+        assert_eq!(w.body["state"], "running", "{}", w.body);
+        w.body["placement"][0]["node"].as_str().unwrap_or("").to_string()
+    };
+    assert!(node(&api).starts_with("paris"), "the first site in file order takes it");
+    server.kill();
+
+    // paris loses its HDS certification.
+    std::fs::write(&fleet, two_sites(r#"["iso27001"]"#)).expect("fleet file");
+    let server = Server::start_with_fleet(db, &fleet, &[]);
+    let api = Api::new(&server.base);
+    assert!(node(&api).starts_with("lyon"), "moved to the site still certified");
+    let explain = api.get(&format!("/v1/workloads/{id}/explain"), &admin);
+    let history = explain.body["history"].as_array().cloned().unwrap_or_default();
+    let evicted = history
+        .iter()
+        .find(|h| h["event"] == "workload-preempted")
+        .unwrap_or_else(|| panic!("no preemption in {history:?}"));
+    let text = evicted["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("site paris may no longer hold its data")
+            && text.contains("health data needs HDS, in EU/EEA: site paris is not HDS-certified"),
+        "{text}"
+    );
+    assert_eq!(evicted["detail"]["why"]["kind"], "residency", "{}", evicted["detail"]);
+    // The log and a fresh fold of it agree.
+    let (_, digest) = server_harness::replay(db);
+    assert_eq!(api.get("/v1/state/digest", &admin).body["digest"].as_str().unwrap_or(""), digest);
+}
+
+#[test]
+fn health_work_on_a_decertified_site_is_evicted_and_placed_again_on_sqlite() {
+    run_on(Backend::Sqlite, "decertified", decertified);
+}
+
+#[test]
+fn health_work_on_a_decertified_site_is_evicted_and_placed_again_on_postgres() {
+    run_on(Backend::Postgres, "decertified", decertified);
 }
 
 #[test]

@@ -23,6 +23,20 @@ pub enum CoreError {
     /// fit the fleet as the log says it did: the log and the fleet file disagree.
     #[error("cannot restore {0}: {1}")]
     Restore(WorkloadId, String),
+    /// A workload put back from the event log ran on a site that the residency rules in
+    /// force no longer let hold its data (the fleet file changed: a certification lost, a
+    /// rule narrowed). It must not keep running there.
+    #[error("cannot restore {workload} on node `{node}`: {why}")]
+    Residency {
+        /// The workload.
+        workload: WorkloadId,
+        /// The node the log placed it on.
+        node: String,
+        /// The node's site.
+        site: String,
+        /// The rule and the term the site breaks.
+        why: String,
+    },
     /// An internal consistency check failed; the operation was refused whole. Seeing
     /// this is a bug in gigawatt, never a user error.
     #[error("internal invariant violated: {0}")]

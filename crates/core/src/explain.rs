@@ -304,6 +304,15 @@ pub enum PreemptWhy {
         /// The node.
         node: String,
     },
+    /// The site it ran on may no longer hold its data under the residency rules in force
+    /// (a certification lost, a rule narrowed); the whole workload goes back to the queue
+    /// and waits for an allowed site.
+    Residency {
+        /// The site.
+        site: String,
+        /// The rule and the term the site breaks.
+        why: String,
+    },
     /// Its tenant was borrowing quota that another tenant, within its nominal quota,
     /// needed back.
     Reclaim {
@@ -355,9 +364,10 @@ impl PreemptWhy {
             PreemptWhy::Reclaim { .. } => "its tenant was borrowing quota that another tenant needed back \
                                            (within its nominal quota); requeued whole"
                 .to_string(),
-            PreemptWhy::PowerBudget { .. } | PreemptWhy::NodeLost { .. } | PreemptWhy::EnergyQuota { .. } => {
-                self.to_string()
-            }
+            PreemptWhy::PowerBudget { .. }
+            | PreemptWhy::NodeLost { .. }
+            | PreemptWhy::Residency { .. }
+            | PreemptWhy::EnergyQuota { .. } => self.to_string(),
         }
     }
 
@@ -370,9 +380,10 @@ impl PreemptWhy {
             PreemptWhy::FairShare { by, tenant } | PreemptWhy::Reclaim { by, tenant } => {
                 Some(format!("{by} of tenant {tenant}"))
             }
-            PreemptWhy::PowerBudget { .. } | PreemptWhy::NodeLost { .. } | PreemptWhy::EnergyQuota { .. } => {
-                None
-            }
+            PreemptWhy::PowerBudget { .. }
+            | PreemptWhy::NodeLost { .. }
+            | PreemptWhy::Residency { .. }
+            | PreemptWhy::EnergyQuota { .. } => None,
         }
     }
 
@@ -394,6 +405,9 @@ impl fmt::Display for PreemptWhy {
                  at its lowest power limit; lowest priority preempted first"
             ),
             PreemptWhy::NodeLost { node } => write!(f, "node {node} was lost; requeued whole"),
+            PreemptWhy::Residency { site, why } => {
+                write!(f, "site {site} may no longer hold its data ({why}); requeued whole")
+            }
             PreemptWhy::Priority { by, class } => write!(f, "preempted for {by} ({class})"),
             PreemptWhy::EnergyQuota { tenant, committed, limit } => write!(
                 f,

@@ -422,8 +422,9 @@ impl Scheduler {
     ///
     /// `tasks[i]` is where task `i` runs, or `None` if it waits. Workloads must be
     /// restored in submission order (that order is the queue's FIFO order). Every hard
-    /// limit is checked again: a placement that would break one is refused with
-    /// [`CoreError::Restore`] and the state is left as it was.
+    /// limit is checked again: a placement on a site the residency rules in force refuse
+    /// is refused with [`CoreError::Residency`], one that would break any other limit
+    /// with [`CoreError::Restore`], and the state is left as it was.
     pub fn restore(&mut self, workload: Workload, tasks: &[Option<TaskPlacement>]) -> Result<(), CoreError> {
         let id = workload.id;
         if self.workloads.contains_key(&id) {
@@ -448,6 +449,18 @@ impl Scheduler {
                 cpu: need.cpu,
                 memory: need.memory,
             });
+            // Residency first: a site the rules in force refuse must not keep the data,
+            // whatever room it has.
+            if let Some(alloc) = &alloc {
+                let site = &self.state.sites[self.state.nodes[alloc.node.0 as usize].site as usize];
+                if let Some(why) = site.refuses[need.data_class.index()].clone() {
+                    let site = site.id.clone();
+                    for a in allocs.iter().flatten() {
+                        self.state.release(a);
+                    }
+                    return Err(CoreError::Residency { workload: id, node: p.node.clone(), site, why });
+                }
+            }
             let done = match alloc {
                 None => Err(format!("task {} is on unknown node `{}`", p.task, p.node)),
                 Some(alloc) => match self.state.allocate(&alloc) {

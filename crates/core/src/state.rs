@@ -354,6 +354,10 @@ pub struct SiteState {
     pub oversubscription_milli: u32,
     /// Whether each [`DataClass`] (by index) may live here.
     pub allows: [bool; 4],
+    /// For each [`DataClass`] it may not hold, why, in words (the rule and the term it
+    /// breaks).
+    #[serde(skip)]
+    pub refuses: [Option<String>; 4],
     /// The site's region (quota flavours select by region).
     pub region: String,
 }
@@ -419,8 +423,10 @@ impl ClusterState {
         for site in &fleet.sites {
             let site_idx = sites.len() as u32;
             let mut allows = [false; 4];
+            let mut refuses: [Option<String>; 4] = Default::default();
             for class in DataClass::ALL {
-                allows[class.index()] = residency::allows(site, class);
+                refuses[class.index()] = residency::why_not(&fleet.residency, site, class);
+                allows[class.index()] = refuses[class.index()].is_none();
             }
             sites.push(SiteState {
                 id: site.id.clone(),
@@ -430,6 +436,7 @@ impl ClusterState {
                 oversubscription_milli: (site.provisioning.ratio() * 1000.0).round().clamp(0.0, 1000.0)
                     as u32,
                 allows,
+                refuses,
                 region: site.region.clone(),
             });
             for rack in &site.racks {

@@ -52,6 +52,7 @@ mod diag;
 pub mod file;
 pub mod model;
 pub mod read;
+pub mod residency;
 mod validate;
 
 pub use carbon::{CARBON_CSV_HEADER, CarbonSeries, MAX_CARBON_INTENSITY, load_carbon_csv, parse_carbon_csv};
@@ -62,3 +63,4 @@ pub use file::{
     LoadError, Loaded, json_schema, load, load_with_nodes, load_with_warnings, parse, parse_with_warnings,
 };
 pub use model::*;
+pub use residency::{ResidencyRule, ResidencyRules};

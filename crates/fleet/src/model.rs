@@ -23,6 +23,9 @@ pub struct Fleet {
     pub catalog: GpuCatalog,
     /// Sites in file order. Order matters: it is the scheduler's tie-breaking order.
     pub sites: Vec<Site>,
+    /// Which sites may hold each data class (the fleet file's `[residency.*]`, else the
+    /// documented defaults).
+    pub residency: crate::residency::ResidencyRules,
 }
 
 impl Fleet {
@@ -38,7 +41,7 @@ impl Fleet {
     /// such as `sites[0].racks[3].nodes[1].gpu_model`.
     pub fn new(catalog: GpuCatalog, mut sites: Vec<Site>) -> Result<Fleet, Diagnostics> {
         let diags = crate::validate::check_fleet(&catalog, &mut sites);
-        diags.into_result(Fleet { catalog, sites })
+        diags.into_result(Fleet { catalog, sites, residency: crate::residency::ResidencyRules::default() })
     }
 
     /// The site with this id.
@@ -86,6 +89,9 @@ pub struct Site {
     pub region: String,
     /// Certifications held by the site.
     pub certifications: BTreeSet<Certification>,
+    /// The law the site's operator answers to (`EU`, `US`, `JP`): SecNumCloud §19.6
+    /// asks for immunity from non-EU law, which a country alone does not tell.
+    pub jurisdiction: String,
     /// Grid capacity phases, sorted by date, dates distinct.
     pub grid: Vec<GridPhase>,
     /// Power usage effectiveness: facility power / IT power (≥ 1).
@@ -347,6 +353,18 @@ impl Certification {
             Certification::Soc2 => "soc2",
             Certification::Iso27001 => "iso27001",
             Certification::C5 => "c5",
+        }
+    }
+
+    /// The name people write: `HDS`, `SecNumCloud`, `SOC 2`.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Certification::Secnumcloud => "SecNumCloud",
+            Certification::Hds => "HDS",
+            Certification::Soc2 => "SOC 2",
+            Certification::Iso27001 => "ISO 27001",
+            Certification::C5 => "C5",
         }
     }
 

@@ -74,6 +74,21 @@ pub(crate) fn country(s: &str) -> Option<Problem> {
     Some(problem(what, fix))
 }
 
+/// A jurisdiction: the law a site's operator answers to, as an upper-case code of 2 to 8
+/// letters (`EU`, `US`, `JP`).
+pub(crate) fn jurisdiction(s: &str) -> Option<Problem> {
+    if (2..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let upper = s.to_ascii_uppercase();
+    let fix = if upper != s && (2..=8).contains(&s.len()) && upper.bytes().all(|b| b.is_ascii_uppercase()) {
+        format!("write `{upper}`")
+    } else {
+        "write an upper-case code of 2 to 8 letters, e.g. `EU`, `US`, `JP`".to_string()
+    };
+    Some(problem(format!("jurisdiction `{s}` is not an upper-case code"), fix))
+}
+
 pub(crate) fn pue(v: f64) -> Option<Problem> {
     if !v.is_finite() || v < 1.0 {
         Some(problem(

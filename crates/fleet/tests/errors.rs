@@ -371,6 +371,7 @@ fn fleets_built_in_code_get_the_same_checks() {
         country: gigawatt_fleet::Country("FR".into()),
         region: "r".into(),
         certifications: Default::default(),
+        jurisdiction: "EU".into(),
         grid: vec![gigawatt_fleet::GridPhase {
             from: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("date"),
             capacity: Megawatts(1.0),

@@ -148,6 +148,7 @@ pub fn sites(engine: &Engine) -> Vec<SiteInfo> {
             country: f.country.to_string(),
             region: f.region.clone(),
             certifications: f.certifications.iter().map(ToString::to_string).collect(),
+            jurisdiction: f.jurisdiction.clone(),
             pue: f.pue.0,
             budget_w: s.budget.0,
             power_w: s.power.0,

@@ -227,15 +227,20 @@ impl Engine {
             }
             if let Err(e) = engine.scheduler.restore(workload.clone(), &tasks) {
                 // The fleet changed under the log (a node or rack left the file, a limit
-                // shrank): requeue the workload whole and say so.
-                let node = tasks.iter().flatten().next().map(|t| t.node.clone()).unwrap_or_default();
+                // shrank, a site lost a certification its data needs): requeue the
+                // workload whole and say why. It is never left running where it may not.
+                let why = match &e {
+                    gigawatt_core::CoreError::Residency { site, why, .. } => {
+                        PreemptWhy::Residency { site: site.clone(), why: why.clone() }
+                    }
+                    _ => PreemptWhy::NodeLost {
+                        node: tasks.iter().flatten().next().map(|t| t.node.clone()).unwrap_or_default(),
+                    },
+                };
                 tracing::warn!("{e}; requeued");
                 let waiting = vec![None; tasks.len()];
                 engine.scheduler.restore(workload.clone(), &waiting)?;
-                engine.stage(
-                    now_ms,
-                    LogEvent::WorkloadPreempted { workload: id, why: PreemptWhy::NodeLost { node } },
-                )?;
+                engine.stage(now_ms, LogEvent::WorkloadPreempted { workload: id, why })?;
             }
             // Its priority ages from its submission, not from this start; its time limit
             // and energy count from its placement.

@@ -288,6 +288,7 @@ pub fn try_fleet(spec: &FleetSpec) -> Result<Fleet, Diagnostics> {
             country: Country(t.country.to_string()),
             region: t.region.to_string(),
             certifications: t.certifications.iter().copied().collect::<BTreeSet<_>>(),
+            jurisdiction: gigawatt_fleet::residency::default_jurisdiction(t.country),
             grid: vec![GridPhase {
                 from: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap_or_default(),
                 capacity: Megawatts(capacity_mw),

@@ -17,7 +17,8 @@ use crate::diag::did_you_mean;
 use crate::model::{Certification, Provisioning};
 use crate::validate;
 
-pub(crate) const TOP_KEYS: &[&str] = &["gpu_model", "node_type", "site"];
+pub(crate) const TOP_KEYS: &[&str] = &["gpu_model", "node_type", "residency", "site"];
+pub(crate) const RESIDENCY_RULE_KEYS: &[&str] = &["countries", "certifications", "jurisdictions"];
 pub(crate) const GPU_MODEL_KEYS: &[&str] = &[
     "id",
     "vendor",
@@ -39,6 +40,7 @@ pub(crate) const SITE_KEYS: &[&str] = &[
     "country",
     "region",
     "certifications",
+    "jurisdiction",
     "pue",
     "grid",
     "provisioning",
@@ -53,6 +55,7 @@ pub(super) struct Doc {
     pub gpu_models: Vec<GpuModelDecl>,
     pub node_types: Vec<NodeTypeDecl>,
     pub sites: Vec<SiteDecl>,
+    pub residency: crate::residency::ResidencyRules,
 }
 
 pub(super) struct GpuModelDecl {
@@ -82,6 +85,7 @@ pub(super) struct SiteDecl {
     pub country: Option<String>,
     pub region: Option<String>,
     pub certifications: BTreeSet<Certification>,
+    pub jurisdiction: Option<String>,
     pub pue: Option<f64>,
     pub grid: Vec<(NaiveDate, f64)>,
     pub provisioning: Provisioning,
@@ -95,7 +99,15 @@ pub(super) struct SiteDecl {
 pub(super) fn read(cx: &mut Ctx<'_>, root: &DeTable<'_>, root_span: &Span) -> Doc {
     let top = Tbl { t: root, span: root_span, path: "" };
     top.check_keys(cx, TOP_KEYS);
-    let mut doc = Doc { gpu_models: Vec::new(), node_types: Vec::new(), sites: Vec::new() };
+    let mut doc = Doc {
+        gpu_models: Vec::new(),
+        node_types: Vec::new(),
+        sites: Vec::new(),
+        residency: crate::residency::ResidencyRules::default(),
+    };
+    if let Some((t, span)) = top.table(cx, "residency", "[residency.health]") {
+        residency(cx, Tbl { t, span: &span, path: "residency" }, &mut doc.residency);
+    }
     if let Some((arr, _)) = top.array(cx, "gpu_model", "[[gpu_model]]") {
         for (i, v) in arr.iter().enumerate() {
             let path = format!("gpu_model[{i}]");
@@ -264,6 +276,12 @@ fn site(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> SiteDecl {
         cx.err(&r.span, &t.field("region"), "region is empty", "write e.g. `region = \"eu-south-fr\"`");
     }
     let certifications = certifications(cx, t);
+    let jurisdiction = t.string(cx, "jurisdiction", "jurisdiction = \"EU\"");
+    if let Some(j) = &jurisdiction
+        && let Some(p) = validate::jurisdiction(&j.v)
+    {
+        cx.error(&j.span, &t.field("jurisdiction"), p);
+    }
     let pue = t.req_number(cx, "pue", "pue = 1.2");
     if let Some(p) = &pue
         && let Some(problem) = validate::pue(p.v)
@@ -305,6 +323,7 @@ fn site(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> SiteDecl {
         country: country.map(|c| c.v),
         region: region.map(|r| r.v),
         certifications,
+        jurisdiction: jurisdiction.map(|j| j.v),
         pue: pue.map(|p| p.v),
         grid,
         provisioning,
@@ -358,6 +377,62 @@ fn provisioning(cx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Provisioning {
             cx.err(&span, &t.field("provisioning"), format!("unknown provisioning mode `{other}`"), fix);
             Provisioning::Reserved
         }
+    }
+}
+
+/// `[residency.CLASS]` tables: each replaces the default rule of its data class whole
+/// (a term it leaves out does not restrict).
+fn residency(cx: &mut Ctx<'_>, t: Tbl<'_, '_>, rules: &mut crate::residency::ResidencyRules) {
+    use crate::residency::{COUNTRY_GROUPS, DATA_CLASSES, ResidencyRule};
+    for (k, v) in t.t.iter() {
+        let class: &str = k.get_ref();
+        let path = format!("residency.{class}");
+        let Some(rule) = rules.get_mut(class) else {
+            let fix = match did_you_mean(class, DATA_CLASSES.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? the data classes are {}", DATA_CLASSES.join(", ")),
+                None => format!("the data classes are {}", DATA_CLASSES.join(", ")),
+            };
+            cx.err(&k.span(), &path, format!("unknown data class `{class}`"), fix);
+            continue;
+        };
+        let Some(tt) = as_table(cx, &path, v, "[residency.health]") else { continue };
+        let span = v.span();
+        let rt = Tbl { t: tt, span: &span, path: &path };
+        rt.check_keys(cx, RESIDENCY_RULE_KEYS);
+        let mut out = ResidencyRule::anywhere();
+        if rt.get("countries").is_some() {
+            let mut set = BTreeSet::new();
+            for (i, c) in
+                rt.string_array(cx, "countries", "countries = [\"EU\", \"EEA\"]").into_iter().enumerate()
+            {
+                let field = format!("{path}.countries[{i}]");
+                if COUNTRY_GROUPS.contains(&c.v.as_str()) {
+                    set.insert(c.v);
+                } else if let Some(mut p) = validate::country(&c.v) {
+                    p.fix = format!("{}, or a group: {}", p.fix, COUNTRY_GROUPS.join(", "));
+                    cx.error(&c.span, &field, p);
+                } else {
+                    set.insert(c.v);
+                }
+            }
+            out.countries = Some(set);
+        }
+        out.certifications = certifications(cx, rt);
+        if rt.get("jurisdictions").is_some() {
+            let mut set = BTreeSet::new();
+            for (i, j) in
+                rt.string_array(cx, "jurisdictions", "jurisdictions = [\"EU\"]").into_iter().enumerate()
+            {
+                match validate::jurisdiction(&j.v) {
+                    Some(p) => cx.error(&j.span, &format!("{path}.jurisdictions[{i}]"), p),
+                    None => {
+                        set.insert(j.v);
+                    }
+                }
+            }
+            out.jurisdictions = Some(set);
+        }
+        *rule = out;
     }
 }
 

@@ -436,6 +436,10 @@ fn build_site(s: &SiteDecl, racks: Vec<Rack>, carbon: Option<crate::model::SiteC
     Some(Site {
         name: s.name.clone().unwrap_or_else(|| id.clone()),
         id,
+        jurisdiction: s
+            .jurisdiction
+            .clone()
+            .or_else(|| s.country.as_deref().map(crate::residency::default_jurisdiction))?,
         country: Country(s.country.clone()?),
         region: s.region.clone()?,
         certifications: s.certifications.clone(),

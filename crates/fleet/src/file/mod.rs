@@ -167,9 +167,10 @@ fn parse_inner(
     }
     // Every check has run with positions above; this re-runs the model-level checks so a
     // loader bug cannot produce an invalid fleet.
-    let fleet = Fleet::new(catalog, sites).map_err(|d| {
+    let mut fleet = Fleet::new(catalog, sites).map_err(|d| {
         Diagnostics(d.into_iter().map(|x| Diagnostic { file: file_name.to_owned(), ..x }).collect())
     })?;
+    fleet.residency = doc.residency;
     let mut warnings = std::mem::take(&mut cx.warnings);
     warnings.sort();
     Ok(Loaded { fleet, warnings })

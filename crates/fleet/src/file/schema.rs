@@ -27,8 +27,40 @@ pub(crate) struct FleetFile {
     /// Reusable server types, by name: `[node_type.dgx-h100]`.
     #[serde(default)]
     node_type: BTreeMap<String, NodeType>,
+    /// Which sites may hold each data class: `[residency.health]`. A class given here
+    /// replaces its default rule whole; a class left out keeps it (docs/fleet-file.md).
+    #[serde(default)]
+    residency: Residency,
     /// Datacenter sites, in scheduling tie-break order.
     site: Vec<Site>,
+}
+
+/// One rule per data class.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+struct Residency {
+    /// Default: anywhere.
+    public: Option<ResidencyRule>,
+    /// Default: in the EU/EEA (GDPR).
+    personal: Option<ResidencyRule>,
+    /// Default: HDS-certified, in the EU/EEA.
+    health: Option<ResidencyRule>,
+    /// Default: SecNumCloud-certified, in France, EU jurisdiction.
+    sensitive: Option<ResidencyRule>,
+}
+
+/// A residency rule: a site must meet every term given; a term left out does not
+/// restrict.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ResidencyRule {
+    /// ISO 3166-1 alpha-2 codes, or the groups `EU` and `EEA`.
+    countries: Option<Vec<String>>,
+    /// Certifications the site must all hold.
+    #[serde(default)]
+    certifications: Vec<Certification>,
+    /// Jurisdictions (the law the site's operator answers to), e.g. `EU`.
+    jurisdictions: Option<Vec<String>>,
 }
 
 /// A GPU model declared in the file. Figures are per GPU.
@@ -101,6 +133,10 @@ struct Site {
     /// Certifications held by the site.
     #[serde(default)]
     certifications: Vec<Certification>,
+    /// The law the site's operator answers to, an upper-case code (`EU`, `US`, `JP`).
+    /// Default: `EU` in an EU member state, else the country code.
+    #[schemars(regex(pattern = r"^[A-Z]{2,8}$"))]
+    jurisdiction: Option<String>,
     /// Power usage effectiveness: facility power / IT power.
     #[schemars(range(min = 1.0, max = 3.0))]
     pue: f64,
@@ -260,6 +296,7 @@ mod tests {
             (&defs["GridPhase"], decl::GRID_KEYS),
             (&defs["RackGroup"], racks::RACK_GROUP_KEYS),
             (&defs["Import"], racks::IMPORT_KEYS),
+            (&defs["ResidencyRule"], decl::RESIDENCY_RULE_KEYS),
         ] {
             let want: BTreeSet<String> = known.iter().map(|k| (*k).to_owned()).collect();
             assert_eq!(keys(v), want);

@@ -126,6 +126,7 @@ pub fn build(e: &PowerExperiment, ratio: f64) -> Result<SiteLayout, PowerError> 
         country: Country("FR".into()),
         region: "eu-south-fr".into(),
         certifications: BTreeSet::new(),
+        jurisdiction: "EU".into(),
         grid: vec![GridPhase {
             from: NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default(),
             capacity: Megawatts(e.site_mw),
