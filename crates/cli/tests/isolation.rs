@@ -243,6 +243,15 @@ fn isolation(db: &TestDb) {
             }
         }
     }
+    // The log's first record holds the keys of the id cipher: they never leave the server,
+    // whoever reads the log.
+    for token in [&t.admin, &t.operator, &t.auditor] {
+        let first = api.get("/v1/log?limit=1", token);
+        let body = &first.body[0]["body"];
+        assert_eq!(body["type"], "initialized", "{}", first.body);
+        assert!(body.get("id_key").is_none() && body.get("id_secret").is_none(), "{body}");
+        assert!(body["withheld"].as_str().is_some_and(|w| w.contains("never leave")), "{body}");
+    }
     for (role, token) in t.roles() {
         let who = api.get("/v1/whoami", token);
         assert_eq!(who.body["role"], role, "whoami names the role");

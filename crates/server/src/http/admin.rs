@@ -201,7 +201,8 @@ pub struct LogEntry {
     pub event: String,
     /// In words.
     pub text: String,
-    /// The event as stored.
+    /// The event as stored, less the keys of the id cipher (the log's first record says
+    /// `withheld` in their place).
     #[schema(value_type = Object)]
     pub body: serde_json::Value,
 }
@@ -244,10 +245,25 @@ pub async fn read_log(
                 tenant: r.tenant.clone(),
                 event: r.event.kind().to_string(),
                 text: r.event.describe(),
-                body: serde_json::to_value(&r.event).unwrap_or(serde_json::Value::Null),
+                body: stored_body(&r.event),
             })
             .collect(),
     ))
+}
+
+/// An event as stored, less the secrets that must never leave the server: the keys of
+/// the id cipher in the log's first record (with them, anyone could count every
+/// tenant's submissions from their ids).
+fn stored_body(event: &gigawatt_store::LogEvent) -> serde_json::Value {
+    let mut body = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
+    if matches!(event, gigawatt_store::LogEvent::Initialized { .. })
+        && let Some(o) = body.as_object_mut()
+    {
+        o.remove("id_key");
+        o.remove("id_secret");
+        o.insert("withheld".into(), "the keys of the id cipher never leave the server".into());
+    }
+    body
 }
 
 /// A digest of the control plane's whole folded state.
