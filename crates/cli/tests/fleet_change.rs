@@ -151,6 +151,22 @@ fn decertified(db: &TestDb) {
         w.body["placement"][0]["node"].as_str().unwrap_or("").to_string()
     };
     assert!(node(&api).starts_with("paris"), "the first site in file order takes it");
+    let facts = |api: &Api| -> Vec<(u64, serde_json::Value)> {
+        api.read_log(&admin)
+            .into_iter()
+            .filter(|r| r["event"] == "fleet-in-force")
+            .map(|r| (r["seq"].as_u64().unwrap_or(0), r["body"].clone()))
+            .collect()
+    };
+    let first = facts(&api);
+    assert_eq!(first.len(), 1, "the first start logs the fleet in force");
+    assert_eq!(first[0].1["sites"][0]["certifications"], json!(["hds", "iso27001"]));
+    assert_eq!(first[0].1["sites"][0]["jurisdiction"], "EU");
+    assert_eq!(first[0].1["residency"]["health"]["certifications"], json!(["hds"]));
+    server.kill();
+    // An unchanged fleet logs nothing new.
+    let mut server = Server::start_with_fleet(db, &fleet, &[]);
+    assert_eq!(facts(&Api::new(&server.base)), first);
     server.kill();
 
     // paris loses its HDS certification.
@@ -171,6 +187,11 @@ fn decertified(db: &TestDb) {
         "{text}"
     );
     assert_eq!(evicted["detail"]["why"]["kind"], "residency", "{}", evicted["detail"]);
+    // The changed facts were logged, before the eviction they caused.
+    let now = facts(&api);
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_eq!(now[1].1["sites"][0]["certifications"], json!(["iso27001"]));
+    assert!(now[1].0 < evicted["seq"].as_u64().unwrap_or(0), "facts first, then the eviction");
     // The log and a fresh fold of it agree.
     let (_, digest) = server_harness::replay(db);
     assert_eq!(api.get("/v1/state/digest", &admin).body["digest"].as_str().unwrap_or(""), digest);

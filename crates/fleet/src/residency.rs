@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Certification, EU_EEA, Site};
 
@@ -52,7 +52,7 @@ pub fn country_in(country: &str, entry: &str) -> bool {
 
 /// The rule for one data class. Each term left `None` (or, for certifications, empty)
 /// does not restrict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResidencyRule {
     /// Countries (ISO codes) or groups (`EU`, `EEA`) the site must be in.
     pub countries: Option<BTreeSet<String>>,
@@ -128,7 +128,7 @@ impl fmt::Display for ResidencyRule {
 }
 
 /// One rule per data class, as the fleet file sets them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResidencyRules {
     /// `public` data.
     pub public: ResidencyRule,

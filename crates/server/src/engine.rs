@@ -206,6 +206,10 @@ impl Engine {
             // Checked before it was logged; a core that now refuses it is a bug to see.
             tracing::error!("the quotas in the log are refused: {e}; running without quotas");
         }
+        // The fleet facts in force go into the log before any eviction they cause.
+        if engine.view.seq > 0 {
+            engine.record_fleet(now_ms)?;
+        }
         let live: Vec<WorkloadId> =
             engine.view.workloads_after(0).filter(|w| !w.state.is_final()).map(|w| w.workload.id).collect();
         for id in live {
@@ -389,6 +393,19 @@ impl Engine {
             .handle(Timestamp(now_ms), event, &mut self.rng)
             .map_err(|e| EngineError::internal(e.to_string()))?;
         self.stage_decisions(now_ms, decisions)
+    }
+
+    /// Logs the fleet facts residency is decided on (sites' countries, jurisdictions and
+    /// certifications, and the rules), when they differ from the latest logged: so that
+    /// every placement in the log can be checked against the facts in force when it was
+    /// made.
+    pub(crate) fn record_fleet(&mut self, now_ms: i64) -> Result<(), EngineError> {
+        let sites = gigawatt_store::SiteFacts::of(&self.fleet);
+        let residency = self.fleet.residency.clone();
+        if self.view.fleet.as_ref().is_some_and(|f| f.sites == sites && f.residency == residency) {
+            return Ok(());
+        }
+        self.stage(now_ms, LogEvent::FleetInForce { sites, residency })
     }
 
     /// Writes the first record of a new log: the id key.
@@ -798,6 +815,8 @@ pub async fn open(
     if engine.view.seq == 0 {
         engine.initialize(now_ms).map_err(|e| anyhow::anyhow!("{}", e))?;
     }
+    // A no-op when loading logged it already.
+    engine.record_fleet(now_ms).map_err(|e| anyhow::anyhow!("{}", e))?;
     // Phases that began and curtailments that started or ended while no server ran.
     engine.apply_budget_schedule(now_ms).map_err(|e| anyhow::anyhow!("{}", e))?;
     let staged = engine.take_staged();

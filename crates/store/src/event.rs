@@ -314,6 +314,15 @@ pub enum LogEvent {
         /// What, in words.
         message: String,
     },
+    /// The fleet facts that residency is decided on, as the server put them in force: at
+    /// its first start, and at every start where the fleet file changed them. Each
+    /// placement that follows was judged against the latest of these records.
+    FleetInForce {
+        /// Every site, in the fleet file's order.
+        sites: Vec<SiteFacts>,
+        /// The residency rule of each data class.
+        residency: gigawatt_fleet::ResidencyRules,
+    },
     /// An operator put a quota configuration in force (the whole document: flavours,
     /// cohorts, tenants, fair share). It replaces the one before.
     QuotasSet {
@@ -354,6 +363,45 @@ pub enum LogEvent {
     },
 }
 
+/// What residency is decided on for one site: where it is, whose law applies, what it is
+/// certified for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteFacts {
+    /// Site id.
+    pub id: String,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: String,
+    /// The law its operator answers to (`EU`, `US`).
+    pub jurisdiction: String,
+    /// Certifications it holds (`hds`, `secnumcloud`, ...), sorted.
+    pub certifications: Vec<String>,
+}
+
+impl SiteFacts {
+    /// The facts of a fleet's sites, in file order.
+    #[must_use]
+    pub fn of(fleet: &gigawatt_fleet::Fleet) -> Vec<SiteFacts> {
+        fleet
+            .sites
+            .iter()
+            .map(|s| SiteFacts {
+                id: s.id.clone(),
+                country: s.country.to_string(),
+                jurisdiction: s.jurisdiction.clone(),
+                certifications: s.certifications.iter().map(ToString::to_string).collect(),
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for SiteFacts {
+    /// `valence FR, EU law, hds+secnumcloud`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let certs = if self.certifications.is_empty() { "-".into() } else { self.certifications.join("+") };
+        write!(f, "{} {}, {} law, {certs}", self.id, self.country, self.jurisdiction)
+    }
+}
+
 impl LogEvent {
     /// The event type as written in the log and the API (`workload-placed`, ...).
     #[must_use]
@@ -387,6 +435,7 @@ impl LogEvent {
             LogEvent::UsageReported { .. } => "usage-reported",
             LogEvent::WorkloadDeferred { .. } => "workload-deferred",
             LogEvent::QuotasSet { .. } => "quotas-set",
+            LogEvent::FleetInForce { .. } => "fleet-in-force",
         }
     }
 
@@ -543,6 +592,14 @@ impl LogEvent {
                     energy_j / 1e3
                 )
             }
+            LogEvent::FleetInForce { sites, residency } => format!(
+                "fleet in force: {}; residency: public {}, personal {}, health {}, sensitive {}",
+                sites.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                residency.public,
+                residency.personal,
+                residency.health,
+                residency.sensitive
+            ),
             LogEvent::QuotasSet { quotas, by } => format!(
                 "quotas set by token {by}: {} flavours, {} cohorts, {} tenants",
                 quotas.flavours.len(),

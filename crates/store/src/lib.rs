@@ -21,9 +21,9 @@ mod leader;
 mod view;
 
 pub use backend::{Durability, FoldError, FoldReport, Store, StoreError, fold};
-pub use event::{LogEvent, Record};
+pub use event::{LogEvent, Record, SiteFacts};
 pub use leader::Leadership;
 pub use view::{
-    AgentRecord, Curtailment, QuotasRecord, TaskExit, TaskRun, Tenant, Token, View, ViewError,
+    AgentRecord, Curtailment, FleetRecord, QuotasRecord, TaskExit, TaskRun, Tenant, Token, View, ViewError,
     WorkloadRecord, hex,
 };

@@ -36,6 +36,17 @@ pub struct QuotasRecord {
     pub set_by: String,
 }
 
+/// The fleet facts in force (the latest `fleet-in-force` record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetRecord {
+    /// Every site, in the fleet file's order.
+    pub sites: Vec<crate::event::SiteFacts>,
+    /// The residency rule of each data class.
+    pub residency: gigawatt_fleet::ResidencyRules,
+    /// Since when (Unix ms).
+    pub since: i64,
+}
+
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
@@ -421,6 +432,10 @@ pub struct View {
     /// The quota configuration in force, with when and by whom it was set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quotas: Option<QuotasRecord>,
+    /// The fleet facts in force, with since when (absent from logs written before
+    /// `fleet-in-force` records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetRecord>,
     /// Token id by secret hash.
     #[serde(skip)]
     token_by_hash: HashMap<String, String>,
@@ -657,6 +672,10 @@ impl View {
             LogEvent::NodeUp { node, .. } => {
                 self.nodes_down.remove(node);
             }
+            LogEvent::FleetInForce { sites, residency } => {
+                self.fleet =
+                    Some(FleetRecord { sites: sites.clone(), residency: residency.clone(), since: r.at_ms });
+            }
             LogEvent::QuotasSet { quotas, by } => {
                 self.quotas =
                     Some(QuotasRecord { quotas: quotas.clone(), set_at: r.at_ms, set_by: by.clone() });
@@ -801,6 +820,7 @@ impl View {
             site_days: self.site_days.clone(),
             quota_energy: self.quota_energy.clone(),
             quotas: self.quotas.clone(),
+            fleet: self.fleet.clone(),
             // Every field is named, none defaulted with `..`: a field added to the view
             // and forgotten here would be lost by every restart from a snapshot.
             token_by_hash: HashMap::new(),
