@@ -414,6 +414,7 @@ fn create_token(a: &CreateTokenArgs) -> anyhow::Result<()> {
                 role,
                 &a.name,
                 gigawatt_server::auth::Scope { tenant: a.tenant.clone(), node: a.node.clone(), join_expires_at: None },
+                "gigawatt admin create-token (on the database)",
             )
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let record = Record { seq: view.seq + 1, at_ms: gigawatt_server::now_ms(), tenant: a.tenant.clone(), event };

@@ -120,8 +120,9 @@ impl Scope {
     }
 }
 
-/// Mints a token: its secret and the log event that records its hash.
-pub fn issue(role: Role, name: &str, scope: Scope) -> Result<(String, LogEvent), EngineError> {
+/// Mints a token: its secret and the log event that records its hash and who issued it
+/// (`by`: the issuer's token id, or what issued it without one).
+pub fn issue(role: Role, name: &str, scope: Scope, by: &str) -> Result<(String, LogEvent), EngineError> {
     let secret = format!("gw_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random::<32>()?));
     let token_id = format!("tok-{}", hex(&random::<6>()?));
     let event = LogEvent::TokenIssued {
@@ -132,6 +133,7 @@ pub fn issue(role: Role, name: &str, scope: Scope) -> Result<(String, LogEvent),
         sha256: hash(&secret),
         node: scope.node,
         join_expires_at: scope.join_expires_at,
+        by: Some(by.to_string()),
     };
     Ok((secret, event))
 }

@@ -424,8 +424,12 @@ impl Engine {
         if self.view.tokens.values().any(|t| t.role == Role::Admin) {
             return Ok(None);
         }
-        let (secret, event) =
-            auth::issue(Role::Admin, "first admin (printed at first start)", auth::Scope::default())?;
+        let (secret, event) = auth::issue(
+            Role::Admin,
+            "first admin (printed at first start)",
+            auth::Scope::default(),
+            FIRST_START,
+        )?;
         self.stage(now_ms, event)?;
         Ok(Some(secret))
     }
@@ -619,8 +623,8 @@ impl Engine {
         self.core(now_ms, Event::Tick)
     }
 
-    /// Creates a tenant.
-    pub fn create_tenant(&mut self, now_ms: i64, req: &CreateTenant) -> Result<(), EngineError> {
+    /// Creates a tenant; `by` is the caller's token id (logged as the actor).
+    pub fn create_tenant(&mut self, now_ms: i64, req: &CreateTenant, by: &str) -> Result<(), EngineError> {
         let id = &req.id;
         let ok = (1..=63).contains(&id.len())
             && id.starts_with(|c: char| c.is_ascii_lowercase())
@@ -638,11 +642,16 @@ impl Engine {
         if name.chars().count() > 128 || name.chars().any(char::is_control) {
             return Err(EngineError::field("name", "at most 128 characters, no control characters"));
         }
-        self.stage(now_ms, LogEvent::TenantCreated { tenant: id.clone(), name })
+        self.stage(now_ms, LogEvent::TenantCreated { tenant: id.clone(), name, by: Some(by.to_string()) })
     }
 
-    /// Issues a token; returns its id and secret.
-    pub fn issue_token(&mut self, now_ms: i64, req: &CreateToken) -> Result<(String, String), EngineError> {
+    /// Issues a token; returns its id and secret. `by` is the caller's token id.
+    pub fn issue_token(
+        &mut self,
+        now_ms: i64,
+        req: &CreateToken,
+        by: &str,
+    ) -> Result<(String, String), EngineError> {
         if req.name.is_empty() || req.name.chars().count() > 128 || req.name.chars().any(char::is_control) {
             return Err(EngineError::field("name", "give a label of 1..=128 characters"));
         }
@@ -680,7 +689,7 @@ impl Engine {
             _ => {}
         }
         let scope = auth::Scope { tenant: req.tenant.clone(), node: req.node.clone(), join_expires_at: None };
-        self.stage_token(now_ms, req.role, &req.name, scope)
+        self.stage_token(now_ms, req.role, &req.name, scope, by)
     }
 
     /// Mints a token and stages its record; returns its id and secret.
@@ -690,8 +699,9 @@ impl Engine {
         role: Role,
         name: &str,
         scope: auth::Scope,
+        by: &str,
     ) -> Result<(String, String), EngineError> {
-        let (secret, event) = auth::issue(role, name, scope)?;
+        let (secret, event) = auth::issue(role, name, scope, by)?;
         let LogEvent::TokenIssued { token_id, .. } = &event else {
             return Err(EngineError::internal("token event".into()));
         };
@@ -701,19 +711,20 @@ impl Engine {
     }
 
     /// Issues a one-time join token for `node`'s agent, good until `expires_at`; returns
-    /// its id and secret.
+    /// its id and secret. `by` is the caller's token id.
     pub fn enroll_node(
         &mut self,
         now_ms: i64,
         node: &str,
         expires_at: i64,
+        by: &str,
     ) -> Result<(String, String), EngineError> {
         if self.scheduler.state().node_by_name(node).is_none() {
             return Err(EngineError::not_found("node", node));
         }
         let scope =
             auth::Scope { tenant: None, node: Some(node.to_string()), join_expires_at: Some(expires_at) };
-        self.stage_token(now_ms, Role::Agent, &format!("join token of node {node}"), scope)
+        self.stage_token(now_ms, Role::Agent, &format!("join token of node {node}"), scope, by)
     }
 
     /// Exchanges a join token for its node's credential, in one commit: the credential
@@ -742,8 +753,9 @@ impl Engine {
         }
         let scope = auth::Scope { tenant: None, node: Some(node.to_string()), join_expires_at: None };
         let (token_id, secret) =
-            self.stage_token(now_ms, Role::Agent, &format!("agent of node {node}"), scope)?;
-        self.stage(now_ms, LogEvent::TokenRevoked { token_id: join_token_id.to_string() })?;
+            self.stage_token(now_ms, Role::Agent, &format!("agent of node {node}"), scope, join_token_id)?;
+        let by = Some(join_token_id.to_string());
+        self.stage(now_ms, LogEvent::TokenRevoked { token_id: join_token_id.to_string(), by })?;
         Ok((token_id, secret))
     }
 
@@ -771,19 +783,31 @@ impl Engine {
         )
     }
 
-    /// Revokes a token.
-    pub fn revoke_token(&mut self, now_ms: i64, token_id: &str) -> Result<(), EngineError> {
+    /// Revokes a token; `by` is the caller's token id.
+    pub fn revoke_token(&mut self, now_ms: i64, token_id: &str, by: &str) -> Result<(), EngineError> {
         match self.view.tokens.get(token_id) {
             None => Err(EngineError::not_found("token", token_id)),
             Some(t) if t.revoked => {
                 Err(EngineError::conflict(format!("token {token_id} is already revoked")))
             }
-            Some(_) => self.stage(now_ms, LogEvent::TokenRevoked { token_id: token_id.to_string() }),
+            Some(_) => self.stage(
+                now_ms,
+                LogEvent::TokenRevoked { token_id: token_id.to_string(), by: Some(by.to_string()) },
+            ),
         }
     }
 
-    /// Takes a node down (its work is requeued) or brings it back.
-    pub fn set_node(&mut self, now_ms: i64, node: &str, up: bool, reason: String) -> Result<(), EngineError> {
+    /// Takes a node down (its work is requeued) or brings it back; `by` is the caller's
+    /// token id.
+    pub fn set_node(
+        &mut self,
+        now_ms: i64,
+        node: &str,
+        up: bool,
+        reason: String,
+        by: &str,
+    ) -> Result<(), EngineError> {
+        let by = Some(by.to_string());
         if self.scheduler.state().node_by_name(node).is_none() {
             return Err(EngineError::not_found("node", node));
         }
@@ -793,16 +817,20 @@ impl Engine {
             (true, false) => Err(EngineError::conflict(format!("node {node} is already up"))),
             (false, true) => Err(EngineError::conflict(format!("node {node} is already down"))),
             (true, true) => {
-                self.stage(now_ms, LogEvent::NodeUp { node: node.to_string(), reason })?;
+                self.stage(now_ms, LogEvent::NodeUp { node: node.to_string(), reason, by })?;
                 self.node_restored(now_ms, node, was)
             }
             (false, false) => {
-                self.stage(now_ms, LogEvent::NodeDown { node: node.to_string(), reason })?;
+                self.stage(now_ms, LogEvent::NodeDown { node: node.to_string(), reason, by })?;
                 self.node_removed(now_ms, node, was)
             }
         }
     }
 }
+
+/// The actor of what the server does at its first start without a caller (the first
+/// admin token).
+pub const FIRST_START: &str = "the server's first start";
 
 /// Opens the store and loads the engine, initialising an empty log. Returns the engine
 /// and what loading found.

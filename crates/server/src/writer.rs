@@ -349,17 +349,17 @@ mod tests {
         // On the current-thread runtime both commands are queued before the writer
         // runs: they share one batch.
         let (ok, refused) = tokio::join!(
-            execute(state, |e, now| e.create_tenant(now, &tenant("acme"))),
-            execute(state, |e, now| e.create_tenant(now, &tenant("Not Valid"))),
+            execute(state, |e, now| e.create_tenant(now, &tenant("acme"), "tok-test")),
+            execute(state, |e, now| e.create_tenant(now, &tenant("Not Valid"), "tok-test")),
         );
         assert_eq!(ok, Ok(()));
         assert!(matches!(refused, Err(EngineError::Invalid { .. })), "{refused:?}");
         assert_eq!(state.store.last_seq().await.expect("seq"), seq + 1, "one record: acme");
 
         let (good, bug) = tokio::join!(
-            execute(state, |e, now| e.create_tenant(now, &tenant("globex"))),
+            execute(state, |e, now| e.create_tenant(now, &tenant("globex"), "tok-test")),
             execute(state, |e, now| {
-                e.create_tenant(now, &tenant("initech"))?;
+                e.create_tenant(now, &tenant("initech"), "tok-test")?;
                 Err::<(), _>(EngineError::internal("a bug after staging".into()))
             }),
         );
@@ -374,7 +374,10 @@ mod tests {
             assert_eq!(engine.view.seq, seq + 1);
         }
         // The retry the answer asks for goes through.
-        assert_eq!(execute(state, |e, now| e.create_tenant(now, &tenant("globex"))).await, Ok(()));
+        assert_eq!(
+            execute(state, |e, now| e.create_tenant(now, &tenant("globex"), "tok-test")).await,
+            Ok(())
+        );
         assert_eq!(state.store.last_seq().await.expect("seq"), seq + 2);
     }
 }

@@ -42,6 +42,11 @@ pub enum LogEvent {
         tenant: String,
         /// Display name.
         name: String,
+        /// Who did it: the token id of the caller, or what acted without one (the
+        /// server's first start, `gigawatt admin create-token` on the database). Absent from
+        /// records written before actors were logged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A token was issued. Only the SHA-256 of its secret is kept.
     TokenIssued {
@@ -64,11 +69,21 @@ pub enum LogEvent {
         /// for its node's credential (`gigawatt node enroll`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         join_expires_at: Option<i64>,
+        /// Who did it: the token id of the caller, or what acted without one (the
+        /// server's first start, `gigawatt admin create-token` on the database). Absent from
+        /// records written before actors were logged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A token was revoked.
     TokenRevoked {
         /// Token id.
         token_id: String,
+        /// Who did it: the token id of the caller, or what acted without one (the
+        /// server's first start, `gigawatt admin create-token` on the database). Absent from
+        /// records written before actors were logged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// An agent credential tried to act outside its scope (for another node, or for a
     /// task its node does not hold) and was refused with 403. Repeats of the same refusal
@@ -154,6 +169,11 @@ pub enum LogEvent {
         node: String,
         /// Why.
         reason: String,
+        /// Who did it: the token id of the caller, or what acted without one (the
+        /// server's first start, `gigawatt admin create-token` on the database). Absent from
+        /// records written before actors were logged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A node takes work again.
     NodeUp {
@@ -161,6 +181,11 @@ pub enum LogEvent {
         node: String,
         /// Why.
         reason: String,
+        /// Who did it: the token id of the caller, or what acted without one (the
+        /// server's first start, `gigawatt admin create-token` on the database). Absent from
+        /// records written before actors were logged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A node agent registered: the node runs work again under a new generation (an
     /// agent of an older one is fenced).
@@ -402,6 +427,11 @@ impl std::fmt::Display for SiteFacts {
     }
 }
 
+/// " (by tok-…)" when the record names who acted.
+fn by_text(by: &Option<String>) -> String {
+    by.as_ref().map(|b| format!(" (by {b})")).unwrap_or_default()
+}
+
 impl LogEvent {
     /// The event type as written in the log and the API (`workload-placed`, ...).
     #[must_use]
@@ -465,9 +495,11 @@ impl LogEvent {
     pub fn describe(&self) -> String {
         match self {
             LogEvent::Initialized { .. } => "event log created".into(),
-            LogEvent::TenantCreated { tenant, name } => format!("tenant {tenant} ({name}) created"),
-            LogEvent::TokenIssued { token_id, role, tenant, node, join_expires_at, .. } => {
-                match (tenant, node, join_expires_at) {
+            LogEvent::TenantCreated { tenant, name, by } => {
+                format!("tenant {tenant} ({name}) created{}", by_text(by))
+            }
+            LogEvent::TokenIssued { token_id, role, tenant, node, join_expires_at, by, .. } => {
+                let what = match (tenant, node, join_expires_at) {
                     (Some(t), _, _) => {
                         format!("token {token_id} issued: {role:?} of tenant {t}").to_lowercase()
                     }
@@ -478,13 +510,14 @@ impl LogEvent {
                         format!("token {token_id} issued: {} of node {n}", role.as_str())
                     }
                     (None, None, _) => format!("token {token_id} issued: {}", role.as_str()),
-                }
+                };
+                format!("{what}{}", by_text(by))
             }
             LogEvent::AgentRefused { token_id, node, what, reason, count } => {
                 let times = if *count > 1 { format!(" ({count} times)") } else { String::new() };
                 format!("agent credential {token_id} refused{times}: {what} for node {node}: {reason}")
             }
-            LogEvent::TokenRevoked { token_id } => format!("token {token_id} revoked"),
+            LogEvent::TokenRevoked { token_id, by } => format!("token {token_id} revoked{}", by_text(by)),
             LogEvent::WorkloadSubmitted { workload, kind, .. } => format!(
                 "{} submitted: {} `{}` of {}, {} × {}, {} priority, {} data",
                 workload.id,
@@ -518,8 +551,8 @@ impl LogEvent {
             LogEvent::WorkloadsArchived { workloads } => {
                 format!("{} ended workloads archived out of memory (still in the log)", workloads.len())
             }
-            LogEvent::NodeDown { node, reason } => format!("node {node} down: {reason}"),
-            LogEvent::NodeUp { node, reason } => format!("node {node} up: {reason}"),
+            LogEvent::NodeDown { node, reason, by } => format!("node {node} down: {reason}{}", by_text(by)),
+            LogEvent::NodeUp { node, reason, by } => format!("node {node} up: {reason}{}", by_text(by)),
             LogEvent::BudgetChanged { site, budget, by, scheduled: false } => {
                 format!("site {site} budget set to {budget} by token {by}")
             }

@@ -575,13 +575,13 @@ impl View {
                 self.id_key = *id_key;
                 self.id_secret.clone_from(id_secret);
             }
-            LogEvent::TenantCreated { tenant, name } => {
+            LogEvent::TenantCreated { tenant, name, .. } => {
                 if self.tenants.contains_key(tenant) {
                     return Err(fail(format!("tenant {tenant} exists")));
                 }
                 self.tenants.insert(tenant.clone(), Tenant { name: name.clone(), created_at: at });
             }
-            LogEvent::TokenIssued { token_id, name, role, tenant, sha256, node, join_expires_at } => {
+            LogEvent::TokenIssued { token_id, name, role, tenant, sha256, node, join_expires_at, .. } => {
                 if self.tokens.contains_key(token_id) {
                     return Err(fail(format!("token {token_id} exists")));
                 }
@@ -600,7 +600,7 @@ impl View {
                     },
                 );
             }
-            LogEvent::TokenRevoked { token_id } => {
+            LogEvent::TokenRevoked { token_id, .. } => {
                 let t = self.tokens.get_mut(token_id).ok_or_else(|| fail(format!("no token {token_id}")))?;
                 t.revoked = true;
                 self.token_by_hash.remove(&t.sha256);
@@ -666,7 +666,7 @@ impl View {
                     self.workloads.remove(id);
                 }
             }
-            LogEvent::NodeDown { node, reason } => {
+            LogEvent::NodeDown { node, reason, .. } => {
                 self.nodes_down.insert(node.clone(), reason.clone());
             }
             LogEvent::NodeUp { node, .. } => {

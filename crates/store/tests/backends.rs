@@ -117,7 +117,15 @@ fn sample_log(workloads: u64) -> Vec<Record> {
     };
     push(&mut view, None, LogEvent::Initialized { id_key: 0x0bad_cafe_f00d, id_secret: None });
     for t in ["acme", "globex"] {
-        push(&mut view, Some(t), LogEvent::TenantCreated { tenant: t.into(), name: t.to_uppercase() });
+        push(
+            &mut view,
+            Some(t),
+            LogEvent::TenantCreated {
+                tenant: t.into(),
+                name: t.to_uppercase(),
+                by: Some("tok-admin".into()),
+            },
+        );
     }
     push(
         &mut view,
@@ -130,6 +138,7 @@ fn sample_log(workloads: u64) -> Vec<Record> {
             sha256: "ab".repeat(32),
             node: None,
             join_expires_at: None,
+            by: Some("tok-admin".into()),
         },
     );
     let spec: JobSpec = serde_json::from_value(serde_json::json!({"name": "train"})).expect("a job spec");
@@ -215,11 +224,18 @@ async fn conflicts(url: String) {
     // Two writers race for the same positions: exactly one wins, the other conflicts.
     for round in 0..10u64 {
         let base = store.last_seq().await.expect("last_seq");
-        let a =
-            vec![rec(base + 1, None, LogEvent::NodeDown { node: format!("a{round}"), reason: "a".into() })];
+        let a = vec![rec(
+            base + 1,
+            None,
+            LogEvent::NodeDown { node: format!("a{round}"), reason: "a".into(), by: None },
+        )];
         let b = vec![
-            rec(base + 1, None, LogEvent::NodeDown { node: format!("b{round}"), reason: "b".into() }),
-            rec(base + 2, None, LogEvent::NodeUp { node: format!("b{round}"), reason: "b".into() }),
+            rec(
+                base + 1,
+                None,
+                LogEvent::NodeDown { node: format!("b{round}"), reason: "b".into(), by: None },
+            ),
+            rec(base + 2, None, LogEvent::NodeUp { node: format!("b{round}"), reason: "b".into(), by: None }),
         ];
         let other = Store::open(&url).await.expect("a second writer opens");
         let (ra, rb) = tokio::join!(

@@ -27,6 +27,9 @@ use gigawatt_server::{Server, ServerConfig};
 use gigawatt_store::Store;
 use serde::Serialize;
 
+/// The actor logged for what the benchmark log maker creates.
+const LOGMAKER: &str = "gigawatt bench log maker";
+
 /// Tenants in the generated log, each with two tokens.
 const TENANTS: usize = 40;
 
@@ -221,7 +224,8 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
         let mut tenants = Vec::new();
         for i in 0..TENANTS {
             let id = format!("tenant-{i:02}");
-            engine.create_tenant(now, &CreateTenant { id: id.clone(), name: Some(format!("Tenant {i}")) })?;
+            let tenant = CreateTenant { id: id.clone(), name: Some(format!("Tenant {i}")) };
+            engine.create_tenant(now, &tenant, LOGMAKER)?;
             for purpose in ["ci", "notebooks"] {
                 let req = CreateToken {
                     name: format!("{id} {purpose}"),
@@ -229,7 +233,7 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
                     tenant: Some(id.clone()),
                     node: None,
                 };
-                let (token_id, _secret) = engine.issue_token(now, &req)?;
+                let (token_id, _secret) = engine.issue_token(now, &req, LOGMAKER)?;
                 tenants.push(Caller {
                     token_id,
                     name: req.name,
@@ -241,7 +245,7 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
             }
         }
         let req = CreateToken { name: "node agents".into(), role: Role::Operator, tenant: None, node: None };
-        let (operator, _) = engine.issue_token(now, &req)?;
+        let (operator, _) = engine.issue_token(now, &req, LOGMAKER)?;
         Ok((tenants, operator))
     })
     .await

@@ -60,8 +60,9 @@ pub async fn create_tenant(
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> Result<(StatusCode, Json<TenantInfo>), ApiError> {
     caller.require(&[Role::Admin], "creating a tenant")?;
+    let by = caller.token_id.clone();
     let info = execute(&state, move |engine, now| {
-        engine.create_tenant(now, &req)?;
+        engine.create_tenant(now, &req, &by)?;
         let t = engine
             .view
             .tenants
@@ -120,8 +121,9 @@ pub async fn create_token(
     ApiJson(req): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     caller.require(&[Role::Admin], "issuing a token")?;
+    let by = caller.token_id.clone();
     let created = execute(&state, move |engine, now| {
-        let (id, token) = engine.issue_token(now, &req)?;
+        let (id, token) = engine.issue_token(now, &req, &by)?;
         Ok(TokenCreated { id, token, name: req.name, role: req.role, tenant: req.tenant, node: req.node })
     })
     .await?;
@@ -167,8 +169,9 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<Json<TokenInfo>, ApiError> {
     caller.require(&[Role::Admin], "revoking a token")?;
+    let by = caller.token_id.clone();
     let info = execute(&state, move |engine, now| {
-        engine.revoke_token(now, &id)?;
+        engine.revoke_token(now, &id, &by)?;
         let t = engine.view.tokens.get(&id).ok_or_else(|| EngineError::not_found("token", &id))?;
         Ok(token_info(&id, t))
     })

@@ -56,9 +56,10 @@ pub async fn enroll_node(
         ));
     }
     let node = name.clone();
+    let by = caller.token_id.clone();
     let (id, token, expires_at) = execute(&state, move |e, now| {
         let expires_at = now.saturating_add(i64::try_from(ttl * 1000).unwrap_or(i64::MAX));
-        let (id, token) = e.enroll_node(now, &node, expires_at)?;
+        let (id, token) = e.enroll_node(now, &node, expires_at, &by)?;
         Ok((id, token, expires_at))
     })
     .await?;

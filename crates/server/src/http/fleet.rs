@@ -247,8 +247,9 @@ pub async fn set_node_state(
     if reason.chars().count() > 512 {
         return Err(ApiError::field("reason", "at most 512 characters"));
     }
+    let by = caller.token_id.clone();
     let info = execute(&state, move |engine, now| {
-        engine.set_node(now, &name, req.up, reason)?;
+        engine.set_node(now, &name, req.up, reason, &by)?;
         let cluster = engine.scheduler.state();
         let idx = cluster.node_by_name(&name).ok_or_else(|| EngineError::not_found("node", &name))?;
         Ok(convert::node_info(engine, cluster.node(idx)))
