@@ -10,7 +10,8 @@
 //! use gigawatt_store::{LogEvent, Record, View};
 //!
 //! let mut view = View::default();
-//! let event = LogEvent::TenantCreated { tenant: "acme".into(), name: "ACME Health".into() };
+//! let by = Some("tok-1".into()); // who acted: the caller's token id
+//! let event = LogEvent::TenantCreated { tenant: "acme".into(), name: "ACME Health".into(), by };
 //! view.apply(&Record { seq: 1, at_ms: 0, tenant: Some("acme".into()), event }).expect("applies");
 //! assert!(view.tenants.contains_key("acme"));
 //! ```
