@@ -168,21 +168,36 @@ impl Store {
         };
         macro_rules! insert {
             ($pool:expr) => {{
-                let mut tx = $pool.begin().await?;
-                for chunk in rows.chunks(ROWS_PER_INSERT) {
-                    let mut q =
-                        QueryBuilder::new("INSERT INTO events (seq, at_ms, kind, workload, tenant, body) ");
-                    q.push_values(chunk, |mut b, row| {
-                        b.push_bind(row.0)
-                            .push_bind(row.1)
-                            .push_bind(row.2)
-                            .push_bind(row.3)
-                            .push_bind(row.4)
-                            .push_bind(&row.5);
-                    });
-                    q.build().execute(&mut *tx).await.map_err(conflict)?;
+                let mut conn = $pool.acquire().await?;
+                let written = async {
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    for chunk in rows.chunks(ROWS_PER_INSERT) {
+                        let mut q = QueryBuilder::new(
+                            "INSERT INTO events (seq, at_ms, kind, workload, tenant, body) ",
+                        );
+                        q.push_values(chunk, |mut b, row| {
+                            b.push_bind(row.0)
+                                .push_bind(row.1)
+                                .push_bind(row.2)
+                                .push_bind(row.3)
+                                .push_bind(row.4)
+                                .push_bind(&row.5);
+                        });
+                        q.build().execute(&mut *tx).await.map_err(conflict)?;
+                    }
+                    tx.commit().await.map_err(conflict)
                 }
-                tx.commit().await.map_err(conflict)?;
+                .await;
+                if written.is_err() {
+                    // A write that failed (a full disk, a dropped connection), even at
+                    // its commit, may leave the connection inside its transaction,
+                    // holding the write lock: on SQLite every other connection then
+                    // reads "database is locked" until the pool happens to hand this one
+                    // out again (the full-disk test healed after 12 s, or not in 30).
+                    // It is closed, never returned to the pool.
+                    conn.close_on_drop();
+                }
+                written?;
             }};
         }
         match &self.backend {
