@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use gigawatt_core::{
     DataClass, GpuDemand, PriorityClass, Shape, TaskDemand, TenantId, Topology, Workload, WorkloadId,
 };
+use gigawatt_fleet::ResidencyRule;
 use gigawatt_units::{GpuMilli, Mebibytes, MilliCores};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -128,6 +129,69 @@ pub struct DeferSpec {
     pub deadline: String,
 }
 
+/// Where a job asks to run: it narrows the operator's rule for its data class and its
+/// tenant's policy, never widens them. Both lists together: a site must be in both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementSpec {
+    /// Site ids (`gigawatt sites` lists them); empty means any.
+    #[serde(default)]
+    #[schema(max_items = 128)]
+    pub sites: Vec<String>,
+    /// ISO 3166-1 alpha-2 country codes, or the groups `EU` and `EEA`; empty means any.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub countries: Vec<String>,
+}
+
+impl PlacementSpec {
+    /// The pins as a residency rule, after checking their syntax (whether the sites exist
+    /// is the control plane's check: it knows the fleet).
+    ///
+    /// # Errors
+    /// A malformed site id or country code, or too many of them, with the field named.
+    pub fn to_rule(&self) -> Result<ResidencyRule, FieldError> {
+        let mut rule = ResidencyRule::anywhere();
+        if self.sites.len() > 128 {
+            return Err(FieldError::new("placement.sites", "give at most 128 sites"));
+        }
+        if self.countries.len() > 64 {
+            return Err(FieldError::new("placement.countries", "give at most 64 countries"));
+        }
+        if !self.sites.is_empty() {
+            for (i, site) in self.sites.iter().enumerate() {
+                let ok = (1..=64).contains(&site.len())
+                    && site
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+                if !ok {
+                    return Err(FieldError::new(
+                        format!("placement.sites[{i}]"),
+                        format!("`{site}` is not a site id: 1..=64 lower-case letters, digits, `-` or `_`"),
+                    ));
+                }
+            }
+            rule.sites = Some(self.sites.iter().cloned().collect());
+        }
+        if !self.countries.is_empty() {
+            for (i, c) in self.countries.iter().enumerate() {
+                if !gigawatt_fleet::residency::COUNTRY_GROUPS.contains(&c.as_str())
+                    && !gigawatt_fleet::is_iso_3166_alpha2(c)
+                {
+                    return Err(FieldError::new(
+                        format!("placement.countries[{i}]"),
+                        format!(
+                            "`{c}` is not an ISO 3166-1 alpha-2 code (`FR`, `DE`) nor a group (`EU`, `EEA`)"
+                        ),
+                    ));
+                }
+            }
+            rule.countries = Some(self.countries.iter().cloned().collect());
+        }
+        Ok(rule)
+    }
+}
+
 /// A job as a user writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +248,10 @@ pub struct JobSpec {
     /// deadline (needs `time_limit`, and a site with a carbon-intensity series).
     #[serde(default)]
     pub deferrable: Option<DeferSpec>,
+    /// Where it may run, narrowing its data class's rule and its tenant's policy:
+    /// `placement = { sites = ["paris-nord"], countries = ["FR"] }`.
+    #[serde(default)]
+    pub placement: Option<PlacementSpec>,
 }
 
 /// What the node agents need to run a workload; kept beside the core's [`Workload`] in
@@ -369,6 +437,10 @@ impl JobSpec {
             shape,
             duration: None,
             time_limit: time_limit_s.map(|s| gigawatt_units::Seconds(s as f64)),
+            pins: match &self.placement {
+                Some(p) => p.to_rule()?,
+                None => ResidencyRule::anywhere(),
+            },
         };
         let run = RunSpec { command: self.command.clone(), env: self.env.clone(), time_limit_s, grace_s };
         Ok(ValidJob { workload, kind, run })
@@ -412,6 +484,26 @@ mod tests {
             .validate(WorkloadId(1), "t")
             .expect_err("reserved");
         assert_eq!(e.field, "env.CUDA_VISIBLE_DEVICES");
+    }
+
+    #[test]
+    fn placement_pins_narrow_and_bad_ones_are_named() {
+        let j = spec("name = \"x\"\n[placement]\nsites = [\"paris-nord\"]\ncountries = [\"FR\", \"EU\"]")
+            .validate(WorkloadId(1), "t")
+            .expect("valid");
+        assert_eq!(j.workload.pins.sites, Some(["paris-nord".to_string()].into()));
+        assert_eq!(j.workload.pins.countries, Some(["EU".to_string(), "FR".to_string()].into()));
+        let e = spec("name = \"x\"\nplacement = { countries = [\"France\"] }")
+            .validate(WorkloadId(1), "t")
+            .expect_err("not a code");
+        assert_eq!(e.field, "placement.countries[0]");
+        let e = spec("name = \"x\"\nplacement = { sites = [\"Paris Nord\"] }")
+            .validate(WorkloadId(1), "t")
+            .expect_err("not an id");
+        assert_eq!(e.field, "placement.sites[0]");
+        assert!(
+            spec("name = \"x\"").validate(WorkloadId(1), "t").expect("valid").workload.pins.is_anywhere()
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod job;
 pub mod power;
 pub mod quota;
+pub mod residency;
 pub mod tokens;
 pub mod workload;
 
@@ -20,12 +21,15 @@ pub use agent::{
 };
 pub use error::{ApiErrorBody, FieldError};
 pub use fleet::{NodeInfo, RackInfo, SetBudget, SetNodeState, SiteInfo};
-pub use job::{DeferSpec, GangSpec, JobSpec, Resources, RunSpec, ServiceSpec, ValidJob, WorkloadKind};
+pub use job::{
+    DeferSpec, GangSpec, JobSpec, PlacementSpec, Resources, RunSpec, ServiceSpec, ValidJob, WorkloadKind,
+};
 pub use power::{CurtailmentInfo, ScheduleCurtailment};
 pub use quota::{
     CohortConfig, EnergyQuotaStatus, FairShareSpec, FlavourConfig, FlavourLimits, FlavourStatus, LinePlace,
     PowerQuotaStatus, QuotaConfig, QuotaStatus, QuotasInForce, TenantQuotaConfig,
 };
+pub use residency::{ClassPolicy, PolicySpec, PolicyTerm, TenantPolicy};
 pub use tokens::{
     AgentEnroll, CreateTenant, CreateToken, EnrollNode, JoinToken, NodeCredential, Role, TenantInfo,
     TokenCreated, TokenInfo, WhoAmI,

@@ -183,7 +183,8 @@ fn decertified(db: &TestDb) {
     let text = evicted["text"].as_str().unwrap_or("");
     assert!(
         text.contains("site paris may no longer hold its data")
-            && text.contains("health data needs HDS, in EU/EEA: site paris is not HDS-certified"),
+            && text
+                .contains("operator rule for health data (HDS, in EU/EEA): site paris is not HDS-certified"),
         "{text}"
     );
     assert_eq!(evicted["detail"]["why"]["kind"], "residency", "{}", evicted["detail"]);

@@ -208,7 +208,7 @@ impl Scheduler {
         let whole_node = |n: &crate::state::NodeState| need.gpu_count > 0 && need.gpu_count == n.gpu_count();
         let mut groups: BTreeMap<u32, Vec<(i64, u32)>> = BTreeMap::new();
         for (i, node) in self.state.nodes.iter().enumerate() {
-            if !node.up || !self.state.sites[node.site as usize].allows[need.data_class as usize] {
+            if !node.up || !need.sites.contains(node.site) {
                 continue;
             }
             if need.gpu_count > 0 && !node.model.is_some_and(|m| need.models.allows(m)) {

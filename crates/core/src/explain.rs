@@ -239,10 +239,17 @@ pub enum RejectWhy {
         /// The models the fleet has.
         fleet: Vec<String>,
     },
-    /// No site in the fleet may hold the data class.
+    /// No site in the fleet may hold the data under its effective policy.
     NoSiteAllowed {
         /// The data class.
         data_class: String,
+        /// The effective policy, every layer with its source ("HDS, in EU/EEA
+        /// (operator); in US (tenant)").
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        policy: String,
+        /// Why each site is excluded, one sentence per site.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        excluded: Vec<String>,
     },
     /// No node in the fleet could ever hold one task, even empty.
     NeverFits {
@@ -272,8 +279,15 @@ impl fmt::Display for RejectWhy {
                 models.join(" or "),
                 if fleet.is_empty() { "no GPUs".to_string() } else { fleet.join(", ") }
             ),
-            RejectWhy::NoSiteAllowed { data_class } => {
-                write!(f, "no site in the fleet may hold {data_class} data")
+            RejectWhy::NoSiteAllowed { data_class, policy, excluded } => {
+                write!(f, "no site in the fleet may hold {data_class} data")?;
+                if !policy.is_empty() {
+                    write!(f, " under {policy}")?;
+                }
+                if !excluded.is_empty() {
+                    write!(f, ": {}", excluded.join("; "))?;
+                }
+                Ok(())
             }
             RejectWhy::NeverFits { message } => write!(f, "can never fit: {message}"),
             RejectWhy::DuplicateId => f.write_str("a workload with this id already exists"),

@@ -184,7 +184,7 @@ impl Scheduler {
             if !node.up
                 || node.reserved.is_some()
                 || node.flavour == NO_FLAVOUR
-                || !self.state.sites[node.site as usize].allows[need.data_class as usize]
+                || !need.sites.contains(node.site)
                 || (need.gpu_count > 0 && !node.model.is_some_and(|m| need.models.allows(m)))
             {
                 continue;

@@ -13,10 +13,10 @@ use gigawatt_units::GpuMilli;
 use crate::explain::RejectWhy;
 use crate::scheduler::Scheduler;
 use crate::state::{ModelSet, Need, NodeState};
-use crate::workload::{DataClass, Shape, Topology};
+use crate::workload::{Shape, Topology};
 
 /// A task's shape as far as fitting an empty node goes, with the topology asked.
-pub(crate) type FitKey = (u32, u32, u64, u64, DataClass, u128, Topology);
+pub(crate) type FitKey = (u32, u32, u64, u64, u128, u128, Topology);
 
 /// How many tasks of `need` an empty `node` holds.
 fn tasks_on(node: &NodeState, need: &Need) -> u64 {
@@ -47,15 +47,8 @@ impl Scheduler {
             });
         }
         let Shape::Gang { tasks, topology } = shape else { return Ok(()) };
-        let key: FitKey = (
-            need.gpu_count,
-            need.milli.0,
-            need.cpu.0,
-            need.memory.0,
-            need.data_class,
-            need.models.0,
-            topology,
-        );
+        let key: FitKey =
+            (need.gpu_count, need.milli.0, need.cpu.0, need.memory.0, need.sites.0, need.models.0, topology);
         if self.gang_room.0 != self.state.nodes.len() {
             self.gang_room = (self.state.nodes.len(), rustc_hash::FxHashMap::default());
         }
@@ -91,7 +84,7 @@ impl Scheduler {
         let mut per_group: rustc_hash::FxHashMap<u32, u64> = rustc_hash::FxHashMap::default();
         let mut best = 0u64;
         for (i, n) in self.state.nodes.iter().enumerate() {
-            if !self.state.sites[n.site as usize].allows[need.data_class as usize] {
+            if !need.sites.contains(n.site) {
                 continue;
             }
             if need.gpu_count > 0 && !n.model.is_some_and(|m| models.allows(m)) {

@@ -227,9 +227,8 @@ impl Scheduler {
         {
             // Bounded: the tightest feasible nodes from the fit index.
             let state = &self.state;
-            let class = need.data_class as usize;
             let eligible = |site: u32, model: Option<u16>| {
-                state.sites[site as usize].allows[class]
+                need.sites.contains(site)
                     && (need.gpu_count == 0 || model.is_some_and(|m| need.models.allows(m)))
             };
             for n in state.fit.candidates(index::order_for(need.gpu_count, need.milli), eligible) {

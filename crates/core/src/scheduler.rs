@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use rustc_hash::FxHashMap;
 use std::ops::Bound;
 
-use gigawatt_fleet::Fleet;
+use gigawatt_fleet::{Fleet, ResidencyRule, ResidencyRules};
 use gigawatt_units::{Seconds, Timestamp, Watts};
 use serde::Serialize;
 
@@ -25,8 +25,9 @@ use crate::explain::{PendingWhy, PreemptWhy, Reason, RejectWhy};
 use crate::policy::{Policy, Scored};
 use crate::queue::{ClassKey, Queue, Rank, Slot};
 use crate::quota::{QuotaBook, QuotaWhy};
+use crate::residency::SiteMask;
 use crate::state::{Admit, ClusterState, ModelSet, NO_FLAVOUR, Need, NodeIdx, TaskAlloc};
-use crate::workload::{PriorityClass, Workload, WorkloadId};
+use crate::workload::{PriorityClass, TenantId, Workload, WorkloadId};
 
 /// Candidates scored per task by default: enough for FGD to keep its packing quality on
 /// the openb trace (95.41% at 128 against 95.42% exact; 95.12% at 64).
@@ -245,8 +246,12 @@ pub struct Scheduler {
     pub(crate) queue: BTreeSet<(Reverse<PriorityClass>, u64, WorkloadId)>,
     pub(crate) seq: u64,
     pub(crate) scratch: Vec<(NodeIdx, Scored)>,
-    /// The largest node per data class, cached with the node count it was computed at.
-    pub(crate) largest: (usize, [Largest; 4]),
+    /// The largest node per site, cached with the node count it was computed at.
+    pub(crate) largest: (usize, Vec<Largest>),
+    /// The operator's residency rules, from the fleet file.
+    pub(crate) residency: ResidencyRules,
+    /// Tenants' residency policies (each narrows the operator's rules).
+    pub(crate) tenant_rules: BTreeMap<TenantId, ResidencyRule>,
     /// Whether a failed bounded search scans every node to explain itself. Off while
     /// retrying the queue: those explanations were given at arrival and are not repeated.
     pub(crate) explain_failures: bool,
@@ -291,14 +296,12 @@ pub struct Scheduler {
 /// The most GPUs, CPU and memory one node offers (not necessarily the same node).
 type Largest = (u32, gigawatt_units::MilliCores, gigawatt_units::Mebibytes);
 
-fn largest_nodes(state: &ClusterState) -> [Largest; 4] {
-    let mut out = [(0, gigawatt_units::MilliCores::ZERO, gigawatt_units::Mebibytes::ZERO); 4];
+fn largest_nodes(state: &ClusterState) -> Vec<Largest> {
+    let mut out =
+        vec![(0, gigawatt_units::MilliCores::ZERO, gigawatt_units::Mebibytes::ZERO); state.sites.len()];
     for n in &state.nodes {
-        for (class, l) in out.iter_mut().enumerate() {
-            if state.sites[n.site as usize].allows[class] {
-                *l = (l.0.max(n.gpu_count()), l.1.max(n.cpu_total), l.2.max(n.mem_total));
-            }
-        }
+        let l = &mut out[n.site as usize];
+        *l = (l.0.max(n.gpu_count()), l.1.max(n.cpu_total), l.2.max(n.mem_total));
     }
     out
 }
@@ -337,10 +340,9 @@ impl Scheduler {
             queue: BTreeSet::new(),
             seq: 0,
             scratch: Vec::new(),
-            largest: (
-                usize::MAX,
-                [(0, gigawatt_units::MilliCores::ZERO, gigawatt_units::Mebibytes::ZERO); 4],
-            ),
+            largest: (usize::MAX, Vec::new()),
+            residency: fleet.residency.clone(),
+            tenant_rules: BTreeMap::new(),
             explain_failures: true,
             freed_nodes: BTreeSet::new(),
             freed_sites: BTreeSet::new(),
@@ -451,9 +453,12 @@ impl Scheduler {
             });
             // Residency first: a site the rules in force refuse must not keep the data,
             // whatever room it has.
-            if let Some(alloc) = &alloc {
+            if let Some(alloc) = &alloc
+                && !need.sites.contains(self.state.nodes[alloc.node.0 as usize].site)
+            {
                 let site = &self.state.sites[self.state.nodes[alloc.node.0 as usize].site as usize];
-                if let Some(why) = site.refuses[need.data_class.index()].clone() {
+                let why = self.effective_policy(&workload).why_not(&site.law).unwrap_or_default();
+                {
                     let site = site.id.clone();
                     for a in allocs.iter().flatten() {
                         self.state.release(a);
@@ -863,7 +868,7 @@ impl Scheduler {
     }
 
     /// Checks a workload against the fleet and resolves its demand.
-    fn resolve(&mut self, w: &Workload) -> Result<Need, RejectWhy> {
+    pub(crate) fn resolve(&mut self, w: &Workload) -> Result<Need, RejectWhy> {
         let d = &w.demand;
         if !d.gpu.is_valid() {
             return Err(RejectWhy::InvalidDemand {
@@ -886,10 +891,16 @@ impl Scheduler {
             });
         }
         let models = self.model_set(&d.gpu_models)?;
-        if !self.state.sites.iter().any(|s| s.allows[w.data_class as usize]) {
-            return Err(RejectWhy::NoSiteAllowed { data_class: w.data_class.to_string() });
+        let policy = self.effective_policy(w);
+        let sites = self.site_mask(&policy);
+        if sites.is_empty() {
+            return Err(RejectWhy::NoSiteAllowed {
+                data_class: w.data_class.to_string(),
+                policy: policy.to_string(),
+                excluded: self.state.sites.iter().filter_map(|s| policy.why_not(&s.law)).collect(),
+            });
         }
-        self.never_fits(w)?;
+        self.never_fits(w, sites)?;
         let need = Need {
             gpu_count: d.gpu.count,
             milli: d.gpu.milli_per_gpu,
@@ -897,6 +908,7 @@ impl Scheduler {
             cpu: d.cpu,
             memory: d.memory,
             data_class: w.data_class,
+            sites,
             admit: Admit::default(),
         };
         self.check_feasible(&need, &d.gpu_models, w.shape)?;
@@ -916,12 +928,18 @@ impl Scheduler {
     /// Rejects a task larger than every node at the sites its data may use (more GPUs,
     /// CPU or memory than the largest node has in total), as Slurm rejects a job that
     /// can never run.
-    fn never_fits(&mut self, w: &Workload) -> Result<(), RejectWhy> {
+    fn never_fits(&mut self, w: &Workload, sites: SiteMask) -> Result<(), RejectWhy> {
         let d = &w.demand;
         if self.largest.0 != self.state.nodes.len() {
             self.largest = (self.state.nodes.len(), largest_nodes(&self.state));
         }
-        let (gpus, cpu, mem) = self.largest.1[w.data_class as usize];
+        let (mut gpus, mut cpu, mut mem) =
+            (0, gigawatt_units::MilliCores::ZERO, gigawatt_units::Mebibytes::ZERO);
+        for (i, l) in self.largest.1.iter().enumerate() {
+            if sites.contains(i as u32) {
+                (gpus, cpu, mem) = (gpus.max(l.0), cpu.max(l.1), mem.max(l.2));
+            }
+        }
         if d.gpu.count > gpus || d.cpu > cpu || d.memory > mem {
             return Err(RejectWhy::NeverFits {
                 message: format!(
@@ -1270,6 +1288,7 @@ grid = [{ from = 2026-01-01, capacity_mw = 1 }]
             shape: Shape::Single,
             duration: None,
             time_limit: None,
+            pins: Default::default(),
         }
     }
 

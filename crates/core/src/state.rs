@@ -24,14 +24,14 @@
 
 use std::collections::HashMap;
 
-use gigawatt_fleet::Fleet;
+use gigawatt_fleet::{Fleet, SiteLaw};
 use gigawatt_units::{GpuMilli, Mebibytes, MilliCores, Timestamp, Watts};
 use serde::Serialize;
 
 use crate::error::CoreError;
 use crate::explain::Reason;
 use crate::index::FitIndex;
-use crate::residency;
+use crate::residency::{self, SiteMask};
 use crate::workload::{DataClass, WorkloadId};
 
 /// A node's position in the scheduler's order. Lower indices win ties.
@@ -352,12 +352,8 @@ pub struct SiteState {
     /// Reservations admitted beyond a limit, in thousandths: 0 for a `reserved` site, 300
     /// for one oversubscribed by 30%. Applies to the site's budget and its racks' limits.
     pub oversubscription_milli: u32,
-    /// Whether each [`DataClass`] (by index) may live here.
-    pub allows: [bool; 4],
-    /// For each [`DataClass`] it may not hold, why, in words (the rule and the term it
-    /// breaks).
-    #[serde(skip)]
-    pub refuses: [Option<String>; 4],
+    /// What residency rules judge the site by: country, certifications, jurisdiction.
+    pub law: SiteLaw,
     /// The site's region (quota flavours select by region).
     pub region: String,
 }
@@ -420,14 +416,15 @@ impl ClusterState {
         let mut domain_keys: Vec<(u32, String)> = Vec::new();
         let mut models: Vec<ModelInfo> = Vec::new();
         let mut flat = Vec::new();
+        if fleet.sites.len() > residency::MAX_SITES {
+            return Err(CoreError::Fleet(format!(
+                "the fleet has {} sites; the scheduler places on at most {}: split the fleet",
+                fleet.sites.len(),
+                residency::MAX_SITES
+            )));
+        }
         for site in &fleet.sites {
             let site_idx = sites.len() as u32;
-            let mut allows = [false; 4];
-            let mut refuses: [Option<String>; 4] = Default::default();
-            for class in DataClass::ALL {
-                refuses[class.index()] = residency::why_not(&fleet.residency, site, class);
-                allows[class.index()] = refuses[class.index()].is_none();
-            }
             sites.push(SiteState {
                 id: site.id.clone(),
                 budget: site.it_budget_at(now),
@@ -435,8 +432,7 @@ impl ClusterState {
                 floor: Watts::ZERO,
                 oversubscription_milli: (site.provisioning.ratio() * 1000.0).round().clamp(0.0, 1000.0)
                     as u32,
-                allows,
-                refuses,
+                law: site.law(),
                 region: site.region.clone(),
             });
             for rack in &site.racks {
@@ -611,7 +607,7 @@ impl ClusterState {
         if !node.up {
             return Err(Reason::NodeDown);
         }
-        if !self.sites[node.site as usize].allows[need.data_class.index()] {
+        if !need.sites.contains(node.site) {
             return Err(Reason::DataResidency);
         }
         if need.gpu_count > 0 {
@@ -657,7 +653,7 @@ impl ClusterState {
     #[must_use]
     pub fn has_room(&self, node: &NodeState, need: &Need) -> bool {
         node.up
-            && self.sites[node.site as usize].allows[need.data_class.index()]
+            && need.sites.contains(node.site)
             && (need.gpu_count == 0
                 || (node.model.is_some_and(|m| need.models.allows(m))
                     && if need.gpu_count == 1 {
@@ -993,6 +989,9 @@ pub struct Need {
     pub memory: Mebibytes,
     /// Data class.
     pub data_class: DataClass,
+    /// The sites its effective residency policy allows (operator, tenant and job rules
+    /// at once; see [`crate::residency`]).
+    pub sites: SiteMask,
     /// What admission allows (quota, reservations); the default allows everything but
     /// reserved nodes.
     pub admit: Admit,

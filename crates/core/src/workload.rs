@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use gigawatt_fleet::ResidencyRule;
 use gigawatt_units::{GpuMilli, Mebibytes, MilliCores, Seconds};
 use serde::{Deserialize, Serialize};
 
@@ -86,10 +87,6 @@ impl DataClass {
             DataClass::Health => "health",
             DataClass::Sensitive => "sensitive",
         }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -256,4 +253,9 @@ pub struct Workload {
     /// whose limit ends before a reservation starts may backfill into it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_limit: Option<Seconds>,
+    /// Where the workload itself asks to run (the job file's `placement.sites` and
+    /// `placement.countries`): it narrows its tenant's policy and the operator's rule for
+    /// its data class, never widens them (see [`crate::residency`]).
+    #[serde(default, skip_serializing_if = "ResidencyRule::is_anywhere")]
+    pub pins: ResidencyRule,
 }

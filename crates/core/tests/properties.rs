@@ -5,7 +5,8 @@
 //! types with GPU models from the catalog), parses it with `gigawatt_fleet::parse`, and
 //! feeds a random interleaving of arrivals, completions, cancellations, node removals and
 //! restorations, node additions (sometimes of a GPU model new to the fleet), budget
-//! changes and bogus events to the scheduler, under a random policy, with or without
+//! changes, tenant residency policies, restarts (some with a site that lost or gained a
+//! certification) and bogus events to the scheduler, under a random policy, with or without
 //! priority preemption and a bound on scored candidates. After every event the harness in
 //! `common` checks the state against its own oracle; each property insists on its own
 //! kind of check:
@@ -14,7 +15,9 @@
 //!    sites (half of them) reservations stay within what each limit admits and the floor,
 //!    every allocated GPU at its lowest power limit, within the limit itself;
 //! 2. gangs are all-or-nothing and hold their topology;
-//! 3. no workload lands on a site its data class forbids;
+//! 3. no workload is placed or kept on a site its effective residency policy forbids:
+//!    the operator's rule for its data class (random fleets override `personal`), its
+//!    tenant's policy and its own placement pins;
 //! 4. the same fleet, events and seed give the same decisions, for every policy;
 //!
 //! and, beyond the four: refused events change nothing; decisions agree with the
@@ -31,7 +34,9 @@ use gigawatt_core::{
     CoreError, DataClass, Decision, Event, PolicyKind, PriorityClass, RejectWhy, SchedulerConfig, Shape,
     Topology, WorkloadId,
 };
-use gigawatt_fleet::GpuCatalog;
+use std::collections::BTreeSet;
+
+use gigawatt_fleet::{Certification, GpuCatalog, ResidencyRule};
 use gigawatt_units::{Mebibytes, MilliCores, Watts};
 use proptest::prelude::*;
 
@@ -71,6 +76,8 @@ struct SiteSpec {
     grid_kw: u32,
     /// Oversubscription in percent, 0 for a `reserved` site.
     oversub_pct: u32,
+    /// Its operator answers to US law although the site may be in the EU.
+    us_law: bool,
     groups: Vec<RackGroupSpec>,
 }
 
@@ -78,6 +85,9 @@ struct SiteSpec {
 struct FleetSpec {
     types: Vec<NodeTypeSpec>,
     sites: Vec<SiteSpec>,
+    /// The operator's rule for personal data: 0 the default, 1 France only, 2 SOC 2
+    /// anywhere, 3 EU jurisdiction.
+    personal_rule: u8,
 }
 
 impl FleetSpec {
@@ -88,6 +98,12 @@ impl FleetSpec {
     fn toml(&self) -> String {
         let catalog = GpuCatalog::builtin();
         let mut t = String::new();
+        match self.personal_rule {
+            1 => t.push_str("[residency.personal]\ncountries = [\"FR\"]\n\n"),
+            2 => t.push_str("[residency.personal]\ncertifications = [\"soc2\"]\n\n"),
+            3 => t.push_str("[residency.personal]\njurisdictions = [\"EU\"]\n\n"),
+            _ => {}
+        }
         for (i, nt) in self.types.iter().enumerate() {
             let _ = writeln!(t, "[node_type.t{i}]");
             if let Some(m) = nt.model {
@@ -117,6 +133,9 @@ impl FleetSpec {
                 s.pue_tenths % 10,
                 f64::from(s.grid_kw) / 1000.0
             );
+            if s.us_law {
+                let _ = writeln!(t, "jurisdiction = \"US\"\n");
+            }
             if s.oversub_pct > 0 {
                 let _ = writeln!(
                     t,
@@ -194,15 +213,30 @@ fn site() -> impl Strategy<Value = SiteSpec> {
         // Half the sites oversubscribed, by 10% to 60%.
         prop_oneof![Just(0u32), 10u32..=60],
         prop::collection::vec(rack_group(), 1..=2),
+        prop::bool::weighted(0.2),
     )
-        .prop_map(|(country, hds, secnumcloud, soc2, pue_tenths, grid_kw, oversub_pct, groups)| {
-            SiteSpec { country, hds, secnumcloud, soc2, pue_tenths, grid_kw, oversub_pct, groups }
-        })
+        .prop_map(
+            |(country, hds, secnumcloud, soc2, pue_tenths, grid_kw, oversub_pct, groups, us_law)| SiteSpec {
+                country,
+                hds,
+                secnumcloud,
+                soc2,
+                pue_tenths,
+                grid_kw,
+                oversub_pct,
+                us_law,
+                groups,
+            },
+        )
 }
 
 fn fleet_spec() -> impl Strategy<Value = FleetSpec> {
-    (prop::collection::vec(node_type(), 1..=3), prop::collection::vec(site(), 1..=3))
-        .prop_map(|(types, sites)| FleetSpec { types, sites })
+    (
+        prop::collection::vec(node_type(), 1..=3),
+        prop::collection::vec(site(), 1..=3),
+        prop_oneof![3 => Just(0u8), 1 => 1u8..=3],
+    )
+        .prop_map(|(types, sites, personal_rule)| FleetSpec { types, sites, personal_rule })
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +257,48 @@ struct WlSpec {
     shape: Shape,
     class: DataClass,
     prio: PriorityClass,
+    /// `t0`, `t1` or `t2`.
+    tenant: u8,
+    /// Its placement pins (a job file's `placement`).
+    pins: RuleSpec,
+}
+
+/// A residency rule to narrow with (a tenant policy or a job's pins); sites by index.
+#[derive(Debug, Clone, Default)]
+struct RuleSpec {
+    sites: Option<Vec<usize>>,
+    countries: Option<Vec<&'static str>>,
+    hds: bool,
+    jurisdictions: Option<Vec<&'static str>>,
+}
+
+impl RuleSpec {
+    fn rule(&self, site_ids: &[String]) -> ResidencyRule {
+        let set = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<BTreeSet<String>>();
+        ResidencyRule {
+            sites: self.sites.as_ref().map(|v| v.iter().filter_map(|i| pick(site_ids, *i)).collect()),
+            countries: self.countries.as_deref().map(set),
+            certifications: if self.hds { [Certification::Hds].into() } else { BTreeSet::new() },
+            jurisdictions: self.jurisdictions.as_deref().map(set),
+        }
+    }
+}
+
+/// Pins as jobs write them (sites and countries), or a tenant policy (any term).
+fn rule_spec(policy: bool) -> impl Strategy<Value = RuleSpec> {
+    let places = ["FR", "DE", "US", "JP", "EU", "EEA"];
+    (
+        prop_oneof![2 => Just(None), 1 => prop::collection::vec(0usize..4, 0..=2).prop_map(Some)],
+        prop_oneof![2 => Just(None), 1 => prop::sample::subsequence(places.to_vec(), 1..=2).prop_map(Some)],
+        any::<bool>(),
+        prop_oneof![2 => Just(None), 1 => prop::sample::subsequence(vec!["EU", "US"], 1..=1).prop_map(Some)],
+    )
+        .prop_map(move |(sites, countries, hds, jurisdictions)| RuleSpec {
+            sites,
+            countries,
+            hds: policy && hds,
+            jurisdictions: if policy { jurisdictions } else { None },
+        })
 }
 
 fn topology() -> impl Strategy<Value = Topology> {
@@ -252,8 +328,10 @@ fn workload() -> impl Strategy<Value = WlSpec> {
         ],
         prop::sample::select(DataClass::ALL.to_vec()),
         prop::sample::select(PriorityClass::ALL.to_vec()),
+        0u8..3,
+        prop_oneof![4 => Just(RuleSpec::default()), 1 => rule_spec(false)],
     )
-        .prop_map(|(gpu, models, cores, gib, shape, class, prio)| WlSpec {
+        .prop_map(|(gpu, models, cores, gib, shape, class, prio, tenant, pins)| WlSpec {
             gpu,
             models,
             cores,
@@ -261,6 +339,8 @@ fn workload() -> impl Strategy<Value = WlSpec> {
             shape,
             class,
             prio,
+            tenant,
+            pins,
         })
 }
 
@@ -279,6 +359,11 @@ enum Op {
     Bogus(u8),
     /// A workload arriving with the id of a live one.
     Duplicate(usize),
+    /// A tenant's residency policy changes (`anywhere` lifts it).
+    Policy(u8, RuleSpec),
+    /// The control plane restarts; with `Some((site, cert))`, the fleet file then flips
+    /// one certification of a site (0: HDS, 1: SecNumCloud, 2: SOC 2).
+    Restart(Option<(usize, u8)>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -292,7 +377,10 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (idx.clone(), prop_oneof![Just(0u64), 0u64..=150]).prop_map(|(s, p)| Op::Budget(s, p)),
         2 => (idx.clone(), node_type()).prop_map(|(r, t)| Op::AddNode(r, t)),
         1 => (0u8..6).prop_map(Op::Bogus),
-        1 => idx.prop_map(Op::Duplicate),
+        1 => idx.clone().prop_map(Op::Duplicate),
+        1 => (0u8..3, prop_oneof![1 => Just(RuleSpec::default()), 3 => rule_spec(true)])
+            .prop_map(|(t, r)| Op::Policy(t, r)),
+        1 => prop_oneof![1 => Just(None), 2 => (idx, 0u8..3).prop_map(Some)].prop_map(Op::Restart),
     ]
 }
 
@@ -337,7 +425,14 @@ fn event_for(h: &Harness, op: &Op, next_id: &mut u64) -> Option<Event> {
     Some(match op {
         Op::Arrive(s) => {
             *next_id += 1;
-            let mut w = job(*next_id).cores(s.cores).gib(s.gib).models(&s.models).class(s.class).prio(s.prio);
+            let mut w = job(*next_id)
+                .cores(s.cores)
+                .gib(s.gib)
+                .models(&s.models)
+                .class(s.class)
+                .prio(s.prio)
+                .tenant(&format!("t{}", s.tenant))
+                .pins(s.pins.rule(&h.site_ids));
             w = match s.gpu {
                 Gpu::None => w.gpus(0),
                 Gpu::Shared(m) => w.share(m),
@@ -391,6 +486,7 @@ fn event_for(h: &Harness, op: &Op, next_id: &mut u64) -> Option<Event> {
             let id = pick(&live, *i)?;
             Event::Arrival(job(id.0).gpus(0).cores(1).build())
         }
+        Op::Policy(..) | Op::Restart(_) => return None,
     })
 }
 
@@ -423,7 +519,32 @@ fn run(c: &Case, policy: PolicyKind) -> Outcome {
     let mut h = Harness::configured(fleet, policy, c.seed, common::NOW, config).only_fatal(&[]);
     let mut next_id = 0;
     let mut log = Vec::new();
+    let mut spec = c.fleet.clone();
     for op in &c.ops {
+        match op {
+            Op::Policy(t, r) => {
+                let rule = r.rule(&h.site_ids);
+                let d = h.set_policy(&format!("t{t}"), rule);
+                log.push(serde_json::to_string(&d).expect("decisions serialise"));
+                continue;
+            }
+            Op::Restart(flip) => {
+                if let Some((i, cert)) = flip {
+                    let n = spec.sites.len();
+                    let s = &mut spec.sites[i % n];
+                    match cert {
+                        0 => s.hds = !s.hds,
+                        1 => s.secnumcloud = !s.secnumcloud,
+                        _ => s.soc2 = !s.soc2,
+                    }
+                }
+                if let Some(d) = h.restart(common::fleet(&spec.toml())) {
+                    log.push(serde_json::to_string(&d).expect("decisions serialise"));
+                }
+                continue;
+            }
+            _ => {}
+        }
         let Some(event) = event_for(&h, op, &mut next_id) else {
             continue;
         };
@@ -581,15 +702,17 @@ fn random_cases_reach_every_kind_of_decision() {
         "\"rack-power-limit\"",
         "\"data-residency\"",
         "\"node-down\"",
+        "\"residency\"",
+        "no-site-allowed",
         "error:",
     ];
-    let mut seen: std::collections::BTreeSet<&&str> = std::collections::BTreeSet::new();
-    for _ in 0..64 {
+    let mut seen: BTreeSet<&&str> = BTreeSet::new();
+    for _ in 0..512 {
         let c = case().new_tree(&mut runner).expect("a case").current();
         for line in run(&c, c.policy).log {
             seen.extend(wanted.iter().filter(|k| line.contains(*k)));
         }
     }
     let missing: Vec<_> = wanted.iter().filter(|k| !seen.contains(k)).collect();
-    assert!(missing.is_empty(), "never seen in 64 random cases: {missing:?}");
+    assert!(missing.is_empty(), "never seen in 512 random cases: {missing:?}");
 }

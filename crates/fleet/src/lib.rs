@@ -63,4 +63,4 @@ pub use file::{
     LoadError, Loaded, json_schema, load, load_with_nodes, load_with_warnings, parse, parse_with_warnings,
 };
 pub use model::*;
-pub use residency::{ResidencyRule, ResidencyRules};
+pub use residency::{ResidencyRule, ResidencyRules, SiteLaw};

@@ -6,6 +6,11 @@
 //! certifications the site must all hold, and the jurisdictions (the law the site's
 //! operator answers to). A term left out does not restrict.
 //!
+//! The same shape narrows further: a tenant's policy (`gigawatt policy set`) and a job's
+//! `placement` pins are rules too, which may also name sites. The effective policy of a
+//! workload is the operator's rule for its data class, its tenant's policy and its own
+//! pins, all at once: each layer can only take sites away.
+//!
 //! The defaults follow the rules our customers sign up to (see
 //! `docs/fleet-file.md#residency`):
 //!
@@ -21,7 +26,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Certification, EU_EEA, Site};
+use crate::model::{Certification, Country, EU_EEA, Site};
 
 /// The 27 EU member states, as ISO 3166-1 alpha-2 codes (European Commission, EU member
 /// countries, 2024). [`EU_EEA`] adds Iceland, Liechtenstein and Norway.
@@ -50,42 +55,97 @@ pub fn country_in(country: &str, entry: &str) -> bool {
     }
 }
 
-/// The rule for one data class. Each term left `None` (or, for certifications, empty)
-/// does not restrict.
+/// What the law looks at in a site: where it is, what it is certified for, and whose
+/// law its operator answers to. Rules are judged against these facts alone, so the core,
+/// the log and an offline verifier judge a site the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteLaw {
+    /// Site id.
+    pub id: String,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: Country,
+    /// Certifications held.
+    pub certifications: BTreeSet<Certification>,
+    /// The law its operator answers to (`EU`, `US`).
+    pub jurisdiction: String,
+}
+
+impl Site {
+    /// The facts residency rules judge this site by.
+    #[must_use]
+    pub fn law(&self) -> SiteLaw {
+        SiteLaw {
+            id: self.id.clone(),
+            country: self.country.clone(),
+            certifications: self.certifications.clone(),
+            jurisdiction: self.jurisdiction.clone(),
+        }
+    }
+}
+
+/// The rule for one data class, a tenant's policy or a job's pins. Each term left `None`
+/// (or, for certifications, empty) does not restrict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ResidencyRule {
     /// Countries (ISO codes) or groups (`EU`, `EEA`) the site must be in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub countries: Option<BTreeSet<String>>,
     /// Certifications the site must all hold.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub certifications: BTreeSet<Certification>,
     /// Jurisdictions the site's operator must answer to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jurisdictions: Option<BTreeSet<String>>,
+    /// The sites themselves, by id (tenant policies and job pins; the fleet file's
+    /// rules name places by country, not by site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sites: Option<BTreeSet<String>>,
 }
 
 impl ResidencyRule {
     /// No restriction at all.
     #[must_use]
     pub fn anywhere() -> ResidencyRule {
-        ResidencyRule { countries: None, certifications: BTreeSet::new(), jurisdictions: None }
+        ResidencyRule::default()
+    }
+
+    /// Whether no term restricts.
+    #[must_use]
+    pub fn is_anywhere(&self) -> bool {
+        *self == ResidencyRule::default()
     }
 
     /// Whether `site` meets every term.
     #[must_use]
-    pub fn allows(&self, site: &Site) -> bool {
+    pub fn allows(&self, site: &SiteLaw) -> bool {
         self.why_not(site).is_none()
     }
 
     /// The first term `site` breaks, in words ("site ashburn is in US, outside EU/EEA"),
     /// or `None` when it meets them all.
     #[must_use]
-    pub fn why_not(&self, site: &Site) -> Option<String> {
+    pub fn why_not(&self, site: &SiteLaw) -> Option<String> {
+        if let Some(sites) = &self.sites
+            && !sites.contains(&site.id)
+        {
+            let list = sites.iter().cloned().collect::<Vec<_>>().join(", ");
+            return Some(format!(
+                "site {} is not one of {}",
+                site.id,
+                if list.is_empty() { "no site".into() } else { list }
+            ));
+        }
         if let Some(countries) = &self.countries
             && !countries.iter().any(|c| country_in(&site.country.0, c))
         {
             return Some(format!("site {} is in {}, outside {}", site.id, site.country, join(countries)));
         }
-        let missing: Vec<&str> =
-            self.certifications.iter().filter(|c| !site.has(**c)).map(|c| c.label()).collect();
+        let missing: Vec<&str> = self
+            .certifications
+            .iter()
+            .filter(|c| !site.certifications.contains(c))
+            .map(|c| c.label())
+            .collect();
         if !missing.is_empty() {
             return Some(format!("site {} is not {}-certified", site.id, missing.join(", ")));
         }
@@ -122,6 +182,9 @@ impl fmt::Display for ResidencyRule {
         }
         if let Some(j) = &self.jurisdictions {
             terms.push(format!("{} jurisdiction", j.iter().cloned().collect::<Vec<_>>().join(" or ")));
+        }
+        if let Some(s) = &self.sites {
+            terms.push(format!("at {}", s.iter().cloned().collect::<Vec<_>>().join(" or ")));
         }
         if terms.is_empty() { f.write_str("anywhere") } else { f.write_str(&terms.join(", ")) }
     }
@@ -179,12 +242,13 @@ impl Default for ResidencyRules {
             health: ResidencyRule {
                 countries: eu_eea(),
                 certifications: [Certification::Hds].into(),
-                jurisdictions: None,
+                ..ResidencyRule::anywhere()
             },
             sensitive: ResidencyRule {
                 countries: set(&["FR"]),
                 certifications: [Certification::Secnumcloud].into(),
                 jurisdictions: set(&["EU"]),
+                sites: None,
             },
         }
     }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use gigawatt_fleet::{Certification, Diagnostic, LoadError, ResidencyRules, parse};
+use gigawatt_fleet::{Certification, Diagnostic, LoadError, ResidencyRule, ResidencyRules, parse};
 
 /// One French HDS site and one US site; `RESIDENCY` is replaced by each test.
 const BASE: &str = r#"RESIDENCY
@@ -61,7 +61,7 @@ fn problems(residency: &str) -> Vec<Diagnostic> {
 fn defaults_are_the_documented_rules_and_jurisdiction_follows_the_country() {
     let f = fleet("");
     assert_eq!(f.residency, ResidencyRules::default());
-    let (paris, ashburn) = (&f.sites[0], &f.sites[1]);
+    let (paris, ashburn) = (&f.sites[0].law(), &f.sites[1].law());
     assert_eq!(paris.jurisdiction, "EU", "an EU member state defaults to EU law");
     assert_eq!(ashburn.jurisdiction, "US");
     let r = &f.residency;
@@ -90,7 +90,7 @@ jurisdictions = ["EU"]
 certifications = ["soc2"]
 "#,
     );
-    let (paris, ashburn) = (&f.sites[0], &f.sites[1]);
+    let (paris, ashburn) = (&f.sites[0].law(), &f.sites[1].law());
     assert!(f.residency.personal.allows(paris));
     assert!(!f.residency.public.allows(paris), "public now needs SOC 2");
     assert!(f.residency.public.allows(ashburn));
@@ -137,4 +137,15 @@ certs = ["hds"]
     assert!(all.contains("residency.personal.jurisdictions[0]: jurisdiction `eu` is not an upper-case code; fix: write `EU`"), "{all}");
     assert!(all.contains("residency.personal.certs: unknown key `certs` in residency.personal"), "{all}");
     assert_eq!(d.len(), 5, "{all}");
+}
+
+#[test]
+fn a_rule_may_pin_sites_and_says_which() {
+    let f = fleet("");
+    let (paris, ashburn) = (&f.sites[0].law(), &f.sites[1].law());
+    let pins = ResidencyRule { sites: Some(["paris".to_string()].into()), ..ResidencyRule::anywhere() };
+    assert!(pins.allows(paris) && !pins.allows(ashburn));
+    assert_eq!(pins.why_not(ashburn).as_deref(), Some("site ashburn is not one of paris"));
+    assert_eq!(pins.to_string(), "at paris");
+    assert!(!pins.is_anywhere() && ResidencyRule::anywhere().is_anywhere());
 }

@@ -1,8 +1,8 @@
 //! From the engine's state to the API's shapes.
 
 use gigawatt_api::{
-    DecisionInfo, DeferSpec, GangSpec, JobSpec, NodeInfo, RackInfo, Resources, ServiceSpec, SiteInfo,
-    TaskInfo, TokenInfo, WorkloadInfo, rfc3339,
+    DecisionInfo, DeferSpec, GangSpec, JobSpec, NodeInfo, PlacementSpec, RackInfo, Resources, ServiceSpec,
+    SiteInfo, TaskInfo, TokenInfo, WorkloadInfo, rfc3339,
 };
 use gigawatt_core::{NodeState, Shape};
 use gigawatt_store::{Record, Token, WorkloadRecord};
@@ -40,6 +40,10 @@ pub fn spec_of(w: &WorkloadRecord) -> JobSpec {
         time_limit: w.run.time_limit_s.map(|s| format!("{s}s")),
         grace: w.run.grace_s.map(|s| format!("{s}s")),
         deferrable: w.deferral.as_ref().map(|d| DeferSpec { deadline: rfc3339(d.deadline_ms) }),
+        placement: (!w.workload.pins.is_anywhere()).then(|| PlacementSpec {
+            sites: w.workload.pins.sites.iter().flatten().cloned().collect(),
+            countries: w.workload.pins.countries.iter().flatten().cloned().collect(),
+        }),
     }
 }
 

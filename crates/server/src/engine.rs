@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod budgets;
 mod deferral;
+pub mod policies;
 pub mod quotas;
 
 use std::collections::{BTreeSet, HashMap};
@@ -205,6 +206,17 @@ impl Engine {
         {
             // Checked before it was logged; a core that now refuses it is a bug to see.
             tracing::error!("the quotas in the log are refused: {e}; running without quotas");
+        }
+        // Tenants' residency policies, before any workload is restored against them.
+        let policies: Vec<(String, gigawatt_fleet::ResidencyRule)> = engine
+            .view
+            .tenants
+            .iter()
+            .filter_map(|(t, r)| r.policy.as_ref().map(|p| (t.clone(), p.rule.clone())))
+            .collect();
+        for (tenant, rule) in policies {
+            // Nothing is restored yet: this decides nothing.
+            engine.scheduler.set_tenant_policy(&gigawatt_core::TenantId(tenant), rule, &mut engine.rng);
         }
         // The fleet facts in force go into the log before any eviction they cause.
         if engine.view.seq > 0 {
@@ -492,6 +504,9 @@ impl Engine {
         }
         let id = self.view.id_for(self.view.submitted);
         let job = spec.validate(id, &tenant).map_err(EngineError::from)?;
+        if let Some(p) = &spec.placement {
+            self.check_sites("placement.sites", &p.sites)?;
+        }
         let workload = job.workload.clone();
         let deferred = self.plan_deferral(now_ms, spec, &workload)?;
         self.stage(

@@ -28,6 +28,7 @@ use crate::http;
         http::power::schedule, http::power::list, http::power::cancel,
         http::energy::report_usage, http::energy::sites,
         http::quotas::set_quotas, http::quotas::get_quotas, http::quotas::get_quota,
+        http::policies::set_policy, http::policies::get_policy,
     ),
     modifiers(&Bearer),
     tags(
@@ -38,6 +39,7 @@ use crate::http;
         (name = "agents", description = "The node agents' protocol, their telemetry, power limits and energy"),
         (name = "power", description = "Curtailments, power caps and alerts"),
         (name = "quotas", description = "Quotas, fair share and each tenant's place in line"),
+        (name = "tenants", description = "Tenants' residency policies"),
     )
 )]
 pub struct ApiDoc;

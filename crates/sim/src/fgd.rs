@@ -166,6 +166,7 @@ pub fn run(
             shape: Shape::Single,
             duration: None,
             time_limit: None,
+            pins: Default::default(),
         };
         sim.schedule(Timestamp::from_secs(i as i64), Event::Arrival(w));
     }

@@ -144,6 +144,7 @@ pub fn replay(fleet: &Fleet, pods: &[OpenbPod], params: ReplayParams) -> Result<
                 shape: Shape::Single,
                 duration: Some(Seconds((d - c) as f64)),
                 time_limit: None,
+                pins: Default::default(),
             }),
         );
     }

@@ -539,6 +539,7 @@ impl WorkloadGen {
             shape,
             duration: Some(duration),
             time_limit: None,
+            pins: Default::default(),
         }
     }
 }

@@ -348,6 +348,17 @@ pub enum LogEvent {
         /// The residency rule of each data class.
         residency: gigawatt_fleet::ResidencyRules,
     },
+    /// A tenant's residency policy was put in force (`anywhere` lifts it). It narrows
+    /// the operator's rule of every data class for the tenant's work; work that broke it
+    /// was evicted by the records that follow.
+    TenantPolicySet {
+        /// The tenant.
+        tenant: String,
+        /// The rule.
+        rule: gigawatt_fleet::ResidencyRule,
+        /// Who set it (token id).
+        by: String,
+    },
     /// An operator put a quota configuration in force (the whole document: flavours,
     /// cohorts, tenants, fair share). It replaces the one before.
     QuotasSet {
@@ -465,6 +476,7 @@ impl LogEvent {
             LogEvent::UsageReported { .. } => "usage-reported",
             LogEvent::WorkloadDeferred { .. } => "workload-deferred",
             LogEvent::QuotasSet { .. } => "quotas-set",
+            LogEvent::TenantPolicySet { .. } => "tenant-policy-set",
             LogEvent::FleetInForce { .. } => "fleet-in-force",
         }
     }
@@ -633,6 +645,9 @@ impl LogEvent {
                 residency.health,
                 residency.sensitive
             ),
+            LogEvent::TenantPolicySet { tenant, rule, by } => {
+                format!("residency policy of tenant {tenant} set by token {by}: {rule}")
+            }
             LogEvent::QuotasSet { quotas, by } => format!(
                 "quotas set by token {by}: {} flavours, {} cohorts, {} tenants",
                 quotas.flavours.len(),

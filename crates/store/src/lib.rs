@@ -25,6 +25,6 @@ pub use backend::{Durability, FoldError, FoldReport, Store, StoreError, fold};
 pub use event::{LogEvent, Record, SiteFacts};
 pub use leader::Leadership;
 pub use view::{
-    AgentRecord, Curtailment, FleetRecord, QuotasRecord, TaskExit, TaskRun, Tenant, Token, View, ViewError,
-    WorkloadRecord, hex,
+    AgentRecord, Curtailment, FleetRecord, PolicyRecord, QuotasRecord, TaskExit, TaskRun, Tenant, Token,
+    View, ViewError, WorkloadRecord, hex,
 };

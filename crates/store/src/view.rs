@@ -54,6 +54,20 @@ pub struct Tenant {
     pub name: String,
     /// When it was created (Unix ms).
     pub created_at: i64,
+    /// Its residency policy, when it set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRecord>,
+}
+
+/// A tenant's residency policy in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// The rule (it narrows the operator's rule of every data class).
+    pub rule: gigawatt_fleet::ResidencyRule,
+    /// When it was set (Unix ms).
+    pub set_at: i64,
+    /// Who set it.
+    pub set_by: String,
 }
 
 /// An API token (never its secret).
@@ -579,7 +593,8 @@ impl View {
                 if self.tenants.contains_key(tenant) {
                     return Err(fail(format!("tenant {tenant} exists")));
                 }
-                self.tenants.insert(tenant.clone(), Tenant { name: name.clone(), created_at: at });
+                self.tenants
+                    .insert(tenant.clone(), Tenant { name: name.clone(), created_at: at, policy: None });
             }
             LogEvent::TokenIssued { token_id, name, role, tenant, sha256, node, join_expires_at, .. } => {
                 if self.tokens.contains_key(token_id) {
@@ -675,6 +690,16 @@ impl View {
             LogEvent::FleetInForce { sites, residency } => {
                 self.fleet =
                     Some(FleetRecord { sites: sites.clone(), residency: residency.clone(), since: r.at_ms });
+            }
+            LogEvent::TenantPolicySet { tenant, rule, by } => {
+                let Some(t) = self.tenants.get_mut(tenant) else {
+                    return Err(fail(format!("tenant {tenant} does not exist")));
+                };
+                t.policy = (!rule.is_anywhere()).then(|| PolicyRecord {
+                    rule: rule.clone(),
+                    set_at: r.at_ms,
+                    set_by: by.clone(),
+                });
             }
             LogEvent::QuotasSet { quotas, by } => {
                 self.quotas =

@@ -187,6 +187,7 @@ fn job(rng: &mut SplitMix64, n: u64, tenant: &str) -> JobSpec {
         time_limit: None,
         grace: None,
         deferrable: None,
+        placement: None,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod agents;
 pub mod config;
 pub mod http;
+pub mod policy;
 pub mod quota;
 pub mod site;
 pub mod table;
@@ -180,6 +181,10 @@ pub enum ClientCommand {
     /// Your quota, use, borrowed GPUs and place in line; `quota set FILE` and `quota
     /// show` for operators.
     Quota(quota::QuotaArgs),
+    /// A tenant's residency policy: `policy set TENANT --countries FR`, `policy show
+    /// TENANT` for the effective policy of each data class.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Create and list tenants (admin).
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
@@ -206,6 +211,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Energy(a) => agents::energy(&a),
         ClientCommand::Site(c) => site::site(&c),
         ClientCommand::Quota(a) => quota::quota(&a),
+        ClientCommand::Policy(c) => policy::policy(&c),
         ClientCommand::Tenant(c) => admin::tenant(&c),
         ClientCommand::Token(c) => admin::token(&c),
     }

@@ -121,6 +121,7 @@ mod tests {
             cpu: MilliCores(0),
             memory: Mebibytes(0),
             data_class: DataClass::Public,
+            sites: crate::residency::SiteMask::ALL,
             admit: crate::state::Admit::default(),
         }
     }

@@ -18,10 +18,10 @@ use std::path::Path;
 use gigawatt_core::state::{NewNode, TaskAlloc};
 use gigawatt_core::{
     ClusterState, CoreError, CoreRng, DataClass, Decision, Event, GpuDemand, PolicyKind, PreemptWhy,
-    PriorityClass, Scheduler, SchedulerConfig, Shape, TaskDemand, TenantId, Topology, TypicalPod,
-    TypicalPods, Workload, WorkloadId, WorkloadStatus,
+    PriorityClass, Scheduler, SchedulerConfig, Shape, TaskDemand, TaskPlacement, TenantId, Topology,
+    TypicalPod, TypicalPods, Workload, WorkloadId, WorkloadStatus,
 };
-use gigawatt_fleet::{Certification, Fleet, GpuCatalog};
+use gigawatt_fleet::{Certification, Fleet, GpuCatalog, ResidencyRule};
 use gigawatt_units::{GpuMilli, Mebibytes, MilliCores, Timestamp, Watts};
 use rand::SeedableRng;
 
@@ -115,6 +115,7 @@ pub fn job(id: u64) -> W {
         shape: Shape::Single,
         duration: None,
         time_limit: None,
+        pins: Default::default(),
     })
 }
 
@@ -174,6 +175,11 @@ impl W {
     /// Data class.
     pub fn class(mut self, c: DataClass) -> W {
         self.0.data_class = c;
+        self
+    }
+    /// Placement pins (a job file's `placement`).
+    pub fn pins(mut self, pins: ResidencyRule) -> W {
+        self.0.pins = pins;
         self
     }
     /// Priority class.
@@ -293,6 +299,7 @@ struct SiteInfo {
     id: String,
     country: String,
     certs: BTreeSet<Certification>,
+    jurisdiction: String,
     budget: Watts,
     /// Reservations admitted beyond a limit, in thousandths (0: reserved).
     over_milli: u64,
@@ -323,6 +330,19 @@ pub fn residency_allows(country: &str, certs: &BTreeSet<Certification>, class: D
     }
 }
 
+/// Whether a site meets a residency rule, written independently of the fleet crate.
+fn rule_allows(r: &ResidencyRule, s: &SiteInfo) -> bool {
+    let in_group = |c: &str| match c {
+        "EEA" => EU_EEA.contains(&s.country.as_str()),
+        "EU" => EU_EEA.contains(&s.country.as_str()) && !["IS", "LI", "NO"].contains(&s.country.as_str()),
+        code => code == s.country,
+    };
+    r.sites.as_ref().is_none_or(|v| v.contains(&s.id))
+        && r.countries.as_ref().is_none_or(|v| v.iter().any(|c| in_group(c)))
+        && r.certifications.iter().all(|c| s.certs.contains(c))
+        && r.jurisdictions.as_ref().is_none_or(|v| v.contains(&s.jurisdiction))
+}
+
 /// Everything a failed event must leave untouched.
 #[derive(Debug, Clone, PartialEq)]
 struct Snapshot {
@@ -345,8 +365,10 @@ pub struct Harness {
     pub fatal: BTreeSet<Kind>,
     /// Every violation seen: event number, kind, description.
     pub violations: Vec<(usize, Kind, String)>,
-    /// Every event handled, for failure messages.
-    pub history: Vec<Event>,
+    /// Every event handled (and every policy change or restart), for failure messages.
+    pub history: Vec<String>,
+    /// Tenants' residency policies in force.
+    pub tenant_rules: BTreeMap<String, ResidencyRule>,
     /// Workloads the scheduler holds (arrived, not rejected, not released), by id.
     pub live: BTreeMap<WorkloadId, Workload>,
     /// Node names in scheduler order (the fleet's, then added ones).
@@ -359,6 +381,8 @@ pub struct Harness {
     pub down: BTreeSet<String>,
     /// Whether the scheduler may preempt for priority.
     preemption: bool,
+    policy: PolicyKind,
+    config: SchedulerConfig,
     catalog: GpuCatalog,
     nodes: BTreeMap<String, NodeInfo>,
     racks: BTreeMap<String, (usize, String, Watts)>,
@@ -400,6 +424,7 @@ impl Harness {
                 id: site.id.clone(),
                 country: site.country.0.clone(),
                 certs: site.certifications.clone(),
+                jurisdiction: site.jurisdiction.clone(),
                 budget: site.it_budget_at(now),
                 over_milli: (site.provisioning.ratio() * 1000.0).round() as u64,
             });
@@ -439,12 +464,15 @@ impl Harness {
             fatal: Kind::ALL.into_iter().collect(),
             violations: Vec::new(),
             history: Vec::new(),
+            tenant_rules: BTreeMap::new(),
             live: BTreeMap::new(),
             node_names,
             rack_ids,
             site_ids,
             down: BTreeSet::new(),
             preemption: config.priority_preemption,
+            policy,
+            config,
             nodes,
             racks,
             sites,
@@ -496,7 +524,7 @@ impl Harness {
             }
             _ => None,
         };
-        self.history.push(event.clone());
+        self.history.push(format!("{event:?}"));
         let result = self.sched.handle(self.now, event.clone(), &mut self.rng);
         match &result {
             Err(_) => {
@@ -558,11 +586,158 @@ impl Harness {
         self.sched.state().sites.iter().find(|s| s.id == site).map_or(Watts::ZERO, |s| s.power)
     }
 
+    /// Whether `w` may be at `site` under the operator's rule for its class (the
+    /// documented defaults, checked from their definition, when the fleet keeps them),
+    /// its tenant's policy and its own pins.
+    fn allowed(&self, w: &Workload, site: &SiteInfo) -> bool {
+        let operator = match w.data_class {
+            DataClass::Public => &self.fleet.residency.public,
+            DataClass::Personal => &self.fleet.residency.personal,
+            DataClass::Health => &self.fleet.residency.health,
+            DataClass::Sensitive => &self.fleet.residency.sensitive,
+        };
+        let defaults = self.fleet.residency == gigawatt_fleet::ResidencyRules::default();
+        (!defaults || residency_allows(&site.country, &site.certs, w.data_class))
+            && rule_allows(operator, site)
+            && self.tenant_rules.get(&w.tenant.0).is_none_or(|r| rule_allows(r, site))
+            && rule_allows(&w.pins, site)
+    }
+
+    /// Puts a tenant's residency policy in force and checks everything: only that
+    /// tenant's work is evicted (for residency) or rejected, and nothing is left outside
+    /// its new effective policy.
+    pub fn set_policy(&mut self, tenant: &str, rule: ResidencyRule) -> Vec<Decision> {
+        self.history.push(format!("set policy of {tenant}: {rule:?}"));
+        let decisions = self.sched.set_tenant_policy(&TenantId(tenant.into()), rule.clone(), &mut self.rng);
+        if rule.is_anywhere() {
+            self.tenant_rules.remove(tenant);
+        } else {
+            self.tenant_rules.insert(tenant.to_string(), rule);
+        }
+        for d in &decisions {
+            let owner = |id: &WorkloadId| self.live.get(id).map(|w| w.tenant.0.clone());
+            match d {
+                Decision::Preempted { workload, why } => {
+                    let residency = matches!(why, PreemptWhy::Residency { .. });
+                    // Priority preemption by work placed in the same pass is fine.
+                    if residency && owner(workload).as_deref() != Some(tenant) {
+                        self.report(Kind::Decisions, format!("{workload} of another tenant evicted: {d}"));
+                    }
+                }
+                Decision::Rejected { workload, .. } => {
+                    if owner(workload).as_deref() != Some(tenant) {
+                        self.report(Kind::Decisions, format!("{workload} of another tenant rejected: {d}"));
+                    }
+                    self.live.remove(workload);
+                }
+                Decision::Placed { workload, .. } => {
+                    self.counter += 1;
+                    self.placed_seq.insert(*workload, self.counter);
+                }
+                _ => {}
+            }
+        }
+        self.check_state();
+        decisions
+    }
+
+    /// Restarts the scheduler on `fleet` (the same nodes; certifications may differ), as
+    /// the control plane does: policies, nodes down and budgets first, then every live
+    /// workload restored in submission order where the log placed it, or requeued whole
+    /// when the fleet no longer allows it there; then the queue is retried. `None` (and
+    /// nothing done) when nodes were added since the start.
+    pub fn restart(&mut self, fleet: Fleet) -> Option<Vec<Decision>> {
+        let names: BTreeSet<String> = fleet.nodes().map(|(_, _, n)| n.name.clone()).collect();
+        if names.len() != self.node_names.len() || self.node_names.iter().any(|n| !names.contains(n)) {
+            return None;
+        }
+        self.history.push("restart".into());
+        let mut sched = Scheduler::new(&fleet, self.policy.build(&typical_pods()), self.config, self.now)
+            .expect("scheduler builds");
+        for (t, r) in &self.tenant_rules {
+            sched.set_tenant_policy(&TenantId(t.clone()), r.clone(), &mut self.rng);
+        }
+        for node in &self.down {
+            sched
+                .handle(self.now, Event::NodeRemoved { node: node.clone() }, &mut self.rng)
+                .expect("known node");
+        }
+        for (i, site) in fleet.sites.iter().enumerate() {
+            if site.it_budget_at(self.now) != self.sites[i].budget {
+                let event = Event::BudgetChanged { site: site.id.clone(), budget: self.sites[i].budget };
+                sched.handle(self.now, event, &mut self.rng).expect("known site");
+            }
+        }
+        let mut order: Vec<(u64, WorkloadId)> =
+            self.live.keys().map(|id| (self.arrival_seq.get(id).copied().unwrap_or(0), *id)).collect();
+        order.sort_unstable();
+        let state = self.sched.state();
+        let mut out = Vec::new();
+        for (_, id) in order {
+            let w = self.live[&id].clone();
+            let tasks: Vec<Option<TaskPlacement>> = self
+                .sched
+                .allocations(id)
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    a.as_ref().map(|a| TaskPlacement {
+                        task: i as u32,
+                        node: state.node(a.node).name.clone(),
+                        gpus: a.gpus.clone(),
+                        power: Watts::ZERO,
+                    })
+                })
+                .collect();
+            // As the control plane does: work the new fleet never allows is rejected.
+            if let Err(why) = sched.can_ever_run(&w) {
+                self.live.remove(&id);
+                out.push(Decision::Rejected { workload: id, why });
+                continue;
+            }
+            match sched.restore(w.clone(), &tasks) {
+                Ok(()) => {
+                    if tasks.iter().any(Option::is_some) {
+                        self.counter += 1;
+                        self.placed_seq.insert(id, self.counter);
+                    }
+                }
+                Err(e) => {
+                    if let CoreError::Residency { .. } = e {
+                        out.push(Decision::Preempted {
+                            workload: id,
+                            why: PreemptWhy::NodeLost { node: String::new() },
+                        });
+                    }
+                    let waiting = vec![None; tasks.len()];
+                    sched.restore(w, &waiting).expect("a waiting workload restores");
+                }
+            }
+        }
+        self.sched = sched;
+        for (i, site) in fleet.sites.iter().enumerate() {
+            self.sites[i].certs = site.certifications.clone();
+            self.sites[i].jurisdiction = site.jurisdiction.clone();
+        }
+        self.fleet = fleet;
+        let decisions = self.sched.retry_all(&mut self.rng);
+        for d in &decisions {
+            if let Decision::Placed { workload, .. } = d {
+                self.counter += 1;
+                self.placed_seq.insert(*workload, self.counter);
+            }
+        }
+        out.extend(decisions);
+        self.check_state();
+        Some(out)
+    }
+
     /// A readable account of the events so far.
     pub fn story(&self) -> String {
         let mut s = String::new();
         for (i, e) in self.history.iter().enumerate() {
-            let _ = writeln!(s, "  #{i}: {e:?}");
+            let _ = writeln!(s, "  #{i}: {e}");
         }
         s
     }
@@ -922,7 +1097,7 @@ impl Harness {
                 }
             }
             let site = &self.sites[info.site];
-            if !residency_allows(&site.country, &site.certs, w.data_class) {
+            if !self.allowed(w, site) {
                 problems.push((
                     Kind::Residency,
                     format!(
@@ -1079,7 +1254,7 @@ impl Harness {
                 let site_ok = site_power[info.site] + delta <= site.admits(site.budget)
                     && (!over || site_floor[info.site] + fdelta <= site.budget);
                 if n.up
-                    && residency_allows(&site.country, &site.certs, w.data_class)
+                    && self.allowed(w, site)
                     && model_ok
                     && gpu_ok
                     && n.cpu_free >= d.cpu.0

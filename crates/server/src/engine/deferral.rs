@@ -66,10 +66,12 @@ impl Engine {
             ));
         }
         // The first site that may hold its data and knows its carbon intensity.
-        let core = self.scheduler.state();
-        let site = self.fleet.sites.iter().enumerate().find(|(i, s)| {
-            s.carbon.is_some() && core.sites.get(*i).is_some_and(|c| c.allows[workload.data_class as usize])
-        });
+        let site = self
+            .fleet
+            .sites
+            .iter()
+            .enumerate()
+            .find(|(i, s)| s.carbon.is_some() && self.scheduler.may_run_at(workload, *i));
         let Some((_, site)) = site else { return Ok(None) };
         let Some(carbon) = &site.carbon else { return Ok(None) };
         let tdp = workload

@@ -12,6 +12,7 @@ pub mod events;
 pub mod fleet;
 pub mod limits;
 pub mod ops;
+pub mod policies;
 pub mod power;
 pub mod quotas;
 pub mod workloads;
@@ -42,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/v1/whoami", get(admin::whoami))
         .route("/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))
+        .route("/v1/tenants/{tenant}/policy", put(policies::set_policy).get(policies::get_policy))
         .route("/v1/tokens", post(admin::create_token).get(admin::list_tokens))
         .route("/v1/tokens/{id}", axum::routing::delete(admin::revoke_token))
         .route("/v1/log", get(admin::read_log))

@@ -203,6 +203,7 @@ fn place(e: &PowerExperiment, fleet: &Fleet, nodes: usize) -> Result<(Vec<Placed
             shape,
             duration: None,
             time_limit: None,
+            pins: Default::default(),
         });
         next += 1;
     };

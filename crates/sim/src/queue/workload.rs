@@ -153,6 +153,7 @@ pub fn job(id: u64, tenant: &Tenant, rng: &mut CoreRng) -> Job {
         shape,
         duration: Some(Seconds(runtime)),
         time_limit: Some(Seconds(limit)),
+        pins: Default::default(),
     };
     Job { workload, kind, runtime: Seconds(runtime) }
 }
