@@ -417,7 +417,8 @@ fn create_token(a: &CreateTokenArgs) -> anyhow::Result<()> {
                 "gigawatt admin create-token (on the database)",
             )
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let record = Record { seq: view.seq + 1, at_ms: gigawatt_server::now_ms(), tenant: a.tenant.clone(), event };
+            let record =
+                Record { seq: view.seq + 1, at_ms: gigawatt_server::now_ms(), tenant: a.tenant.clone(), actor: None, event };
             let LogEvent::TokenIssued { token_id, .. } = &record.event else { bail!("internal: not a token event") };
             let token_id = token_id.clone();
             match store.append(std::slice::from_ref(&record)).await {

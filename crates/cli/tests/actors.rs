@@ -1,6 +1,7 @@
 //! Who did what: tenant and token creation, revocation and a node taken down each record
 //! the token that acted (ISO 27001 A.8.15, SOC 2 CC7.2), and an operator's reason for a
-//! node keeps the actor beside it.
+//! node keeps the actor beside it. Every record a request stages names that request's
+//! token, role and source address.
 
 mod server_harness;
 
@@ -45,7 +46,14 @@ fn actors(db: &TestDb) {
         find("token-revoked", &|b| b["token_id"] == tenant_tok.as_str())["body"]["by"],
         admin_id.as_str()
     );
+    // The record-level actor: token, principal, role and the address the request came from.
+    let actor = &tenant["actor"];
+    assert_eq!(actor["token_id"], admin_id.as_str(), "{tenant}");
+    assert_eq!(actor["role"], "admin");
+    assert!(actor["source"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:")), "{actor}");
     let node_down = find("node-down", &|b| b["node"] == node.as_str());
+    assert_eq!(node_down["actor"]["role"], "operator");
+    assert_eq!(node_down["actor"]["token_id"], operator_id.as_str());
     assert_eq!(node_down["body"]["reason"], "fan replaced", "the operator's reason is kept");
     assert_eq!(node_down["body"]["by"], operator_id.as_str(), "and so is who gave it");
 }

@@ -26,9 +26,24 @@ pub struct Caller {
     pub node: Option<String>,
     /// For a join token: until when it may be exchanged (Unix ms).
     pub join_expires_at: Option<i64>,
+    /// The address the request came from, when it came over the network.
+    pub source: Option<String>,
 }
 
 impl Caller {
+    /// The caller as the log records it.
+    #[must_use]
+    pub fn actor(&self) -> gigawatt_store::Actor {
+        gigawatt_store::Actor {
+            token_id: self.token_id.clone(),
+            principal: self.name.clone(),
+            role: self.role,
+            tenant: self.tenant.clone(),
+            node: self.node.clone(),
+            source: self.source.clone(),
+        }
+    }
+
     /// Whether the caller may see workloads of `tenant`.
     #[must_use]
     pub fn sees_tenant(&self, tenant: &str) -> bool {
@@ -150,6 +165,7 @@ mod tests {
             tenant: None,
             node: node.map(str::to_string),
             join_expires_at: join.then_some(1),
+            source: None,
         }
     }
 

@@ -108,6 +108,10 @@ pub struct Engine {
     next_tick_ms: i64,
     /// Period of the pass.
     tick_ms: i64,
+    /// Who the command being run acts for: every record it stages carries it (see
+    /// [`crate::writer::execute_as`]). `None` between commands and for what the control
+    /// plane does by itself.
+    pub(crate) actor: Option<gigawatt_store::Actor>,
 }
 
 /// How often the core's periodic pass runs by default (Slurm's `bf_interval`).
@@ -179,6 +183,7 @@ impl Engine {
             budget_lead_ms: config.budget_lead_ms.max(0),
             next_tick_ms: next_pass(now_ms, config.pass_interval_ms.max(100)),
             tick_ms: config.pass_interval_ms.max(100),
+            actor: None,
         };
         // Nodes down, lost or without their agent first (no workloads yet, so this
         // decides nothing).
@@ -317,7 +322,7 @@ impl Engine {
                 e.workload().and_then(|id| self.view.workloads.get(&id)).map(|w| w.workload.tenant.0.clone())
             }
         };
-        let record = Record { seq: self.view.seq + 1, at_ms, tenant, event };
+        let record = Record { seq: self.view.seq + 1, at_ms, tenant, actor: self.actor.clone(), event };
         let unplaces = matches!(
             record.event,
             LogEvent::WorkloadPreempted { .. }

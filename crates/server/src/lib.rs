@@ -163,6 +163,7 @@ impl AppState {
                     tenant: t.tenant.clone(),
                     node: t.node.clone(),
                     join_expires_at: t.join_expires_at,
+                    source: None,
                 };
                 (t.sha256.clone(), caller)
             })

@@ -74,6 +74,22 @@ pub async fn execute<T: Send + 'static>(
     rx.await.map_err(|_| gone())?
 }
 
+/// Like [`execute`], for a caller: every record the command stages names it as its
+/// actor (token, role, tenant or node, source address).
+pub async fn execute_as<T: Send + 'static>(
+    state: &AppState,
+    actor: gigawatt_store::Actor,
+    f: impl FnOnce(&mut Engine, i64) -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    execute(state, move |engine, now| {
+        engine.actor = Some(actor);
+        let result = f(engine, now);
+        engine.actor = None;
+        result
+    })
+    .await
+}
+
 /// Why the log cannot be written now, since when, and when the writer tries again.
 #[derive(Debug, Clone)]
 pub struct WriteFault {

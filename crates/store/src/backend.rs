@@ -150,8 +150,9 @@ impl Store {
         }
         let mut rows = Vec::with_capacity(records.len());
         for r in records {
-            let body = serde_json::to_string(&r.event)
-                .map_err(|e| StoreError::Corrupt { seq: r.seq, message: e.to_string() })?;
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt { seq: r.seq, message: e.to_string() };
+            let body = serde_json::to_string(&r.event).map_err(corrupt)?;
+            let actor = r.actor.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
             rows.push((
                 r.seq as i64,
                 r.at_ms,
@@ -159,6 +160,7 @@ impl Store {
                 r.event.workload().map(|w| w.0 as i64),
                 r.tenant.as_deref(),
                 body,
+                actor,
             ));
         }
         let first = records[0].seq;
@@ -173,7 +175,7 @@ impl Store {
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     for chunk in rows.chunks(ROWS_PER_INSERT) {
                         let mut q = QueryBuilder::new(
-                            "INSERT INTO events (seq, at_ms, kind, workload, tenant, body) ",
+                            "INSERT INTO events (seq, at_ms, kind, workload, tenant, body, actor) ",
                         );
                         q.push_values(chunk, |mut b, row| {
                             b.push_bind(row.0)
@@ -181,7 +183,8 @@ impl Store {
                                 .push_bind(row.2)
                                 .push_bind(row.3)
                                 .push_bind(row.4)
-                                .push_bind(&row.5);
+                                .push_bind(&row.5)
+                                .push_bind(&row.6);
                         });
                         q.build().execute(&mut *tx).await.map_err(conflict)?;
                     }
@@ -221,8 +224,8 @@ impl Store {
     pub async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<Record>, StoreError> {
         // Positions are stored as BIGINT: anything past i64::MAX is past the end.
         let after = after.min(i64::MAX as u64);
-        let sql = "SELECT seq, at_ms, tenant, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
-        let rows: Vec<(i64, i64, Option<String>, String)> = match &self.backend {
+        let sql = "SELECT seq, at_ms, tenant, body, actor FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+        let rows: Vec<EventRow> = match &self.backend {
             Backend::Sqlite(p) => {
                 sqlx::query_as(sql).bind(after as i64).bind(i64::from(limit)).fetch_all(p).await?
             }
@@ -235,8 +238,8 @@ impl Store {
 
     /// Every record about one workload, in order.
     pub async fn workload_history(&self, id: WorkloadId) -> Result<Vec<Record>, StoreError> {
-        let sql = "SELECT seq, at_ms, tenant, body FROM events WHERE workload = $1 ORDER BY seq";
-        let rows: Vec<(i64, i64, Option<String>, String)> = match &self.backend {
+        let sql = "SELECT seq, at_ms, tenant, body, actor FROM events WHERE workload = $1 ORDER BY seq";
+        let rows: Vec<EventRow> = match &self.backend {
             Backend::Sqlite(p) => sqlx::query_as(sql).bind(id.0 as i64).fetch_all(p).await?,
             Backend::Postgres(p) => sqlx::query_as(sql).bind(id.0 as i64).fetch_all(p).await?,
         };
@@ -416,10 +419,14 @@ async fn sqlite_join_parts(p: &SqlitePool, seq: i64, body: Vec<u8>) -> Result<Ve
     Ok(out)
 }
 
-fn parse_row((seq, at_ms, tenant, body): (i64, i64, Option<String>, String)) -> Result<Record, StoreError> {
-    let event: LogEvent = serde_json::from_str(&body)
-        .map_err(|e| StoreError::Corrupt { seq: seq as u64, message: e.to_string() })?;
-    Ok(Record { seq: seq as u64, at_ms, tenant, event })
+/// `events` as read: seq, at_ms, tenant, body, actor.
+type EventRow = (i64, i64, Option<String>, String, Option<String>);
+
+fn parse_row((seq, at_ms, tenant, body, actor): EventRow) -> Result<Record, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt { seq: seq as u64, message: e.to_string() };
+    let event: LogEvent = serde_json::from_str(&body).map_err(corrupt)?;
+    let actor = actor.as_deref().map(serde_json::from_str).transpose().map_err(corrupt)?;
+    Ok(Record { seq: seq as u64, at_ms, tenant, actor, event })
 }
 
 /// What [`fold`] found.

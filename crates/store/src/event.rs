@@ -16,8 +16,36 @@ pub struct Record {
     pub at_ms: i64,
     /// The tenant it concerns, if any (used to filter event streams).
     pub tenant: Option<String>,
+    /// Who caused it: the caller whose request it answers, or `None` for what the control
+    /// plane did by itself (a timer, a periodic pass, a start) and for records written
+    /// before actors were logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
     /// What happened.
     pub event: LogEvent,
+}
+
+/// Who caused a record (ISO 27001 A.8.15, SOC 2 CC7.2: who did what, when, from where).
+/// Every record a request stages carries its caller, the decisions it set off included
+/// (a submission's placement carries the submitter: the request caused it, the core
+/// decided it, and the record's reason says why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The token's id (never its secret).
+    pub token_id: String,
+    /// The token's label: who it was issued to.
+    pub principal: String,
+    /// Its role.
+    pub role: Role,
+    /// Its tenant, for tenant tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Its node, for agent tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The address the request came from (`203.0.113.7:51234`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Everything that changes the control plane's state. Facts, not commands: placements

@@ -12,17 +12,19 @@
 //! let mut view = View::default();
 //! let by = Some("tok-1".into()); // who acted: the caller's token id
 //! let event = LogEvent::TenantCreated { tenant: "acme".into(), name: "ACME Health".into(), by };
-//! view.apply(&Record { seq: 1, at_ms: 0, tenant: Some("acme".into()), event }).expect("applies");
+//! view.apply(&Record { seq: 1, at_ms: 0, tenant: Some("acme".into()), actor: None, event }).expect("applies");
 //! assert!(view.tenants.contains_key("acme"));
 //! ```
 
 mod backend;
+pub mod canonical;
 mod event;
 mod leader;
 mod view;
 
 pub use backend::{Durability, FoldError, FoldReport, Store, StoreError, fold};
-pub use event::{LogEvent, Record, SiteFacts};
+pub use canonical::LOG_FORMAT;
+pub use event::{Actor, LogEvent, Record, SiteFacts};
 pub use leader::Leadership;
 pub use view::{
     AgentRecord, Curtailment, FleetRecord, PolicyRecord, QuotasRecord, TaskExit, TaskRun, Tenant, Token,

@@ -102,7 +102,13 @@ where
 }
 
 fn rec(seq: u64, tenant: Option<&str>, event: LogEvent) -> Record {
-    Record { seq, at_ms: 1_700_000_000_000 + seq as i64, tenant: tenant.map(str::to_string), event }
+    Record {
+        seq,
+        at_ms: 1_700_000_000_000 + seq as i64,
+        tenant: tenant.map(str::to_string),
+        actor: None,
+        event,
+    }
 }
 
 /// A small valid log: the header, two tenants, a token, and `workloads` submissions

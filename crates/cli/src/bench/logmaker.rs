@@ -242,6 +242,7 @@ pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Res
                     tenant: Some(id.clone()),
                     node: None,
                     join_expires_at: None,
+                    source: None,
                 });
             }
         }

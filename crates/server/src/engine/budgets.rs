@@ -340,6 +340,7 @@ mod tests {
             seq: 1,
             at_ms: now,
             tenant: None,
+            actor: None,
             event: LogEvent::Initialized { id_key: 7, id_secret: None },
         };
         assert!(view.apply(&record).is_ok());

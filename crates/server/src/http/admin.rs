@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::convert::token_info;
 use crate::error::EngineError;
 use crate::http::error::ApiError;
-use crate::writer::execute;
+use crate::writer::execute_as;
 
 /// Who the token belongs to.
 #[utoipa::path(
@@ -61,7 +61,7 @@ pub async fn create_tenant(
 ) -> Result<(StatusCode, Json<TenantInfo>), ApiError> {
     caller.require(&[Role::Admin], "creating a tenant")?;
     let by = caller.token_id.clone();
-    let info = execute(&state, move |engine, now| {
+    let info = execute_as(&state, caller.actor(), move |engine, now| {
         engine.create_tenant(now, &req, &by)?;
         let t = engine
             .view
@@ -122,7 +122,7 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     caller.require(&[Role::Admin], "issuing a token")?;
     let by = caller.token_id.clone();
-    let created = execute(&state, move |engine, now| {
+    let created = execute_as(&state, caller.actor(), move |engine, now| {
         let (id, token) = engine.issue_token(now, &req, &by)?;
         Ok(TokenCreated { id, token, name: req.name, role: req.role, tenant: req.tenant, node: req.node })
     })
@@ -170,7 +170,7 @@ pub async fn revoke_token(
 ) -> Result<Json<TokenInfo>, ApiError> {
     caller.require(&[Role::Admin], "revoking a token")?;
     let by = caller.token_id.clone();
-    let info = execute(&state, move |engine, now| {
+    let info = execute_as(&state, caller.actor(), move |engine, now| {
         engine.revoke_token(now, &id, &by)?;
         let t = engine.view.tokens.get(&id).ok_or_else(|| EngineError::not_found("token", &id))?;
         Ok(token_info(&id, t))
@@ -208,6 +208,12 @@ pub struct LogEntry {
     /// `withheld` in their place).
     #[schema(value_type = Object)]
     pub body: serde_json::Value,
+    /// Who caused it: `{"token_id", "principal", "role", "tenant"?, "node"?, "source"?}`
+    /// (the caller whose request it answers, with the address it came from); absent for
+    /// what the control plane did by itself and in records older than actors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub actor: Option<serde_json::Value>,
 }
 
 /// Read the event log itself (admin, operator, auditor).
@@ -249,6 +255,7 @@ pub async fn read_log(
                 event: r.event.kind().to_string(),
                 text: r.event.describe(),
                 body: stored_body(&r.event),
+                actor: r.actor.as_ref().and_then(|a| serde_json::to_value(a).ok()),
             })
             .collect(),
     ))

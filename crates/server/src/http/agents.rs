@@ -22,7 +22,7 @@ use crate::engine::Engine;
 use crate::engine::agents::stale_generation;
 use crate::error::EngineError;
 use crate::http::error::ApiError;
-use crate::writer::execute;
+use crate::writer::execute_as;
 
 const SEE_FLEET: [Role; 3] = [Role::Admin, Role::Operator, Role::Auditor];
 
@@ -62,7 +62,7 @@ pub async fn register(
 ) -> Result<Json<Registered>, ApiError> {
     let node = req.node.clone();
     scope::check_node(&state, &caller, &node, "registration").await?;
-    let generation = execute(&state, move |e, now| e.register_node(now, &req))
+    let generation = execute_as(&state, caller.actor(), move |e, now| e.register_node(now, &req))
         .await
         .map_err(|e| refused(&node, "registration", e))?;
     state.agents.registered(&node, generation);
@@ -183,7 +183,7 @@ pub async fn heartbeat(
     if !to_record.is_empty() {
         let n = node.clone();
         let reports = to_record.clone();
-        execute(&state, move |e, now| e.agent_reports(now, &n, generation, &reports))
+        execute_as(&state, caller.actor(), move |e, now| e.agent_reports(now, &n, generation, &reports))
             .await
             .map_err(|e| refused(&node, "task report", e))?;
         if let Ok(mut l) = live.lock() {
@@ -464,7 +464,8 @@ pub async fn set_power_limit(
     caller.require(&[Role::Admin, Role::Operator], "capping power")?;
     let by = caller.token_id.clone();
     let n = name.clone();
-    execute(&state, move |e, now| e.set_power_limit(now, &n, req.gpus, req.watts, &by)).await?;
+    execute_as(&state, caller.actor(), move |e, now| e.set_power_limit(now, &n, req.gpus, req.watts, &by))
+        .await?;
     Ok(Json(state.engine.read().await.power_limits(&name)))
 }
 

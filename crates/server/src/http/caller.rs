@@ -31,7 +31,11 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         if found.is_none() && state.catch_up().await {
             found = state.lookup_token(&digest).await;
         }
-        if let Some(caller) = found {
+        if let Some(mut caller) = found {
+            caller.source = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.to_string());
             if let Some(until) = caller.join_expires_at {
                 if parts.uri.path() != "/v1/agent/enroll" {
                     return Err(ApiError::forbidden("a join token is only good for `POST /v1/agent/enroll`"));

@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::convert::workload_info;
 use crate::error::EngineError;
 use crate::http::error::ApiError;
-use crate::writer::execute;
+use crate::writer::execute_as;
 
 /// Report what a workload produced since its last report: an inference service's output
 /// tokens. Its energy per token follows (`joules_per_token`).
@@ -46,7 +46,7 @@ pub async fn report_usage(
     if req.tokens > 1_000_000_000_000 {
         return Err(ApiError::field("tokens", "at most 10^12 tokens a report"));
     }
-    let info = execute(&state, move |engine, now| {
+    let info = execute_as(&state, caller.actor(), move |engine, now| {
         let w = visible(engine, &caller, &id)?;
         if w.state.is_final() {
             return Err(EngineError::conflict(format!("{id} already ended ({})", w.state.as_str())));

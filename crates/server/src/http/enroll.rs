@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::agents::scope;
 use crate::auth::Caller;
 use crate::http::error::ApiError;
-use crate::writer::execute;
+use crate::writer::execute_as;
 
 /// The join token's life when the request names none.
 const DEFAULT_TTL_S: u64 = 3600;
@@ -57,7 +57,7 @@ pub async fn enroll_node(
     }
     let node = name.clone();
     let by = caller.token_id.clone();
-    let (id, token, expires_at) = execute(&state, move |e, now| {
+    let (id, token, expires_at) = execute_as(&state, caller.actor(), move |e, now| {
         let expires_at = now.saturating_add(i64::try_from(ttl * 1000).unwrap_or(i64::MAX));
         let (id, token) = e.enroll_node(now, &node, expires_at, &by)?;
         Ok((id, token, expires_at))
@@ -104,7 +104,8 @@ pub async fn agent_enroll(
     }
     let join = caller.token_id.clone();
     let n = node.clone();
-    let (id, token) = execute(&state, move |e, now| e.exchange_join_token(now, &join, &n)).await?;
+    let (id, token) =
+        execute_as(&state, caller.actor(), move |e, now| e.exchange_join_token(now, &join, &n)).await?;
     tracing::info!(node, token = id, "node enrolled");
     Ok((StatusCode::CREATED, Json(NodeCredential { id, token, node })))
 }

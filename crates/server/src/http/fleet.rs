@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::convert;
 use crate::error::EngineError;
 use crate::http::error::ApiError;
-use crate::writer::execute;
+use crate::writer::execute_as;
 
 const SEE_FLEET: [Role; 3] = [Role::Admin, Role::Operator, Role::Auditor];
 const RUN_FLEET: [Role; 2] = [Role::Admin, Role::Operator];
@@ -87,7 +87,7 @@ pub async fn set_budget(
     if req.budget_w > 10_000_000_000 {
         return Err(ApiError::field("budget_w", "at most 10 GW (10000000000 W)"));
     }
-    let info = execute(&state, move |engine, now| {
+    let info = execute_as(&state, caller.actor(), move |engine, now| {
         engine.set_budget(now, &id, Watts(req.budget_w), &caller.token_id)?;
         convert::sites(engine)
             .into_iter()
@@ -248,7 +248,7 @@ pub async fn set_node_state(
         return Err(ApiError::field("reason", "at most 512 characters"));
     }
     let by = caller.token_id.clone();
-    let info = execute(&state, move |engine, now| {
+    let info = execute_as(&state, caller.actor(), move |engine, now| {
         engine.set_node(now, &name, req.up, reason, &by)?;
         let cluster = engine.scheduler.state();
         let idx = cluster.node_by_name(&name).ok_or_else(|| EngineError::not_found("node", &name))?;

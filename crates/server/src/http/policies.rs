@@ -11,7 +11,7 @@ use super::ApiJson;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::http::error::ApiError;
-use crate::writer::execute;
+use crate::writer::execute_as;
 
 /// A tenant token acts on its own tenant only; to it another tenant does not exist.
 fn may_act_on(caller: &Caller, tenant: &str) -> Result<(), ApiError> {
@@ -50,7 +50,7 @@ pub async fn set_policy(
     caller.require(&[Role::Admin, Role::Operator, Role::Tenant], "setting a residency policy")?;
     may_act_on(&caller, &tenant)?;
     let by = caller.token_id.clone();
-    let out = execute(&state, move |engine, now| {
+    let out = execute_as(&state, caller.actor(), move |engine, now| {
         engine.set_tenant_policy(now, &tenant, &spec, &by)?;
         engine.tenant_policy(&tenant).ok_or_else(|| crate::error::EngineError::not_found("tenant", &tenant))
     })

@@ -17,7 +17,7 @@ use crate::engine::Engine;
 use crate::engine::budgets::CurtailmentRequest;
 use crate::error::EngineError;
 use crate::http::error::ApiError;
-use crate::writer::execute;
+use crate::writer::execute_as;
 
 const RUN_POWER: [Role; 2] = [Role::Admin, Role::Operator];
 
@@ -95,7 +95,7 @@ pub async fn schedule(
     }
     let by = caller.token_id.clone();
     let to = Megawatts(req.to_mw).to_watts();
-    let out = execute(&state, move |engine, now| {
+    let out = execute_as(&state, caller.actor(), move |engine, now| {
         let request = CurtailmentRequest { site, to, from_ms: from.unwrap_or(now), until_ms: until, reason };
         let outcome = engine.schedule_curtailment(now, request, &by)?;
         let c = engine
@@ -169,7 +169,7 @@ pub async fn cancel(
         ApiError::bad_request("invalid-path", format!("`{number}` is not a curtailment number"), None)
     })?;
     let by = caller.token_id.clone();
-    let out = execute(&state, move |engine, now| {
+    let out = execute_as(&state, caller.actor(), move |engine, now| {
         engine.cancel_curtailment(now, &site, id, &by)?;
         let c = engine
             .view

@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::engine::Engine;
 use crate::http::error::ApiError;
-use crate::writer::execute;
+use crate::writer::execute_as;
 
 fn in_force(engine: &Engine) -> QuotasInForce {
     let record = engine.view.quotas.as_ref();
@@ -51,7 +51,7 @@ pub async fn set_quotas(
 ) -> Result<Json<QuotasInForce>, ApiError> {
     caller.require(&[Role::Admin, Role::Operator], "setting quotas")?;
     let by = caller.token_id.clone();
-    let out = execute(&state, move |engine, now| {
+    let out = execute_as(&state, caller.actor(), move |engine, now| {
         engine.set_quotas(now, &config, &by)?;
         Ok(in_force(engine))
     })

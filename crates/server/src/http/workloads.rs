@@ -21,7 +21,7 @@ use crate::convert::{decision_info, workload_info};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::http::error::ApiError;
-use crate::writer::execute;
+use crate::writer::execute_as;
 
 /// Finds a workload the caller may see; anything else is the same 404, so that a tenant
 /// cannot tell another tenant's workload from one that does not exist.
@@ -112,7 +112,7 @@ pub async fn submit(
             ),
         ));
     }
-    let (info, created) = execute(&state, move |engine, now| {
+    let (info, created) = execute_as(&state, caller.actor(), move |engine, now| {
         let (id, created) = engine.submit(now, &caller, &spec, key)?;
         let w =
             engine.view.workloads.get(&id).ok_or_else(|| EngineError::internal(format!("{id} vanished")))?;
@@ -283,9 +283,10 @@ pub async fn cancel(
 ) -> Result<Json<WorkloadInfo>, ApiError> {
     ensure_known(&state, &caller, &id).await?;
     caller.require(&[Role::Admin, Role::Operator, Role::Tenant], "cancelling")?;
-    let info =
-        execute(&state, move |engine, now| end(engine, now, &caller, &id, WorkloadState::Cancelled, None))
-            .await?;
+    let info = execute_as(&state, caller.actor(), move |engine, now| {
+        end(engine, now, &caller, &id, WorkloadState::Cancelled, None)
+    })
+    .await?;
     Ok(Json(info))
 }
 
@@ -317,8 +318,10 @@ pub async fn complete(
     ensure_known(&state, &caller, &id).await?;
     caller.require(&[Role::Admin, Role::Operator], "reporting a workload's end")?;
     let to = if req.exit_code == 0 { WorkloadState::Succeeded } else { WorkloadState::Failed };
-    let info =
-        execute(&state, move |engine, now| end(engine, now, &caller, &id, to, Some(req.exit_code))).await?;
+    let info = execute_as(&state, caller.actor(), move |engine, now| {
+        end(engine, now, &caller, &id, to, Some(req.exit_code))
+    })
+    .await?;
     Ok(Json(info))
 }
 
