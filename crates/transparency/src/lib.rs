@@ -17,7 +17,16 @@
 //! * [`hash`]: leaf and node hashing ([`leaf_hash`], [`node_hash`], [`EMPTY_ROOT`]).
 //! * [`tree`]: [`Tree`], an append-only tree that answers roots and proofs for any past
 //!   size in O(log n), storing about two hashes per leaf.
-//! * [`proof`]: stateless [`verify_inclusion`] and [`verify_consistency`] (RFC 9162
+//! * [`pruned`]: [`PrunedTree`], the same tree keeping in memory only the roots of
+//!   complete 256-leaf blocks and the subtrees above them, plus the last partial block:
+//!   about two hashes per 256 leaves, so the server holds the tree of 10^8 event records
+//!   in about 25 MB (a [`Tree`] would need 6.4 GB) while the leaf hashes stay in the
+//!   database. Roots and proofs for past sizes go through a [`Prover`], handed the one or
+//!   two blocks of leaf hashes a proof touches ([`PrunedTree::blocks_needed`]), fetched
+//!   from storage and checked against the block roots in memory.
+//! * [`proof`]: proof generation over any source of perfect-subtree hashes ([`Subtrees`]:
+//!   [`root_at`], [`inclusion_proof`], [`consistency_proof`], shared by [`Tree`] and
+//!   [`Prover`]), and stateless [`verify_inclusion`] and [`verify_consistency`] (RFC 9162
 //!   §2.1.3.2 and §2.1.4.2).
 //! * [`note`]: C2SP signed notes with Ed25519 ([`Signer`], [`Verifier`], [`open`]).
 //! * [`checkpoint`]: the C2SP checkpoint body ([`Checkpoint`]).
@@ -46,10 +55,15 @@ pub mod checkpoint;
 pub mod hash;
 pub mod note;
 pub mod proof;
+pub mod pruned;
 pub mod tree;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use hash::{EMPTY_ROOT, Hash, empty_root, leaf_hash, node_hash};
 pub use note::{KeyError, MAX_SIGNATURES, NoteError, OpenedNote, Signer, Verifier, ed25519_key_id, open};
-pub use proof::{ProofError, root_from_inclusion, verify_consistency, verify_inclusion};
+pub use proof::{
+    ProofError, Subtrees, consistency_proof, inclusion_proof, root_at, root_from_inclusion,
+    verify_consistency, verify_inclusion,
+};
+pub use pruned::{BLOCK_LEVEL, BLOCK_SIZE, Prover, PrunedTree};
 pub use tree::Tree;

@@ -1,5 +1,15 @@
-//! Stateless verification of inclusion and consistency proofs (RFC 9162 §2.1.3.2 and
-//! §2.1.4.2), and the error type shared with [`Tree`](crate::Tree)'s proof generation.
+//! Proof generation over any source of perfect-subtree hashes ([`Subtrees`]: [`root_at`],
+//! [`inclusion_proof`], [`consistency_proof`], RFC 9162 §2.1.1, §2.1.3.1 and §2.1.4.1),
+//! stateless verification of inclusion and consistency proofs (RFC 9162 §2.1.3.2 and
+//! §2.1.4.2), and the error type they share.
+//!
+//! Generation needs only one primitive: the hash of a complete perfect subtree. Any
+//! subtree RFC 9162's recursion reaches — `D[a:b]` with `a` aligned to a power of two at
+//! least `b - a` — is a run of at most 64 perfect subtrees, one per set bit of `b - a`,
+//! and a root or proof touches O(log n) such subtrees. So the same code serves
+//! [`Tree`](crate::Tree), which keeps every perfect subtree in memory, and
+//! [`Prover`](crate::Prover), which keeps only those of 256 leaves and more and is handed
+//! the few leaf blocks a proof reaches into (see [`pruned`](crate::pruned)).
 //!
 //! Before any hashing, a proof's length is checked against the one length the sizes
 //! allow, so a malformed proof costs nothing and a wrong one is reported as such.
@@ -10,7 +20,7 @@
 
 use thiserror::Error;
 
-use crate::hash::{Hash, Hex, node_hash};
+use crate::hash::{EMPTY_ROOT, Hash, Hex, node_hash};
 
 /// Why a proof could not be produced or did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -65,7 +75,8 @@ pub enum ProofError {
         /// The old root the caller expected.
         expected: Hash,
     },
-    /// A tree was asked about a size it has not reached yet.
+    /// A tree was asked about a size it has not reached yet (or, from
+    /// [`Subtrees::perfect`], about a subtree ending at `size` that is not complete yet).
     #[error("tree size {size} is beyond the {tree_size} leaves the tree holds")]
     SizeBeyondTree {
         /// The size asked about.
@@ -73,6 +84,192 @@ pub enum ProofError {
         /// The number of leaves in the tree.
         tree_size: u64,
     },
+    /// A proof source does not hold the hash of this perfect subtree in memory: it lies
+    /// inside a leaf block of a [`PrunedTree`](crate::PrunedTree) that was not fetched.
+    /// [`PrunedTree::blocks_needed`](crate::PrunedTree::blocks_needed) lists the blocks
+    /// to fetch.
+    #[error("the hash of subtree {index} at level {level} is not available: fetch its block first")]
+    Missing {
+        /// The subtree's level (it spans `2^level` leaves).
+        level: u32,
+        /// The subtree's index at that level (it starts at leaf `index·2^level`).
+        index: u64,
+    },
+    /// [`PrunedTree::from_parts`](crate::PrunedTree::from_parts) was given a partial
+    /// block that is not partial: a block holds fewer than
+    /// [`BLOCK_SIZE`](crate::pruned::BLOCK_SIZE) leaves until it is complete.
+    #[error("the partial block has {len} leaf hashes, but it must have fewer than {max}")]
+    TailTooLong {
+        /// Leaf hashes given for the partial block.
+        len: usize,
+        /// The block size; the partial block must be shorter.
+        max: usize,
+    },
+    /// Leaf hashes were supplied for a block that is not a complete block of the tree.
+    #[error("block {block} is not a complete block: the tree has {complete} complete blocks")]
+    NoSuchBlock {
+        /// The block number given.
+        block: u64,
+        /// The number of complete blocks in the tree.
+        complete: u64,
+    },
+    /// A fetched block does not have exactly one leaf hash per leaf of the block.
+    #[error("block {block} has {len} leaf hashes, but a complete block has {want}")]
+    BlockLength {
+        /// The block number.
+        block: u64,
+        /// Leaf hashes given.
+        len: usize,
+        /// Leaf hashes a complete block has.
+        want: usize,
+    },
+    /// A fetched block's leaf hashes do not hash to the block root the tree holds: the
+    /// stored leaf hashes were altered (or belong to another block).
+    #[error("block {block}'s leaf hashes hash to {}, but the tree holds the block root {}", Hex(.computed), Hex(.expected))]
+    BlockRootMismatch {
+        /// The block number.
+        block: u64,
+        /// The root the fetched leaf hashes hash to.
+        computed: Hash,
+        /// The block root held in memory.
+        expected: Hash,
+    },
+}
+
+/// A source of hashes of complete perfect subtrees, from which [`root_at`],
+/// [`inclusion_proof`] and [`consistency_proof`] build roots and proofs for any size up
+/// to [`size`](Subtrees::size).
+///
+/// Implemented by [`Tree`](crate::Tree) (every subtree in memory) and
+/// [`Prover`](crate::Prover) (the subtrees of a [`PrunedTree`](crate::PrunedTree) plus
+/// some fetched leaf blocks).
+pub trait Subtrees {
+    /// The number of leaves: roots and proofs can be asked for any size up to this.
+    fn size(&self) -> u64;
+
+    /// `perfect(level, index)` is MTH of leaves `index·2^level .. (index+1)·2^level`.
+    ///
+    /// Errors with [`ProofError::SizeBeyondTree`] when that subtree is not complete at
+    /// [`size`](Subtrees::size), and with [`ProofError::Missing`] when the source does
+    /// not hold it (it never panics).
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, ProofError>;
+}
+
+/// One past the last leaf of perfect subtree `index` at `level`, if that fits in a `u64`.
+pub(crate) fn subtree_end(level: u32, index: u64) -> Option<u64> {
+    let count = index.checked_add(1)?;
+    if level >= u64::BITS || count > u64::MAX >> level {
+        return None;
+    }
+    Some(count << level)
+}
+
+/// The error for a perfect subtree that is not complete in a tree of `tree_size` leaves.
+pub(crate) fn incomplete(level: u32, index: u64, tree_size: u64) -> ProofError {
+    ProofError::SizeBeyondTree { size: subtree_end(level, index).unwrap_or(u64::MAX), tree_size }
+}
+
+fn check_size<S: Subtrees + ?Sized>(s: &S, size: u64) -> Result<(), ProofError> {
+    let tree_size = s.size();
+    if size > tree_size {
+        return Err(ProofError::SizeBeyondTree { size, tree_size });
+    }
+    Ok(())
+}
+
+/// The largest power of two strictly below `n` (`n >= 2`): where RFC 9162 splits a tree
+/// of `n` leaves.
+pub(crate) fn split_point(n: u64) -> u64 {
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// MTH(D[start:end]) for a subtree that RFC 9162's recursion can reach: `start` is a
+/// multiple of the largest power of two not above `end - start`, and `end` is at most
+/// the tree size. Hashes the perfect subtrees the range splits into, right to left.
+fn range_hash<S: Subtrees + ?Sized>(s: &S, start: u64, end: u64) -> Result<Hash, ProofError> {
+    let len = end - start;
+    let mut acc: Option<Hash> = None;
+    let mut right = end;
+    for level in 0..u64::BITS {
+        let width = 1u64 << level;
+        if len & width == 0 {
+            continue;
+        }
+        right -= width;
+        let chunk = s.perfect(level, right >> level)?;
+        acc = Some(match acc {
+            None => chunk,
+            Some(rest) => node_hash(&chunk, &rest),
+        });
+    }
+    Ok(acc.unwrap_or(EMPTY_ROOT))
+}
+
+/// The root of the tree of `size` leaves ([`EMPTY_ROOT`] for 0), RFC 9162 §2.1.1 MTH.
+/// O(log n) calls to [`Subtrees::perfect`].
+pub fn root_at<S: Subtrees + ?Sized>(s: &S, size: u64) -> Result<Hash, ProofError> {
+    check_size(s, size)?;
+    range_hash(s, 0, size)
+}
+
+/// The inclusion proof of leaf `index` in the tree of `size` leaves (RFC 9162 §2.1.3.1
+/// `PATH`), sibling hashes from the leaf up. O(log n).
+pub fn inclusion_proof<S: Subtrees + ?Sized>(s: &S, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+    check_size(s, size)?;
+    if index >= size {
+        return Err(ProofError::IndexBeyondSize { index, size });
+    }
+    // Walk PATH(m, D[lo:hi]) from the root down; each step contributes the sibling
+    // subtree, which RFC 9162 appends after the deeper part of the path.
+    let mut proof = Vec::new();
+    let (mut lo, mut hi, mut m) = (0, size, index);
+    while hi - lo > 1 {
+        let k = split_point(hi - lo);
+        if m < k {
+            proof.push(range_hash(s, lo + k, hi)?);
+            hi = lo + k;
+        } else {
+            proof.push(range_hash(s, lo, lo + k)?);
+            lo += k;
+            m -= k;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
+/// The consistency proof from the tree of `old` leaves to the tree of `new` leaves
+/// (RFC 9162 §2.1.4.1 `PROOF`). Requires `0 < old <= new <= size()`; equal sizes give
+/// the empty proof. O(log n).
+pub fn consistency_proof<S: Subtrees + ?Sized>(s: &S, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
+    check_size(s, new)?;
+    if new < old {
+        return Err(ProofError::SizeDecreased { old, new });
+    }
+    if old == 0 {
+        return Err(ProofError::EmptyOldTree);
+    }
+    // Walk SUBPROOF(m, D[lo:hi], b) from the root down, as for the inclusion proof.
+    let mut proof = Vec::new();
+    let (mut lo, mut hi, mut m, mut whole_old_tree) = (0, new, old, true);
+    while m != hi - lo {
+        let k = split_point(hi - lo);
+        if m <= k {
+            proof.push(range_hash(s, lo + k, hi)?);
+            hi = lo + k;
+        } else {
+            proof.push(range_hash(s, lo, lo + k)?);
+            lo += k;
+            m -= k;
+            whole_old_tree = false;
+        }
+    }
+    if !whole_old_tree {
+        // The old tree's last subtree, which the verifier cannot know on its own.
+        proof.push(range_hash(s, lo, hi)?);
+    }
+    proof.reverse();
+    Ok(proof)
 }
 
 /// Number of bits needed to write `x` (0 for 0).
@@ -283,7 +480,34 @@ mod tests {
     }
 
     #[test]
+    fn split_points() {
+        assert_eq!(split_point(2), 1);
+        assert_eq!(split_point(3), 2);
+        assert_eq!(split_point(4), 2);
+        assert_eq!(split_point(5), 4);
+        assert_eq!(split_point(8), 4);
+        assert_eq!(split_point(9), 8);
+        assert_eq!(split_point(u64::MAX), 1 << 63);
+    }
+
+    #[test]
+    fn subtree_ends() {
+        assert_eq!(subtree_end(0, 0), Some(1));
+        assert_eq!(subtree_end(8, 3), Some(1024));
+        assert_eq!(subtree_end(63, 0), Some(1 << 63));
+        assert_eq!(subtree_end(63, 1), None);
+        assert_eq!(subtree_end(64, 0), None);
+        assert_eq!(subtree_end(0, u64::MAX), None);
+        assert_eq!(subtree_end(u32::MAX, 0), None);
+    }
+
+    #[test]
     fn error_messages_say_what_is_wrong() {
+        let e = ProofError::Missing { level: 3, index: 17 };
+        assert_eq!(
+            e.to_string(),
+            "the hash of subtree 17 at level 3 is not available: fetch its block first"
+        );
         let e = ProofError::WrongProofLength { got: 4, want: 3 };
         assert_eq!(e.to_string(), "wrong proof length: got 4 hashes, the sizes require 3");
         let e = ProofError::SizeDecreased { old: 5, new: 2 };

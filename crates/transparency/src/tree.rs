@@ -8,10 +8,14 @@
 //! Any subtree RFC 9162 talks about — `D[a:b]` with `a` aligned to a power of two at
 //! least `b - a` — is a run of at most 64 stored perfect subtrees, one per set bit of
 //! `b - a`. Hashing them together costs O(log n), and a root or proof touches O(log n)
-//! such subtrees, so nothing ever walks the leaves.
+//! such subtrees, so nothing ever walks the leaves. `Tree` is a [`Subtrees`] source, and
+//! its roots and proofs are the generic ones of [`proof`].
+//!
+//! For logs too large to keep every leaf hash in memory, see
+//! [`PrunedTree`](crate::PrunedTree), which keeps about 256 times fewer hashes.
 
-use crate::hash::{EMPTY_ROOT, Hash, leaf_hash, node_hash};
-use crate::proof::ProofError;
+use crate::hash::{Hash, leaf_hash, node_hash};
+use crate::proof::{self, ProofError, Subtrees, incomplete};
 
 /// An append-only RFC 6962 Merkle tree holding its leaf hashes and all complete
 /// perfect-subtree hashes.
@@ -82,135 +86,61 @@ impl Tree {
         self.levels.first()?.get(index).copied()
     }
 
-    /// The root of the tree at its current size ([`EMPTY_ROOT`] when empty).
+    /// The root of the tree at its current size ([`EMPTY_ROOT`](crate::EMPTY_ROOT) when
+    /// empty).
     pub fn root(&self) -> Hash {
-        self.range_hash(0, self.size())
+        // A tree holds every complete perfect subtree, so nothing can be missing.
+        proof::root_at(self, self.size()).expect("a Tree holds every subtree inside it")
     }
 
     /// The root the tree had when it held `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
-        self.check_size(size)?;
-        Ok(self.range_hash(0, size))
+        proof::root_at(self, size)
     }
 
     /// The inclusion proof of leaf `index` in the tree of `size` leaves (RFC 9162
     /// §2.1.3.1 `PATH`), sibling hashes from the leaf up. O(log n).
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        self.check_size(size)?;
-        if index >= size {
-            return Err(ProofError::IndexBeyondSize { index, size });
-        }
-        // Walk PATH(m, D[lo:hi]) from the root down; each step contributes the sibling
-        // subtree, which RFC 9162 appends after the deeper part of the path.
-        let mut proof = Vec::new();
-        let (mut lo, mut hi, mut m) = (0, size, index);
-        while hi - lo > 1 {
-            let k = split_point(hi - lo);
-            if m < k {
-                proof.push(self.range_hash(lo + k, hi));
-                hi = lo + k;
-            } else {
-                proof.push(self.range_hash(lo, lo + k));
-                lo += k;
-                m -= k;
-            }
-        }
-        proof.reverse();
-        Ok(proof)
+        proof::inclusion_proof(self, index, size)
     }
 
     /// The consistency proof from the tree of `old` leaves to the tree of `new` leaves
     /// (RFC 9162 §2.1.4.1 `PROOF`). Requires `0 < old <= new <= size()`; equal sizes
     /// give the empty proof. O(log n).
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
-        self.check_size(new)?;
-        if new < old {
-            return Err(ProofError::SizeDecreased { old, new });
-        }
-        if old == 0 {
-            return Err(ProofError::EmptyOldTree);
-        }
-        // Walk SUBPROOF(m, D[lo:hi], b) from the root down, as for the inclusion proof.
-        let mut proof = Vec::new();
-        let (mut lo, mut hi, mut m, mut whole_old_tree) = (0, new, old, true);
-        while m != hi - lo {
-            let k = split_point(hi - lo);
-            if m <= k {
-                proof.push(self.range_hash(lo + k, hi));
-                hi = lo + k;
-            } else {
-                proof.push(self.range_hash(lo, lo + k));
-                lo += k;
-                m -= k;
-                whole_old_tree = false;
-            }
-        }
-        if !whole_old_tree {
-            // The old tree's last subtree, which the verifier cannot know on its own.
-            proof.push(self.range_hash(lo, hi));
-        }
-        proof.reverse();
-        Ok(proof)
+        proof::consistency_proof(self, old, new)
     }
 
-    fn check_size(&self, size: u64) -> Result<(), ProofError> {
-        let tree_size = self.size();
-        if size > tree_size {
-            return Err(ProofError::SizeBeyondTree { size, tree_size });
-        }
-        Ok(())
+    /// All leaf hashes, in order.
+    pub(crate) fn leaf_hashes(&self) -> &[Hash] {
+        self.levels.first().map_or(&[], Vec::as_slice)
     }
 
-    /// MTH(D[start:end]) for a subtree that RFC 9162's recursion can reach: `start` is a
-    /// multiple of the largest power of two not above `end - start`, and `end` is at most
-    /// the tree size. Hashes the perfect subtrees the range splits into, right to left.
-    fn range_hash(&self, start: u64, end: u64) -> Hash {
-        let len = end - start;
-        let mut acc: Option<Hash> = None;
-        let mut right = end;
-        for level in 0..u64::BITS {
-            let width = 1u64 << level;
-            if len & width == 0 {
-                continue;
-            }
-            right -= width;
-            let chunk = self.perfect(level, right >> level);
-            acc = Some(match acc {
-                None => chunk,
-                Some(rest) => node_hash(&chunk, &rest),
-            });
-        }
-        acc.unwrap_or(EMPTY_ROOT)
-    }
-
-    /// The stored hash of the `index`-th perfect subtree of `2^level` leaves. Callers only
-    /// ask for subtrees inside the tree, which are complete and therefore stored.
-    fn perfect(&self, level: u32, index: u64) -> Hash {
-        // Lossless: the index is below a length of a Vec.
-        self.levels[level as usize][index as usize]
+    /// The number of hashes held (all levels).
+    pub(crate) fn stored_hashes(&self) -> usize {
+        self.levels.iter().map(Vec::len).sum()
     }
 }
 
-/// The largest power of two strictly below `n` (`n >= 2`): where RFC 9162 splits a tree
-/// of `n` leaves.
-fn split_point(n: u64) -> u64 {
-    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
+/// Every perfect subtree inside the tree is stored, so this never answers
+/// [`ProofError::Missing`]; a subtree not complete at [`Tree::size`] is
+/// [`ProofError::SizeBeyondTree`].
+impl Subtrees for Tree {
+    fn size(&self) -> u64 {
+        Tree::size(self)
+    }
+
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, ProofError> {
+        let row = usize::try_from(level).ok().and_then(|level| self.levels.get(level));
+        let hash = row.and_then(|row| row.get(usize::try_from(index).ok()?));
+        hash.copied().ok_or_else(|| incomplete(level, index, Tree::size(self)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn split_points() {
-        assert_eq!(split_point(2), 1);
-        assert_eq!(split_point(3), 2);
-        assert_eq!(split_point(4), 2);
-        assert_eq!(split_point(5), 4);
-        assert_eq!(split_point(8), 4);
-        assert_eq!(split_point(9), 8);
-        assert_eq!(split_point(u64::MAX), 1 << 63);
-    }
+    use crate::hash::EMPTY_ROOT;
 
     #[test]
     fn storage_is_two_hashes_per_leaf() {
@@ -218,7 +148,7 @@ mod tests {
         for i in 0u32..1000 {
             tree.push(&i.to_be_bytes());
         }
-        let stored: usize = tree.levels.iter().map(Vec::len).sum();
+        let stored = tree.stored_hashes();
         assert!(stored < 2 * 1000, "{stored}");
         // Level k holds exactly the complete subtrees.
         for (k, row) in tree.levels.iter().enumerate() {
@@ -239,6 +169,23 @@ mod tests {
         assert_eq!(tree.root_at(0), Ok(EMPTY_ROOT));
         assert_eq!(tree.leaf_hash(1), Some(leaf_hash(b"b")));
         assert_eq!(tree.leaf_hash(2), None);
+    }
+
+    #[test]
+    fn perfect_subtrees_are_stored_or_beyond_the_tree() {
+        let mut tree = Tree::new();
+        for i in 0u8..5 {
+            tree.push(&[i]);
+        }
+        assert_eq!(tree.perfect(0, 4), Ok(leaf_hash(&[4])));
+        assert_eq!(tree.perfect(2, 0), tree.root_at(4));
+        let beyond = |size| Err(ProofError::SizeBeyondTree { size, tree_size: 5 });
+        assert_eq!(tree.perfect(0, 5), beyond(6));
+        assert_eq!(tree.perfect(1, 2), beyond(6));
+        assert_eq!(tree.perfect(3, 0), beyond(8));
+        assert_eq!(tree.perfect(64, 0), beyond(u64::MAX));
+        assert_eq!(tree.perfect(u32::MAX, u64::MAX), beyond(u64::MAX));
+        assert_eq!(tree.perfect(0, u64::MAX), beyond(u64::MAX));
     }
 
     #[test]
