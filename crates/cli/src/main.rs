@@ -11,6 +11,7 @@ macro_rules! outln {
 pub(crate) use outln;
 
 mod agent_cmd;
+mod audit_key;
 mod bench_cmd;
 mod chart;
 mod client;
@@ -46,7 +47,7 @@ enum Command {
     /// List the GPU models gigawatt knows, with their public specifications.
     Catalog(fleet_cmd::CatalogArgs),
     /// Run the control plane: the HTTP API on the event log (SQLite or PostgreSQL).
-    Serve(serve_cmd::ServeArgs),
+    Serve(Box<serve_cmd::ServeArgs>),
     /// Start the control plane and N simulated node agents, each its own process on
     /// loopback: a whole cluster on this machine, until Ctrl-C.
     Up(up_cmd::UpArgs),

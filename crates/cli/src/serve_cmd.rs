@@ -28,6 +28,22 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// The Ed25519 key the log's checkpoints are signed with (a C2SP signed-note private
+    /// key, one line `PRIVATE+KEY+…`); created, readable by its owner only, when missing.
+    /// Default: beside the SQLite file (`gigawatt.db.audit-key`), or `audit.key` in the
+    /// data directory for PostgreSQL. Keep it: it is what auditors' verifications rest on.
+    #[arg(long, value_name = "FILE")]
+    pub audit_key: Option<PathBuf>,
+    /// The log's name (the checkpoints' origin line, the key's name) when a new key is
+    /// created, e.g. `gigawatt.example.com/log`.
+    #[arg(long, default_value = "gigawatt/log", value_name = "NAME")]
+    pub audit_origin: String,
+    /// Sign a checkpoint after this many new records.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint after this long when the log has grown.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub checkpoint_interval: std::time::Duration,
     /// Where the embedded database lives when `--db` is not given. Default:
     /// `$XDG_DATA_HOME/gigawatt` or `~/.local/share/gigawatt`.
     #[arg(long)]
@@ -264,7 +280,15 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 open_files.unwrap_or(0)
             );
         }
+        let key_path = args.audit_key.clone().unwrap_or_else(|| crate::audit_key::default_path(&url, &data_dir));
+        let signer = crate::audit_key::load_or_create(&key_path, &args.audit_origin)?;
+        let audit = gigawatt_server::audit::AuditSettings {
+            signer: std::sync::Arc::new(signer),
+            every: args.checkpoint_every.max(1),
+            interval: args.checkpoint_interval,
+        };
         let config = ServerConfig {
+            audit,
             engine: EngineConfig {
                 fleet: fleet.clone(),
                 policy,

@@ -318,6 +318,7 @@ impl Engine {
             LogEvent::TenantCreated { tenant, .. } => Some(tenant.clone()),
             LogEvent::TokenIssued { tenant, .. } => tenant.clone(),
             LogEvent::WorkloadSubmitted { workload, .. } => Some(workload.tenant.0.clone()),
+            LogEvent::TenantPolicySet { tenant, .. } => Some(tenant.clone()),
             e => {
                 e.workload().and_then(|id| self.view.workloads.get(&id)).map(|w| w.workload.tenant.0.clone())
             }
@@ -370,7 +371,8 @@ impl Engine {
         for d in decisions {
             let event = match d {
                 Decision::Placed { workload, tasks, why } => {
-                    LogEvent::WorkloadPlaced { workload, tasks, why }
+                    let residency = self.placed_residency(workload, &tasks);
+                    LogEvent::WorkloadPlaced { workload, tasks, why, residency }
                 }
                 Decision::Pending { workload, why } => LogEvent::WorkloadPending { workload, why },
                 Decision::Rejected { workload, why } => LogEvent::WorkloadRejected { workload, why },
@@ -380,6 +382,37 @@ impl Engine {
             self.stage(at_ms, event)?;
         }
         Ok(())
+    }
+
+    /// Where a placement puts a workload's data and the effective policy it was judged
+    /// by, for the log (`None` for a workload the view does not know: a bug).
+    fn placed_residency(
+        &self,
+        id: WorkloadId,
+        tasks: &[gigawatt_core::TaskPlacement],
+    ) -> Option<gigawatt_store::PlacedResidency> {
+        let w = &self.view.workloads.get(&id)?.workload;
+        let policy = self.scheduler.effective_policy(w);
+        let state = self.scheduler.state();
+        let facts = gigawatt_store::SiteFacts::of(&self.fleet);
+        let sites = tasks
+            .iter()
+            .filter_map(|t| {
+                let node = state.node_by_name(&t.node)?;
+                let site = &state.sites[state.node(node).site as usize];
+                let site = facts.iter().find(|f| f.id == site.id)?.clone();
+                Some(gigawatt_store::TaskSite { task: t.task, site })
+            })
+            .collect();
+        Some(gigawatt_store::PlacedResidency {
+            data_class: w.data_class,
+            policy: policy
+                .layers
+                .into_iter()
+                .map(|(source, rule)| gigawatt_store::PolicyLayer { source: source.as_str().into(), rule })
+                .collect(),
+            sites,
+        })
     }
 
     /// The nodes touched since the last call, whose agents should hear of it now.

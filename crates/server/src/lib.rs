@@ -12,6 +12,7 @@
 //! ([`writer::execute`]), which commits before anyone is answered. See ARCHITECTURE.md.
 
 pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod convert;
 pub mod engine;
@@ -61,6 +62,8 @@ pub struct ServerConfig {
     pub requests: http::limits::RequestLimits,
     /// HTTPS with the operator's certificate, or plain HTTP when `None`.
     pub tls: Option<listen::Tls>,
+    /// The key the log's checkpoints are signed with, and how often.
+    pub audit: audit::AuditSettings,
 }
 
 /// How the live power manager runs.
@@ -100,6 +103,8 @@ pub struct AppState {
     pub logs: Option<agents::logs::Logs>,
     /// The live power manager's limits, admissions and figures.
     pub power: power::PowerControl,
+    /// The log's Merkle tree and signed checkpoints.
+    pub audit: tokio::sync::Mutex<audit::AuditLog>,
     /// Seats for handlers, shared fairly between tokens (`http::limits`).
     pub admission: Arc<http::limits::Admission>,
     /// What the listener refused and holds open.
@@ -289,6 +294,9 @@ impl Server {
     pub async fn start(store: Store, config: ServerConfig) -> anyhow::Result<Server> {
         let leadership = store.lead(|why| tracing::warn!("standby: {why}")).await?;
         let (engine, report) = engine::open(&store, &config.engine, now_ms()).await?;
+        // A log changed after it was signed is not served.
+        let audit =
+            audit::AuditLog::open(&store, config.audit.clone(), report.snapshot_seq.unwrap_or(0)).await?;
         let (tx, rx) = mpsc::channel(8 * writer::MAX_BATCH);
         let (events, _) = broadcast::channel(16_384);
         let seq = engine.view.seq;
@@ -310,6 +318,7 @@ impl Server {
             agents: agents::registry::Registry::new(config.agents, live_agents),
             logs,
             power: power::PowerControl::new(config.power.manager),
+            audit: tokio::sync::Mutex::new(audit),
             admission: Arc::new(http::limits::Admission::new(config.requests)),
             connections: Arc::new(listen::ConnCounters::default()),
             conn_limits: config.connections,

@@ -29,6 +29,7 @@ use crate::http;
         http::energy::report_usage, http::energy::sites,
         http::quotas::set_quotas, http::quotas::get_quotas, http::quotas::get_quota,
         http::policies::set_policy, http::policies::get_policy,
+        http::audit::key, http::audit::checkpoint, http::audit::export,
     ),
     modifiers(&Bearer),
     tags(
@@ -40,6 +41,7 @@ use crate::http;
         (name = "power", description = "Curtailments, power caps and alerts"),
         (name = "quotas", description = "Quotas, fair share and each tenant's place in line"),
         (name = "tenants", description = "Tenants' residency policies"),
+        (name = "audit", description = "The signed, tamper-evident log: its key, checkpoints and exports"),
     )
 )]
 pub struct ApiDoc;

@@ -207,6 +207,18 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
             state.writes_healed();
         }
         if result.is_ok() {
+            // The tree follows the log; a failure here loses nothing (the records and
+            // their leaf hashes are committed): the tree reads them again on its next sync.
+            let mut audit = state.audit.lock().await;
+            let kept = if records.is_empty() {
+                audit.maybe_sign(&state.store, now).await
+            } else {
+                audit.committed(&state.store, &records, now).await
+            };
+            if let Err(e) = kept {
+                tracing::error!("the audit trail could not follow the log: {e}");
+            }
+            drop(audit);
             state.metrics.observe_commit(records.len(), replies.len(), started.elapsed());
             state.after_commit(&engine, &records);
             state.agents.wake(touched);
@@ -327,7 +339,9 @@ mod tests {
         let store = Store::open(&format!("sqlite://{}/log.db", dir.display())).await.expect("a log");
         let fleet = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fleets/france.toml");
         let fleet = gigawatt_fleet::file::load(std::path::Path::new(fleet)).expect("the bundled fleet");
+        let signer = gigawatt_transparency::Signer::from_seed("test.example/log", [7; 32]).expect("a key");
         let config = ServerConfig {
+            audit: crate::audit::AuditSettings::new(signer),
             engine: EngineConfig {
                 fleet,
                 policy: PolicyKind::Fgd,

@@ -21,7 +21,7 @@ use crate::event::{LogEvent, Record};
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Rows per INSERT statement (6 bound values each; both databases allow 32,766+).
+/// Rows per INSERT statement (8 bound values each; both databases allow 32,766+).
 const ROWS_PER_INSERT: usize = 1000;
 
 /// Why the log could not be read or written.
@@ -66,7 +66,7 @@ pub enum Durability {
 }
 
 #[derive(Clone)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -74,7 +74,7 @@ enum Backend {
 /// The event log and its snapshots.
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
+    pub(crate) backend: Backend,
     url: String,
 }
 
@@ -153,6 +153,7 @@ impl Store {
             let corrupt = |e: serde_json::Error| StoreError::Corrupt { seq: r.seq, message: e.to_string() };
             let body = serde_json::to_string(&r.event).map_err(corrupt)?;
             let actor = r.actor.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
+            let leaf = gigawatt_transparency::leaf_hash(&r.leaf()).to_vec();
             rows.push((
                 r.seq as i64,
                 r.at_ms,
@@ -161,6 +162,7 @@ impl Store {
                 r.tenant.as_deref(),
                 body,
                 actor,
+                leaf,
             ));
         }
         let first = records[0].seq;
@@ -175,7 +177,7 @@ impl Store {
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                     for chunk in rows.chunks(ROWS_PER_INSERT) {
                         let mut q = QueryBuilder::new(
-                            "INSERT INTO events (seq, at_ms, kind, workload, tenant, body, actor) ",
+                            "INSERT INTO events (seq, at_ms, kind, workload, tenant, body, actor, leaf_hash) ",
                         );
                         q.push_values(chunk, |mut b, row| {
                             b.push_bind(row.0)
@@ -184,7 +186,8 @@ impl Store {
                                 .push_bind(row.3)
                                 .push_bind(row.4)
                                 .push_bind(&row.5)
-                                .push_bind(&row.6);
+                                .push_bind(&row.6)
+                                .push_bind(&row.7);
                         });
                         q.build().execute(&mut *tx).await.map_err(conflict)?;
                     }
@@ -420,9 +423,9 @@ async fn sqlite_join_parts(p: &SqlitePool, seq: i64, body: Vec<u8>) -> Result<Ve
 }
 
 /// `events` as read: seq, at_ms, tenant, body, actor.
-type EventRow = (i64, i64, Option<String>, String, Option<String>);
+pub(crate) type EventRow = (i64, i64, Option<String>, String, Option<String>);
 
-fn parse_row((seq, at_ms, tenant, body, actor): EventRow) -> Result<Record, StoreError> {
+pub(crate) fn parse_row((seq, at_ms, tenant, body, actor): EventRow) -> Result<Record, StoreError> {
     let corrupt = |e: serde_json::Error| StoreError::Corrupt { seq: seq as u64, message: e.to_string() };
     let event: LogEvent = serde_json::from_str(&body).map_err(corrupt)?;
     let actor = actor.as_deref().map(serde_json::from_str).transpose().map_err(corrupt)?;

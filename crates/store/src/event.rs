@@ -151,6 +151,10 @@ pub enum LogEvent {
         tasks: Vec<TaskPlacement>,
         /// Why there.
         why: PlacedWhy,
+        /// Where its data went, and the rule it was judged by: what an auditor checks
+        /// (`gigawatt audit verify`). Absent from records written before it was logged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        residency: Option<PlacedResidency>,
     },
     /// The workload waits for capacity.
     WorkloadPending {
@@ -425,6 +429,36 @@ pub enum LogEvent {
         /// Limit per GPU now, in watts.
         to_w: u64,
     },
+}
+
+/// Where a placement put a workload's data, and the effective residency policy it was
+/// judged by, as the control plane saw them at that moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedResidency {
+    /// The workload's data class.
+    pub data_class: gigawatt_core::DataClass,
+    /// The effective policy, layer by layer, operator first.
+    pub policy: Vec<PolicyLayer>,
+    /// For each task placed, the site and the facts it was judged by.
+    pub sites: Vec<TaskSite>,
+}
+
+/// One layer of an effective residency policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyLayer {
+    /// `operator` (the fleet file's rule for the class), `tenant` or `job`.
+    pub source: String,
+    /// The rule.
+    pub rule: gigawatt_fleet::ResidencyRule,
+}
+
+/// The site one task was placed at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSite {
+    /// The task.
+    pub task: u32,
+    /// The site and its facts.
+    pub site: SiteFacts,
 }
 
 /// What residency is decided on for one site: where it is, whose law applies, what it is

@@ -16,6 +16,7 @@
 //! assert!(view.tenants.contains_key("acme"));
 //! ```
 
+pub mod audit;
 mod backend;
 pub mod canonical;
 mod event;
@@ -24,7 +25,7 @@ mod view;
 
 pub use backend::{Durability, FoldError, FoldReport, Store, StoreError, fold};
 pub use canonical::LOG_FORMAT;
-pub use event::{Actor, LogEvent, Record, SiteFacts};
+pub use event::{Actor, LogEvent, PlacedResidency, PolicyLayer, Record, SiteFacts, TaskSite};
 pub use leader::Leadership;
 pub use view::{
     AgentRecord, Curtailment, FleetRecord, PolicyRecord, QuotasRecord, TaskExit, TaskRun, Tenant, Token,

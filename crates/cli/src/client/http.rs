@@ -66,6 +66,23 @@ impl Api {
         Ok(self.send(Retry::Safe, || self.http.get(&url).query(query))?.body)
     }
 
+    /// `GET path` (with a query), answering the body as text (an export's JSON Lines),
+    /// with a longer timeout: an export of a large log takes a while.
+    pub fn get_text(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
+        let url = self.url(path);
+        let resp = self
+            .http
+            .get(&url)
+            .query(query)
+            .bearer_auth(&self.settings.token)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .map_err(|e| self.transport_error(&e))?;
+        let status = resp.status();
+        let text = resp.text().map_err(|e| self.transport_error(&e))?;
+        if status.is_success() { Ok(text) } else { Err(anyhow!(self.api_error(status, &text))) }
+    }
+
     /// `POST path` with a JSON body and extra headers.
     pub fn post(
         &self,

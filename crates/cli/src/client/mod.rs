@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod audit;
 pub mod config;
 pub mod http;
 pub mod policy;
@@ -185,6 +186,10 @@ pub enum ClientCommand {
     /// TENANT` for the effective policy of each data class.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The signed, tamper-evident log: `audit export --out FILE`, `audit verify FILE
+    /// --key VKEY` (offline), `audit key`.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Create and list tenants (admin).
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
@@ -212,6 +217,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Site(c) => site::site(&c),
         ClientCommand::Quota(a) => quota::quota(&a),
         ClientCommand::Policy(c) => policy::policy(&c),
+        ClientCommand::Audit(c) => audit::audit(&c),
         ClientCommand::Tenant(c) => admin::tenant(&c),
         ClientCommand::Token(c) => admin::token(&c),
     }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod audit;
 mod caller;
 pub mod energy;
 pub mod enroll;
@@ -47,6 +48,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tokens", post(admin::create_token).get(admin::list_tokens))
         .route("/v1/tokens/{id}", axum::routing::delete(admin::revoke_token))
         .route("/v1/log", get(admin::read_log))
+        .route("/v1/audit/key", get(audit::key))
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/audit/export", get(audit::export))
         .route("/v1/state/digest", get(admin::digest))
         .route("/v1/workloads", post(workloads::submit).get(workloads::list))
         .route("/v1/workloads/{id}", get(workloads::get_one))
