@@ -12,43 +12,6 @@ use std::process::Command;
 use serde_json::{Value, json};
 use server_harness::{Api, Backend, Server, TestDb, run_on};
 
-/// Two HDS sites in France, one H100 server each; `PARIS_CERTS` is replaced.
-const TWO_SITES: &str = r#"
-HGX
-
-[[site]]
-id = "paris"
-country = "FR"
-region = "eu-west-fr"
-certifications = PARIS_CERTS
-pue = 1.0
-grid = [{ from = 2020-01-01, capacity_mw = 0.05 }]
-
-  [[site.rack_group]]
-  prefix = "paris"
-  count = 1
-  node_type = "hgx"
-  nodes_per_rack = 1
-
-[[site]]
-id = "lyon"
-country = "FR"
-region = "eu-west-fr"
-certifications = ["hds"]
-pue = 1.0
-grid = [{ from = 2020-01-01, capacity_mw = 0.05 }]
-
-  [[site.rack_group]]
-  prefix = "lyon"
-  count = 1
-  node_type = "hgx"
-  nodes_per_rack = 1
-"#;
-
-fn fleet(paris_certs: &str) -> String {
-    TWO_SITES.replace("HGX", server_harness::HGX_NODE_TYPE).replace("PARIS_CERTS", paris_certs)
-}
-
 fn gigawatt(args: &[&str]) -> std::process::Output {
     Command::new(server_harness::gigawatt_bin())
         .args(args)
@@ -107,7 +70,7 @@ fn lines(file: &std::path::Path) -> Vec<Value> {
 fn audit_trail(db: &TestDb) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let fleet_file = dir.path().join("two.toml");
-    std::fs::write(&fleet_file, fleet(r#"["hds"]"#)).expect("fleet file");
+    std::fs::write(&fleet_file, server_harness::two_sites(r#"["hds"]"#, r#"["hds"]"#)).expect("fleet file");
     let mut server = Server::start_with_fleet(db, &fleet_file, &[]);
     let api = Api::new(&server.base);
     let admin = server.admin_token.clone().expect("the first start prints the admin token");
@@ -126,12 +89,7 @@ fn audit_trail(db: &TestDb) {
     api.send("PUT", "/v1/tenants/clinic/policy", Some(&clinic), Some(&json!({}))).expect_status(200);
     server.kill();
     // The fleet changes: lyon loses HDS; the health job goes back to paris.
-    let fleet_text = fleet(r#"["hds"]"#);
-    let changed = fleet_text.replace(
-        "id = \"lyon\"\ncountry = \"FR\"\nregion = \"eu-west-fr\"\ncertifications = [\"hds\"]",
-        "id = \"lyon\"\ncountry = \"FR\"\nregion = \"eu-west-fr\"\ncertifications = []",
-    );
-    assert_ne!(changed, fleet_text, "the fleet file changed");
+    let changed = server_harness::two_sites(r#"["hds"]"#, "[]");
     std::fs::write(&fleet_file, changed).expect("fleet file");
     let mut server = Server::start_with_fleet(db, &fleet_file, &[]);
     let api = Api::new(&server.base);

@@ -91,42 +91,8 @@ fn fleet_change(db: &TestDb) {
     assert_eq!(api.get("/v1/state/digest", &admin).body["digest"].as_str().unwrap_or(""), digest);
 }
 
-/// Two HDS sites in France, one H100 server each; `PARIS_CERTS` is the first site's
-/// certifications.
-const TWO_SITES: &str = r#"
-HGX
-
-[[site]]
-id = "paris"
-country = "FR"
-region = "eu-west-fr"
-certifications = PARIS_CERTS
-pue = 1.0
-grid = [{ from = 2020-01-01, capacity_mw = 0.05 }]
-
-  [[site.rack_group]]
-  prefix = "paris"
-  count = 1
-  node_type = "hgx"
-  nodes_per_rack = 1
-
-[[site]]
-id = "lyon"
-country = "FR"
-region = "eu-west-fr"
-certifications = ["hds"]
-pue = 1.0
-grid = [{ from = 2020-01-01, capacity_mw = 0.05 }]
-
-  [[site.rack_group]]
-  prefix = "lyon"
-  count = 1
-  node_type = "hgx"
-  nodes_per_rack = 1
-"#;
-
 fn two_sites(paris_certs: &str) -> String {
-    TWO_SITES.replace("HGX", server_harness::HGX_NODE_TYPE).replace("PARIS_CERTS", paris_certs)
+    server_harness::two_sites(paris_certs, r#"["hds"]"#)
 }
 
 /// The issue's probe: `hds` is removed from a site that runs health work, and the server

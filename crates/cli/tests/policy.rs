@@ -11,39 +11,6 @@ use std::process::Command;
 use serde_json::json;
 use server_harness::{Api, Backend, Server, TestDb, run_on};
 
-/// Two HDS sites in France with one H100 server each: paris first in file order.
-const TWO_SITES: &str = r#"
-HGX
-
-[[site]]
-id = "paris"
-country = "FR"
-region = "eu-west-fr"
-certifications = ["hds"]
-pue = 1.0
-grid = [{ from = 2020-01-01, capacity_mw = 0.05 }]
-
-  [[site.rack_group]]
-  prefix = "paris"
-  count = 1
-  node_type = "hgx"
-  nodes_per_rack = 1
-
-[[site]]
-id = "lyon"
-country = "FR"
-region = "eu-west-fr"
-certifications = ["hds"]
-pue = 1.0
-grid = [{ from = 2020-01-01, capacity_mw = 0.05 }]
-
-  [[site.rack_group]]
-  prefix = "lyon"
-  count = 1
-  node_type = "hgx"
-  nodes_per_rack = 1
-"#;
-
 fn health_job(name: &str, gpus: u32, placement: Option<serde_json::Value>) -> serde_json::Value {
     let mut j = json!({"name": name, "kind": "batch", "data_class": "health", "resources": {"gpus": gpus}});
     if let Some(p) = placement {
@@ -78,7 +45,7 @@ fn cli(server: &str, token: &str, args: &[&str]) -> std::process::Output {
 fn policies(db: &TestDb) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let fleet = dir.path().join("two.toml");
-    std::fs::write(&fleet, TWO_SITES.replace("HGX", server_harness::HGX_NODE_TYPE)).expect("fleet file");
+    std::fs::write(&fleet, server_harness::two_sites(r#"["hds"]"#, r#"["hds"]"#)).expect("fleet file");
     let mut server = Server::start_with_fleet(db, &fleet, &[]);
     let api = Api::new(&server.base);
     let admin = server.admin_token.clone().expect("the first start prints the admin token");

@@ -191,6 +191,21 @@ memory_mib = 2097152
 base_power_w = 4600
 "#;
 
+/// Two sites in France, `paris` first in file order, one 8-GPU H100 server each
+/// (`paris01-n01`, `lyon01-n01`), with the certifications given as TOML arrays
+/// (`["hds"]`).
+#[allow(dead_code, reason = "not every test binary writes its own fleet")]
+pub fn two_sites(paris_certs: &str, lyon_certs: &str) -> String {
+    let site = |id: &str, certs: &str| {
+        format!(
+            "[[site]]\nid = \"{id}\"\ncountry = \"FR\"\nregion = \"eu-west-fr\"\ncertifications = {certs}\npue = 1.0\n\
+             grid = [{{ from = 2020-01-01, capacity_mw = 0.05 }}]\n\n  [[site.rack_group]]\n  prefix = \"{id}\"\n  \
+             count = 1\n  node_type = \"hgx\"\n  nodes_per_rack = 1\n\n"
+        )
+    };
+    format!("{HGX_NODE_TYPE}\n{}{}", site("paris", paris_certs), site("lyon", lyon_certs))
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
