@@ -185,29 +185,3 @@ fn larger_tree_spot_checks() {
         }
     }
 }
-
-/// Ten million leaves: memory stays about 64 bytes per leaf and proofs stay fast.
-/// Slow unoptimised; run with `cargo test --release -p gigawatt-transparency -- --ignored`.
-#[test]
-#[ignore = "builds a 10M-leaf tree; run in release mode"]
-fn ten_million_leaves() {
-    const N: u64 = 10_000_000;
-    let mut tree = Tree::with_capacity(N as usize);
-    for i in 0..N {
-        tree.push(&i.to_be_bytes());
-    }
-    let root = tree.root();
-    let start = std::time::Instant::now();
-    for j in 0..1000u64 {
-        let index = j * 9_973 % N;
-        let proof = tree.inclusion_proof(index, N).unwrap();
-        let leaf = leaf_hash(&index.to_be_bytes());
-        assert_eq!(verify_inclusion(&leaf, index, N, &proof, &root), Ok(()));
-        let old = 1 + j * 7_919 % N;
-        let proof = tree.consistency_proof(old, N).unwrap();
-        let root1 = tree.root_at(old).unwrap();
-        assert_eq!(verify_consistency(old, N, &proof, &root1, &root), Ok(()));
-    }
-    let per_pair = start.elapsed() / 1000;
-    assert!(per_pair < std::time::Duration::from_millis(5), "{per_pair:?} per proof pair");
-}

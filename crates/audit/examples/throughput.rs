@@ -4,16 +4,18 @@
 //! times the reference canonical-form check (`gigawatt_store::canonical::is_canonical`)
 //! alone over the same leaves.
 //!
-//! Ignored by default (it takes a while to build the log); run it in release:
+//! A benchmark (it takes a while to build the log); run it in release:
 //!
 //! ```text
-//! cargo test -p gigawatt-audit --release --test throughput -- --ignored --nocapture
+//! cargo run --release -p gigawatt-audit --example throughput
 //! ```
 //! `AUDIT_RECORDS=200000` runs it on fewer records; `AUDIT_KEEP=FILE` keeps the export
 //! (for `examples/verify_export.rs`, with the verifier key printed).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+// The tests' log builder (it allows its own unused parts).
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufReader, BufWriter};
@@ -37,9 +39,7 @@ fn cycle(b: &mut LogBuilder, round: u64) {
     b.run(id, &[25_000]);
 }
 
-#[test]
-#[ignore = "slow: builds a million-record export; run in release"]
-fn verify_a_million_records() {
+fn main() {
     let n: u64 = std::env::var("AUDIT_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let t0 = Instant::now();
     let mut b = LogBuilder::new();
