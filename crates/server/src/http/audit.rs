@@ -93,7 +93,7 @@ fn instant(field: &str, v: Option<&String>, default: i64) -> Result<i64, ApiErro
     get, path = "/v1/audit/export", tag = "audit",
     params(ExportQuery),
     responses(
-        (status = 200, description = "The export, JSON Lines (application/x-ndjson)", body = String),
+        (status = 200, description = "The export: JSON Lines, one object per line (docs/audit.md)", body = String, content_type = "application/x-ndjson"),
         (status = 400, description = "Malformed query", body = ApiErrorBody),
         (status = 401, description = "No valid token", body = ApiErrorBody),
         (status = 403, description = "Operators and agents do not export", body = ApiErrorBody),
