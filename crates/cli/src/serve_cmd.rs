@@ -446,7 +446,7 @@ fn create_token(a: &CreateTokenArgs) -> anyhow::Result<()> {
             let LogEvent::TokenIssued { token_id, .. } = &record.event else { bail!("internal: not a token event") };
             let token_id = token_id.clone();
             match store.append(std::slice::from_ref(&record)).await {
-                Ok(()) => {
+                Ok(_) => {
                     crate::outln!("token id: {token_id}");
                     crate::outln!("{} token: {secret}", role.as_str());
                     return Ok(());

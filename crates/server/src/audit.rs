@@ -193,19 +193,20 @@ impl AuditLog {
         gigawatt_transparency::root_at(&prover, size).map_err(internal)
     }
 
-    /// Adds the leaves of records just committed (reading from the store whatever the
-    /// tree missed), and signs a checkpoint when one is due.
+    /// Adds the leaf hashes of records just committed, as [`Store::append`] returned
+    /// them (reading from the store whatever the tree missed), and signs a checkpoint
+    /// when one is due.
     pub async fn committed(
         &mut self,
         store: &Store,
         records: &[Record],
+        hashes: &[Hash],
         now_ms: i64,
     ) -> Result<(), AuditError> {
         match records.first() {
-            Some(first) if first.seq == self.tree.size() + 1 => {
-                for r in records {
-                    let h = gigawatt_transparency::leaf_hash(&r.leaf());
-                    if let Some((block, root)) = self.tree.push_leaf_hash(h) {
+            Some(first) if first.seq == self.tree.size() + 1 && hashes.len() == records.len() => {
+                for h in hashes {
+                    if let Some((block, root)) = self.tree.push_leaf_hash(*h) {
                         store.save_block_root(block, &root).await?;
                     }
                 }

@@ -902,7 +902,7 @@ pub async fn open(
     engine.apply_budget_schedule(now_ms).map_err(|e| anyhow::anyhow!("{}", e))?;
     let staged = engine.take_staged();
     match store.append(&staged).await {
-        Ok(()) => Ok((engine, report)),
+        Ok(_) => Ok((engine, report)),
         Err(StoreError::Conflict(_)) => {
             // Another process initialised the log at the same moment: load what it wrote.
             Ok(Engine::load(store, config, now_ms).await?)

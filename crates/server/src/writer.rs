@@ -178,9 +178,13 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
                 .and_then(|()| engine.tick(now))
         };
         let records = engine.take_staged();
+        let mut hashes = Vec::new();
         if result.is_ok() {
             result = match state.store.append(&records).await {
-                Ok(()) => Ok(()),
+                Ok(h) => {
+                    hashes = h;
+                    Ok(())
+                }
                 Err(e) => {
                     let answer = match &e {
                         StoreError::Conflict(_) => EngineError::unavailable(
@@ -213,7 +217,7 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::Receiver<Msg>) {
             let kept = if records.is_empty() {
                 audit.maybe_sign(&state.store, now).await
             } else {
-                audit.committed(&state.store, &records, now).await
+                audit.committed(&state.store, &records, &hashes, now).await
             };
             if let Err(e) = kept {
                 tracing::error!("the audit trail could not follow the log: {e}");

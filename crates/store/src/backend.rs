@@ -143,17 +143,21 @@ impl Store {
     }
 
     /// Appends `records` (whose `seq`s must follow the log's last one, densely) in one
-    /// transaction: all or none.
-    pub async fn append(&self, records: &[Record]) -> Result<(), StoreError> {
+    /// transaction: all or none. Returns their leaf hashes, as written beside them, so
+    /// the audit trail need not encode each record a second time.
+    pub async fn append(&self, records: &[Record]) -> Result<Vec<gigawatt_transparency::Hash>, StoreError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut rows = Vec::with_capacity(records.len());
+        let mut hashes = Vec::with_capacity(records.len());
         for r in records {
             let corrupt = |e: serde_json::Error| StoreError::Corrupt { seq: r.seq, message: e.to_string() };
             let body = serde_json::to_string(&r.event).map_err(corrupt)?;
             let actor = r.actor.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
-            let leaf = gigawatt_transparency::leaf_hash(&r.leaf()).to_vec();
+            let hash = gigawatt_transparency::leaf_hash(&r.leaf());
+            hashes.push(hash);
+            let leaf = hash.to_vec();
             rows.push((
                 r.seq as i64,
                 r.at_ms,
@@ -210,7 +214,7 @@ impl Store {
             Backend::Sqlite(pool) => insert!(pool),
             Backend::Postgres(pool) => insert!(pool),
         }
-        Ok(())
+        Ok(hashes)
     }
 
     /// The last position written (0 for an empty log).
